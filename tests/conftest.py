@@ -1,0 +1,73 @@
+"""Shared fixtures: the London demo faces (skipped with a reason when absent) and tiny generated trees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data"))
+LONDON = DATA_DIR / "london-faces"
+
+
+@pytest.fixture(scope="session")
+def london_dir() -> Path:
+    """The London set folder; skips the test when it is not on this machine."""
+    if not (LONDON / "london_info.csv").is_file():
+        pytest.skip(f"London faces not found at {LONDON} (set FACEDIAG_DATA_DIR to the folder holding london-faces)")
+    return LONDON
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (24, 24)) -> Path:
+    """A small random RGB JPEG/PNG (content differs by seed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def class_tree(tmp_path: Path):
+    """Factory: `<tmp>/<class>/<n>.png` with ``n_per_class`` distinct images per class folder."""
+
+    def make(folders: list[str], n_per_class: int) -> Path:
+        seed = 0
+        for folder in folders:
+            for i in range(n_per_class):
+                write_image(tmp_path / "root" / folder / f"img{i:03d}.png", seed)
+                seed += 1
+        return tmp_path / "root"
+
+    return make
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """A real HTTP server on 127.0.0.1 serving ``<tmp>/www``; yields (www folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+
+from facediag.data import build_manifest, usable
+from facediag.data.dsf import DSFDataset
+from facediag.data.folder import FolderDataset, UnknownClassError
+from facediag.data.london import LondonFaces, pinned_checksums
+from facediag.download import sha256_file
+
+DSF_FOLDERS = ["Beta-Thalassemia", "hyperthyroidism", "Down Syndrome", "LEPROSY", "healthy"]
+
+
+def test_dsf_folder_names_map_to_classes_tolerant_of_case_spaces_and_hyphens(class_tree):
+    root = class_tree(DSF_FOLDERS, 3)
+    records = DSFDataset(root, task="multiclass").records()
+    assert sorted({r.label for r in records}) == ["D1", "D2", "D3", "D4", "N0"]
+    assert len(records) == 15
+
+
+def test_dsf_binary_task_keeps_d1_and_n0_and_lists_the_rest_as_excluded(class_tree):
+    root = class_tree(DSF_FOLDERS, 3)
+    dataset = DSFDataset(root, task="binary")
+    manifest = build_manifest(dataset.records())
+    kept = usable(manifest)
+    assert dataset.classes == ["N0", "D1"] and dataset.positive == "D1"
+    assert sorted(kept["label"].unique()) == ["D1", "N0"] and len(kept) == 6
+    assert (manifest["status"].str.startswith("excluded")).sum() == 9
+
+
+def test_dsf_subject_defaults_to_the_file_and_can_come_from_a_csv(class_tree, tmp_path):
+    root = class_tree(["D1", "N0"], 2)
+    default = DSFDataset(root).records()
+    assert len({r.subject for r in default}) == 4
+    csv = tmp_path / "subjects.csv"
+    csv.write_text("path,subject,site\nD1/img000.png,p1,lisbon\nD1/img001.png,p1,lisbon\n")
+    records = {Path(r.path).name + r.label: r for r in DSFDataset(root, subjects_csv=csv).records()}
+    assert records["img000.pngD1"].subject == records["img001.pngD1"].subject == "p1"
+    assert records["img000.pngD1"].meta["site"] == "lisbon"
+
+
+def test_unknown_class_folder_is_a_clear_error(class_tree):
+    root = class_tree(["D1", "N0", "acne"], 1)
+    with pytest.raises(UnknownClassError, match="acne"):
+        DSFDataset(root).records()
+
+
+def test_folder_dataset_uses_every_folder_as_a_class(class_tree):
+    root = class_tree(["cats", "dogs"], 2)
+    dataset = FolderDataset(root)
+    assert dataset.classes == ["cats", "dogs"]
+    assert len(dataset.records()) == 4
+
+
+def test_undecodable_and_empty_files_are_reported_in_the_manifest(class_tree):
+    root = class_tree(["a", "b"], 2)
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "b" / "empty.png").write_bytes(b"")
+    manifest = build_manifest(FolderDataset(root).records()).set_index("path")
+    assert "cannot be decoded" in manifest.loc[str(root / "a" / "broken.jpg"), "status"] or \
+        "not a recognised" in manifest.loc[str(root / "a" / "broken.jpg"), "status"]
+    assert "empty file" in manifest.loc[str(root / "b" / "empty.png"), "status"]
+    assert len(manifest) == 6 and len(usable(manifest.reset_index())) == 4
+
+
+@pytest.mark.slow
+def test_london_manifest_has_204_images_of_102_people_with_matching_checksums(london_dir):
+    manifest = build_manifest(LondonFaces(london_dir, task="sex", download=False).records())
+    assert len(manifest) == 204 and manifest["subject"].nunique() == 102
+    assert (manifest["status"] == "ok").all()
+    assert set(manifest["label"]) == {"female", "male"}
+    sums = pinned_checksums()
+    for _, row in manifest.iterrows():
+        relative = Path(row["path"]).relative_to(london_dir).as_posix()
+        assert row["sha256"] == sums[relative], relative
+    assert sha256_file(london_dir / "london_info.csv") == sums["london_info.csv"]
+
+
+def test_london_age_task_reports_people_with_unknown_age(london_dir):
+    records = LondonFaces(london_dir, task="age", download=False).records()
+    unknown = [r for r in records if r.label is None]
+    assert len(unknown) == 4 and all("excluded" in r.status for r in unknown)
+    assert {r.label for r in records if r.label} <= set(LondonFaces(london_dir, task="age").classes)
+
+
+def test_london_tasks_have_the_documented_classes(london_dir):
+    assert LondonFaces(london_dir, task="expression").positive == "smiling"
+    labels = {r.label for r in LondonFaces(london_dir, task="sex_expression").records()}
+    assert labels == {"female_neutral", "female_smiling", "male_neutral", "male_smiling"}

@@ -1,0 +1,127 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from facediag.data.splits import (
+    LeakError,
+    carve_validation,
+    check_no_leak,
+    kfold_split,
+    make_split,
+    paper_split,
+)
+
+
+def people(n_people: int = 60, images_each: int = 2, n_classes: int = 2):
+    subjects = np.repeat([f"p{i:03d}" for i in range(n_people)], images_each)
+    labels = np.repeat([f"c{i % n_classes}" for i in range(n_people)], images_each)
+    return labels, subjects
+
+
+def sides_are_disjoint(roles, subjects) -> bool:
+    by_role = {r: set(subjects[roles == r]) for r in set(roles) if r}
+    names = list(by_role)
+    return all(not (by_role[a] & by_role[b]) for i, a in enumerate(names) for b in names[i + 1:])
+
+
+def test_paper_split_takes_n_test_and_n_train_images_per_class():
+    labels = np.repeat(["D1", "N0"], 70)
+    subjects = np.array([f"s{i}" for i in range(140)])
+    roles = paper_split(labels, subjects, n_train=40, n_test=30, seed=3)
+    for label in ("D1", "N0"):
+        assert (roles[labels == label] == "test").sum() == 30
+        assert (roles[labels == label] == "train").sum() == 40
+
+
+def test_paper_split_is_reproducible_by_seed_and_changes_with_it():
+    labels = np.repeat(["D1", "N0"], 70)
+    subjects = np.array([f"s{i}" for i in range(140)])
+    first = paper_split(labels, subjects, seed=1)
+    assert (first == paper_split(labels, subjects, seed=1)).all()
+    assert (first != paper_split(labels, subjects, seed=2)).any()
+
+
+def test_paper_split_keeps_a_person_with_several_images_on_one_side():
+    labels, subjects = people(70, 2)
+    roles = paper_split(labels, subjects, n_train=20, n_test=20, seed=0)
+    assert sides_are_disjoint(roles, subjects)
+
+
+@pytest.mark.parametrize("fold", [0, 1, 2, 3])
+def test_kfold_keeps_subjects_on_one_side_and_is_stratified(fold):
+    labels, subjects = people(80, 2)
+    roles = kfold_split(labels, subjects, n_folds=4, fold=fold, seed=5)
+    assert sides_are_disjoint(roles, subjects)
+    test_labels = labels[roles == "test"]
+    assert abs((test_labels == "c0").mean() - 0.5) < 0.1
+
+
+def test_kfold_folds_cover_every_image_once_per_repeat():
+    labels, subjects = people(40, 2)
+    counts = sum((kfold_split(labels, subjects, n_folds=4, fold=f, seed=0) == "test").astype(int) for f in range(4))
+    assert (counts == 1).all()
+
+
+def test_repeated_kfold_differs_by_split_seed_and_repeats_by_seed():
+    labels, subjects = people(40, 2)
+    a = kfold_split(labels, subjects, n_folds=4, fold=0, seed=0)
+    assert (a == kfold_split(labels, subjects, n_folds=4, fold=0, seed=0)).all()
+    assert (a != kfold_split(labels, subjects, n_folds=4, fold=0, seed=1)).any()
+
+
+def test_validation_is_carved_from_training_only_and_by_subject():
+    labels, subjects = people(60, 2)
+    roles = kfold_split(labels, subjects, n_folds=3, fold=0, seed=0)
+    carved = carve_validation(roles, labels, subjects, val_size=0.25, seed=0)
+    assert ((roles == "test") == (carved == "test")).all()
+    assert (carved == "val").sum() > 0 and ((carved == "val") <= (roles == "train")).all()
+    assert sides_are_disjoint(carved, subjects)
+
+
+def table(paths, labels, subjects, digests, roles):
+    return pd.DataFrame({"path": paths, "label": labels, "subject": subjects, "sha256": digests, "role": roles})
+
+
+def test_leak_guard_names_the_files_of_a_subject_on_both_sides():
+    frame = table(["a.jpg", "b.jpg", "c.jpg"], ["x", "x", "y"], ["p1", "p1", "p2"], ["1", "2", "3"],
+                  ["train", "test", "train"])
+    with pytest.raises(LeakError, match=r"a\.jpg.*b\.jpg"):
+        check_no_leak(frame)
+
+
+def test_leak_guard_fires_on_identical_bytes_across_sides():
+    frame = table(["a.jpg", "copy_of_a.jpg"], ["x", "x"], ["p1", "p2"], ["same", "same"], ["train", "test"])
+    with pytest.raises(LeakError, match="identical image bytes.*copy_of_a.jpg"):
+        check_no_leak(frame)
+
+
+def test_leak_guard_fires_on_identical_bytes_under_two_labels():
+    frame = table(["a.jpg", "a2.jpg"], ["x", "y"], ["p1", "p1"], ["same", "same"], ["train", "train"])
+    with pytest.raises(LeakError, match="several labels"):
+        check_no_leak(frame)
+
+
+def test_make_split_refuses_duplicate_images_of_different_people():
+    labels, subjects = people(20, 1)
+    digests = [f"h{i}" for i in range(20)]
+    digests[1] = digests[0]  # the same photo filed under two people: kfold may separate them
+    frame = pd.DataFrame({"path": [f"{s}.jpg" for s in subjects], "label": labels, "subject": subjects,
+                          "sha256": digests})
+    outcomes = []
+    for seed in range(6):
+        try:
+            make_split(frame, kind="kfold", n_folds=2, split_seed=seed, val_size=0)
+            outcomes.append("ok")
+        except LeakError as err:
+            assert "p000.jpg" in str(err) and "p001.jpg" in str(err)
+            outcomes.append("refused")
+    assert "refused" in outcomes
+
+
+def test_make_split_writes_the_contract_columns():
+    labels, subjects = people(30, 2)
+    frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(60)], "label": labels, "subject": subjects,
+                          "sha256": [str(i) for i in range(60)]})
+    split = make_split(frame, kind="kfold", n_folds=3)
+    assert list(split.columns)[:5] == ["path", "subject", "label", "role", "fold"]
+    assert set(split["role"]) == {"train", "val", "test"}
