@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics.pairwise import chi2_kernel
 from sklearn.svm import SVC
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["DenseSiftBow", "Chi2SVC", "make_svm", "dense_sift_descriptors"]
@@ -43,10 +44,14 @@ def _as_image_list(images: Images) -> list[np.ndarray]:
 
 
 def _grid_keypoints(height: int, width: int, step: int, sizes: Sequence[float]) -> list[cv2.KeyPoint]:
-    """Keypoints on a regular grid; each size's grid keeps its whole patch inside the image."""
+    """Keypoints on a regular grid, one grid per size, centres at least 1.5 * size from the border.
+
+    OpenCV's SIFT descriptor of a keypoint of size s covers 4 x 4 cells of 1.5 * s pixels, i.e. a
+    window 6 * s pixels wide; the margin keeps its inner 2 x 2 cells inside the image.
+    """
     keypoints = []
     for size in sizes:
-        margin = int(np.ceil(size / 2))
+        margin = int(np.ceil(1.5 * size))
         ys = np.arange(margin, height - margin + 1, step)
         xs = np.arange(margin, width - margin + 1, step)
         if ys.size == 0 or xs.size == 0:
@@ -61,15 +66,17 @@ def dense_sift_descriptors(image: np.ndarray, step: int, sizes: Sequence[float])
     keypoints = _grid_keypoints(grey.shape[0], grey.shape[1], step, sizes)
     _, descriptors = cv2.SIFT_create().compute(grey, keypoints)
     if descriptors is None or len(descriptors) != len(keypoints):
-        raise RuntimeError(f"OpenCV SIFT returned {0 if descriptors is None else len(descriptors)} descriptors "
-                           f"for {len(keypoints)} grid keypoints")
+        returned = 0 if descriptors is None else len(descriptors)
+        raise RuntimeError(f"OpenCV SIFT returned {returned} descriptors for {len(keypoints)} grid keypoints")
     return descriptors.astype(np.float32, copy=False)
 
 
 class DenseSiftBow(TransformerMixin, BaseEstimator):
     """Dense SIFT bag of visual words: uint8 RGB aligned faces -> L1-normalised word histograms.
 
-    step: grid spacing in pixels; sizes: SIFT patch diameters in pixels (one grid per size);
+    step: grid spacing in pixels; sizes: OpenCV keypoint sizes in pixels, one grid per size (the
+    descriptor window is 6 * size pixels wide: sizes (4, 8) give 24 and 48 pixel windows on a 150
+    pixel face);
     n_words: vocabulary size (k of k-means); max_descriptors_per_image: descriptors sampled per
     training image to fit the vocabulary (``transform`` always uses all of them); seed: sampling and
     k-means seed.
@@ -77,8 +84,8 @@ class DenseSiftBow(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        step: int = 8,
-        sizes: Sequence[float] = (8, 16),
+        step: int = 6,
+        sizes: Sequence[float] = (4, 8),
         n_words: int = 256,
         max_descriptors_per_image: int = 200,
         seed: int = 0,
@@ -173,14 +180,25 @@ class Chi2SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Chi2SVC: gamma must be positive, got {self.gamma}")
         return float(self.gamma)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     @staticmethod
-    def _check_non_negative(X: np.ndarray) -> None:
+    def _checked(X: np.ndarray) -> np.ndarray:
+        """Non-negative, writable features (sklearn's chi2_kernel rejects read-only buffers)."""
         if np.any(X < 0):
-            raise ValueError("Chi2SVC: the chi-squared kernel needs non-negative features (e.g. histograms)")
+            raise ValueError(
+                "Negative values in data passed to Chi2SVC: the chi-squared kernel needs non-negative "
+                "features (e.g. histograms)"
+            )
+        return X if X.flags.writeable else X.copy()
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Chi2SVC:
         X, y = validate_data(self, X, y, dtype=np.float64)
-        self._check_non_negative(X)
+        check_classification_targets(y)
+        X = self._checked(X)
         self.gamma_ = self._resolve_gamma(X)
         self.X_fit_ = X
         self.svc_ = SVC(kernel="precomputed", C=self.C).fit(chi2_kernel(X, gamma=self.gamma_), y)
@@ -189,16 +207,17 @@ class Chi2SVC(ClassifierMixin, BaseEstimator):
 
     def _kernel(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "svc_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        self._check_non_negative(X)
-        return chi2_kernel(X, self.X_fit_, gamma=self.gamma_)
+        X = self._checked(validate_data(self, X, dtype=np.float64, reset=False))
+        return chi2_kernel(X, self._checked(self.X_fit_), gamma=self.gamma_)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """SVC decision values: (N,) for two classes (positive = classes_[1]), else (N, n_classes)."""
-        return self.svc_.decision_function(self._kernel(X))
+        kernel = self._kernel(X)
+        return self.svc_.decision_function(kernel)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.svc_.predict(self._kernel(X))
+        kernel = self._kernel(X)
+        return self.svc_.predict(kernel)
 
 
 def make_svm(kind: Literal["linear", "chi2"], C: float = 1.0) -> SVC | Chi2SVC:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,25 +41,42 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image as upright uint8 RGB (H, W, 3); raise BadImageError naming the file."""
-    path = Path(path)
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise BadImageError(path, "file not found")
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file (0 bytes)")
+    image = Image.open(path)
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise BadImageError(path, f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}")
+    return image
+
+
+def check_decodes(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Decode the whole file (JPEGs at reduced DCT scale: every byte is still parsed, ~10x faster).
+
+    Returns the upright (width, height); raises BadImageError naming the file like ``read_rgb``.
+    """
+    path = Path(path)
+    with _decode_errors(path):
+        with _open_checked(path, max_pixels) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+@contextlib.contextmanager
+def _decode_errors(path: Path) -> Iterator[None]:
+    """Turn PIL's many failure types into BadImageError(path, reason)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise BadImageError(
-                        path, f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
-                    )
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-                return np.ascontiguousarray(np.asarray(_to_rgb(upright), dtype=np.uint8))
+            yield
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -66,3 +85,12 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
         raise BadImageError(path, "not a recognised image format") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImageError(path, f"cannot be decoded ({err})") from err
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image as upright uint8 RGB (H, W, 3); raise BadImageError naming the file."""
+    path = Path(path)
+    with _decode_errors(path), _open_checked(path, max_pixels) as image:
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return np.ascontiguousarray(np.asarray(_to_rgb(upright), dtype=np.uint8))

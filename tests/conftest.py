@@ -71,3 +71,27 @@ def http_server(tmp_path: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def compose_train(out_dir: Path, *overrides: str, cache_dir: Path | None = None):
+    """The composed `train` config for a run in ``out_dir`` (no Hydra runtime needed)."""
+    from hydra import compose, initialize_config_dir
+
+    from facediag.config import CONFIG_DIR, register_resolvers
+
+    register_resolvers()
+    base = [f"paths.output_dir={out_dir}", f"paths.data_dir={DATA_DIR}"]
+    if cache_dir is not None:
+        base.append(f"paths.cache_dir={cache_dir}")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[*base, *overrides])
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One preprocessing/feature cache for the whole session (cold once, warm afterwards)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+TINY = ["data.max_subjects_per_class=6", "data.n_folds=3", "preprocess.n_workers=1", "preprocess.progress=false",
+        "logger=none"]

@@ -57,8 +57,10 @@ def test_undecodable_and_empty_files_are_reported_in_the_manifest(class_tree):
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "b" / "empty.png").write_bytes(b"")
     manifest = build_manifest(FolderDataset(root).records()).set_index("path")
-    assert "cannot be decoded" in manifest.loc[str(root / "a" / "broken.jpg"), "status"] or \
-        "not a recognised" in manifest.loc[str(root / "a" / "broken.jpg"), "status"]
+    assert (
+        "cannot be decoded" in manifest.loc[str(root / "a" / "broken.jpg"), "status"]
+        or "not a recognised" in manifest.loc[str(root / "a" / "broken.jpg"), "status"]
+    )
     assert "empty file" in manifest.loc[str(root / "b" / "empty.png"), "status"]
     assert len(manifest) == 6 and len(usable(manifest.reset_index())) == 4
 

@@ -21,7 +21,7 @@ def people(n_people: int = 60, images_each: int = 2, n_classes: int = 2):
 def sides_are_disjoint(roles, subjects) -> bool:
     by_role = {r: set(subjects[roles == r]) for r in set(roles) if r}
     names = list(by_role)
-    return all(not (by_role[a] & by_role[b]) for i, a in enumerate(names) for b in names[i + 1:])
+    return all(not (by_role[a] & by_role[b]) for i, a in enumerate(names) for b in names[i + 1 :])
 
 
 def test_paper_split_takes_n_test_and_n_train_images_per_class():
@@ -83,8 +83,9 @@ def table(paths, labels, subjects, digests, roles):
 
 
 def test_leak_guard_names_the_files_of_a_subject_on_both_sides():
-    frame = table(["a.jpg", "b.jpg", "c.jpg"], ["x", "x", "y"], ["p1", "p1", "p2"], ["1", "2", "3"],
-                  ["train", "test", "train"])
+    frame = table(
+        ["a.jpg", "b.jpg", "c.jpg"], ["x", "x", "y"], ["p1", "p1", "p2"], ["1", "2", "3"], ["train", "test", "train"]
+    )
     with pytest.raises(LeakError, match=r"a\.jpg.*b\.jpg"):
         check_no_leak(frame)
 
@@ -105,8 +106,9 @@ def test_make_split_refuses_duplicate_images_of_different_people():
     labels, subjects = people(20, 1)
     digests = [f"h{i}" for i in range(20)]
     digests[1] = digests[0]  # the same photo filed under two people: kfold may separate them
-    frame = pd.DataFrame({"path": [f"{s}.jpg" for s in subjects], "label": labels, "subject": subjects,
-                          "sha256": digests})
+    frame = pd.DataFrame(
+        {"path": [f"{s}.jpg" for s in subjects], "label": labels, "subject": subjects, "sha256": digests}
+    )
     outcomes = []
     for seed in range(6):
         try:
@@ -120,8 +122,14 @@ def test_make_split_refuses_duplicate_images_of_different_people():
 
 def test_make_split_writes_the_contract_columns():
     labels, subjects = people(30, 2)
-    frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(60)], "label": labels, "subject": subjects,
-                          "sha256": [str(i) for i in range(60)]})
+    frame = pd.DataFrame(
+        {
+            "path": [f"{i}.jpg" for i in range(60)],
+            "label": labels,
+            "subject": subjects,
+            "sha256": [str(i) for i in range(60)],
+        }
+    )
     split = make_split(frame, kind="kfold", n_folds=3)
     assert list(split.columns)[:5] == ["path", "subject", "label", "role", "fold"]
     assert set(split["role"]) == {"train", "val", "test"}

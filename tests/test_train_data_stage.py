@@ -10,8 +10,13 @@ from tests.conftest import DATA_DIR, REPO
 
 def run_train(*overrides: str) -> subprocess.CompletedProcess:
     env_overrides = [f"paths.data_dir={DATA_DIR}"]
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *env_overrides, *overrides],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *env_overrides, *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.slow
@@ -21,7 +26,14 @@ def test_train_writes_a_204_row_manifest_and_a_split_without_subject_leaks(londo
     manifest = pd.read_csv(tmp_path / "manifest.csv", dtype={"subject": str})
     split = pd.read_csv(tmp_path / "split.csv", dtype={"subject": str})
     assert len(manifest) == 204 and list(manifest.columns)[:7] == [
-        "path", "label", "subject", "sha256", "width", "height", "status"]
+        "path",
+        "label",
+        "subject",
+        "sha256",
+        "width",
+        "height",
+        "status",
+    ]
     assert list(split.columns)[:5] == ["path", "subject", "label", "role", "fold"]
     test_people = set(split.loc[split.role == "test", "subject"])
     fit_people = set(split.loc[split.role.isin(["train", "val"]), "subject"])
@@ -31,10 +43,17 @@ def test_train_writes_a_204_row_manifest_and_a_split_without_subject_leaks(londo
 
 @pytest.mark.slow
 def test_two_runs_started_together_get_separate_run_dirs(london_dir, tmp_path):
-    command = [sys.executable, str(REPO / "train.py"), f"paths.data_dir={DATA_DIR}", "prepare_only=true",
-               f"paths.log_dir={tmp_path}"]
-    procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"paths.data_dir={DATA_DIR}",
+        "prepare_only=true",
+        f"paths.log_dir={tmp_path}",
+    ]
+    procs = [
+        subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     run_dirs = [p.parent for p in Path(tmp_path, "runs").rglob("split.csv")]

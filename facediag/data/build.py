@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -42,20 +43,40 @@ def split_kwargs(data_cfg: DictConfig) -> dict[str, Any]:
 
 def count_table(split: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """Images per class (rows) and role (columns), with totals."""
-    table = pd.crosstab(pd.Categorical(split["label"], categories=classes), split["role"], margins=True,
-                        margins_name="total", dropna=False)
+    table = pd.crosstab(
+        pd.Categorical(split["label"], categories=classes),
+        split["role"],
+        margins=True,
+        margins_name="total",
+        dropna=False,
+    )
     table.index.name, table.columns.name = "class", None
     return table[[c for c in ("train", "val", "test", "total") if c in table.columns]]
 
 
-def prepare_data(data_cfg: DictConfig, out_dir: str | Path | None = None) -> PreparedData:
+def subsample_subjects(table: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """Keep ``per_class`` subjects of each class (seeded): quick checks and tests on a tiny subset."""
+    rng = np.random.default_rng(seed)
+    keep: set[str] = set()
+    for _, rows in table.groupby("label"):
+        subjects = sorted(set(rows["subject"]) - keep)
+        keep.update(rng.permutation(subjects)[:per_class])
+    return table[table["subject"].isin(keep)].reset_index(drop=True)
+
+
+def prepare_data(
+    data_cfg: DictConfig, out_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> PreparedData:
     """Instantiate the source, build the manifest and the split; write manifest.csv and split.csv."""
     source = instantiate(data_cfg.source, _convert_="all")
-    manifest = build_manifest(source.records())
+    manifest = build_manifest(source.records(), cache_dir=cache_dir)
     bad = manifest[~manifest["status"].isin(["ok"]) & ~manifest["status"].str.startswith("excluded")]
     for _, row in bad.iterrows():
         log.warning("skipped %s: %s", row["path"], row["status"])
-    split = make_split(usable(manifest), **split_kwargs(data_cfg))
+    table = usable(manifest)
+    if data_cfg.get("max_subjects_per_class"):
+        table = subsample_subjects(table, int(data_cfg.max_subjects_per_class), int(data_cfg.split_seed))
+    split = make_split(table, **split_kwargs(data_cfg))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

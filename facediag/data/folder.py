@@ -44,8 +44,9 @@ def read_subject_csv(csv_path: str | os.PathLike, root: Path) -> pd.DataFrame:
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
         raise ValueError(f"{csv_path}: needs a 'path' column (found {list(table.columns)})")
-    table["path"] = [str((root / p).resolve()) if not os.path.isabs(p) else str(Path(p).resolve())
-                     for p in table["path"]]
+    table["path"] = [
+        str((root / p).resolve()) if not os.path.isabs(p) else str(Path(p).resolve()) for p in table["path"]
+    ]
     return table.set_index("path")
 
 

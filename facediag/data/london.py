@@ -56,8 +56,9 @@ def download_london(
     failures, fetched = [], 0
     for local in wanted:
         try:
-            download_verified(base_url.rstrip("/") + "/" + remote_path(local), dest / local, checksums[local],
-                              timeout=timeout)
+            download_verified(
+                base_url.rstrip("/") + "/" + remote_path(local), dest / local, checksums[local], timeout=timeout
+            )
             fetched += 1
         except DownloadError as err:
             failures.append(str(err))

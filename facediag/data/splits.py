@@ -129,6 +129,4 @@ def make_split(
     roles = carve_validation(roles, labels, subjects, val_size=val_size, seed=split_seed)
     split = table.assign(role=roles, fold=fold)
     check_no_leak(split)
-    return split.loc[split["role"] != "", ["path", "subject", "label", "role", "fold", "sha256"]].reset_index(
-        drop=True
-    )
+    return split.loc[split["role"] != "", ["path", "subject", "label", "role", "fold", "sha256"]].reset_index(drop=True)

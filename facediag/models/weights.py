@@ -228,8 +228,9 @@ def resolve_weight_file(
             raise WeightsNotFoundError(f"{_placement_message(spec, cache)}\ndownload failed: {err}") from err
     if found is None:
         raise WeightsNotFoundError(_placement_message(spec, cache))
-    if sha256 is None and spec.size_bytes is not None and found.stat().st_size != spec.size_bytes:
-        raise ChecksumError(f"{found}: {found.stat().st_size} bytes, expected {spec.size_bytes} ({_describe(spec)})")
+    size = found.stat().st_size
+    if sha256 is None and spec.size_bytes is not None and size != spec.size_bytes:
+        raise ChecksumError(f"{found}: {size} bytes, expected {spec.size_bytes} ({_describe(spec)})")
     actual = verify_sha256(found, expected)
     if expected is None:
         logger.warning(
@@ -263,7 +264,8 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise BadWeightsError(f"{path}: expected a state dict of {{name: tensor}}, got {type(loaded).__name__}")
+        kind = type(loaded).__name__
+        raise BadWeightsError(f"{path}: expected a state dict of {{name: tensor}}, got {kind}")
     return dict(loaded)
 
 
@@ -306,7 +308,8 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
         if wrong:
             parts.append(f"{len(wrong)} shape mismatches (e.g. {wrong[:5]})")
-        raise WeightsLayoutError(f"{source}: state dict does not fit {type(module).__name__}: " + "; ".join(parts))
+        network = type(module).__name__
+        raise WeightsLayoutError(f"{source}: state dict does not fit {network}: " + "; ".join(parts))
     filled = dict(state_dict)
     for key in expected:
         if key not in filled:  # only num_batches_tracked can be missing here

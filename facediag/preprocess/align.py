@@ -27,6 +27,7 @@ import numpy as np
 N_LANDMARKS = 68
 
 # dlib's mean face shape for landmarks 17..67 (x then y), copied from get_face_chip_details.
+# fmt: off
 _DLIB_MEAN_X_17_67 = (
     0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124,
     0.904991, 0.98004, 0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036,
@@ -45,6 +46,7 @@ _DLIB_MEAN_Y_17_67 = (
     0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
     0.784792, 0.824182, 0.831803, 0.824182,
 )
+# fmt: on
 
 #: dlib's mean face as (68, 2); jaw points 0-16 are not part of it (NaN).
 DLIB_MEAN_FACE = np.full((N_LANDMARKS, 2), np.nan)
@@ -72,9 +74,7 @@ def five_points(landmarks68: np.ndarray) -> np.ndarray:
     points = np.asarray(landmarks68, dtype=np.float64)
     if points.shape != (N_LANDMARKS, 2):
         raise ValueError(f"expected (68, 2) landmarks, got {points.shape}")
-    return np.stack(
-        [points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]]
-    )
+    return np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]])
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> np.ndarray:
@@ -166,10 +166,26 @@ def alignment_matrix(
 
 
 def resize_matrix(width: int, height: int, size: int) -> np.ndarray:
-    """(2, 3) matrix mapping the central square of a ``width`` x ``height`` image onto ``size`` pixels."""
+    """(2, 3) matrix of ``center_square_resize``: the central square of the image onto ``size`` pixels."""
     side = min(width, height)
     scale = size / side
-    return np.array([[scale, 0.0, -(width - side) / 2 * scale], [0.0, scale, -(height - side) / 2 * scale]])
+    left, top = (width - side) // 2, (height - side) // 2
+    # pixel centres: crop (u + 0.5) = scale * (x - left + 0.5)
+    return np.array([[scale, 0.0, (0.5 - left) * scale - 0.5], [0.0, scale, (0.5 - top) * scale - 0.5]])
+
+
+def center_square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The central square of ``image`` resized to ``size`` x ``size`` (area interpolation when shrinking).
+
+    For whole-image crops (already aligned images, the centre-crop fallback): unlike ``warp``, whose
+    dlib geometry loses a pixel or two at the image border, this keeps every edge pixel.
+    """
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top : top + side, left : left + side]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(square, (size, size), interpolation=interpolation))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +273,7 @@ def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     inside = (left >= 0) & (top >= 0) & (left + 1 < width) & (top + 1 < height)
     index = np.where(inside, top * width + left, 0)
     flat = image.reshape(-1, image.shape[2])
+
     def gather(offset: int) -> np.ndarray:
         return np.take(flat, index + offset, axis=0)
 

@@ -1,0 +1,24 @@
+"""Evaluate training runs from their saved predictions: `python evaluate.py run=<dir>` or `sweep=<dir|glob>`."""
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from facediag.config import register_resolvers  # noqa: E402
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from facediag.evaluation.cli import evaluate
+
+    sweep = OmegaConf.to_object(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
+    evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""DTL1: fine-tune a pretrained CNN with a fresh last layer (SGD, early stopping on validation).
+
+The best checkpoint by validation loss is restored for the test pass: EarlyStopping alone would test
+the last, over-trained weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+from facediag.data.datamodule import FaceDataModule, build_augment
+from facediag.results import prediction_frame
+from facediag.strategies.job import Job
+
+log = logging.getLogger(__name__)
+
+
+def top_k_error(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Fraction of samples whose true class is not among the k highest logits."""
+    k = min(k, logits.shape[1])
+    hits = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
+    return 1.0 - hits.float().mean()
+
+
+class FineTune(pl.LightningModule):
+    """A backbone with a ``num_classes`` head, trained with SGD (head lr multiplier, frozen stages)."""
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        num_classes: int,
+        lr: float = 5e-5,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        head_lr_mult: float = 1.0,
+        freeze_stages: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.net = backbone.replace_head(num_classes).train()  # create() hands over an eval-mode network
+        if freeze_stages:
+            self.net.freeze_stages(freeze_stages)
+        self.test_scores: list[np.ndarray] = []
+        self.test_rows: list[np.ndarray] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.net.preprocess(images, device=self.device))
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        images, targets, _ = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, targets)
+        size = len(targets)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(f"{stage}/top1_error", top_k_error(logits, targets, 1), on_step=False, on_epoch=True, batch_size=size)
+        if logits.shape[1] > 3:
+            self.log(
+                f"{stage}/top3_error", top_k_error(logits, targets, 3), on_step=False, on_epoch=True, batch_size=size
+            )
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_scores, self.test_rows = [], []
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+        images, _, rows = batch
+        self.test_scores.append(torch.softmax(self(images).float(), dim=1).cpu().numpy())
+        self.test_rows.append(rows.cpu().numpy())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        groups = self.net.param_groups(hp.lr, hp.head_lr_mult)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        return torch.optim.SGD(
+            [g for g in groups if g["params"]], lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+
+
+class DTL1:
+    """Fine-tuning with early stopping on the validation split; tests the best checkpoint."""
+
+    def __init__(
+        self,
+        name: str = "dtl1",
+        lr: float = 5e-5,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        head_lr_mult: float = 1.0,
+        freeze_stages: int = 0,
+        max_epochs: int = 100,
+        patience: int = 10,
+        monitor: str = "val/loss",
+        batch_size: int = 32,
+    ):
+        self.name = name
+        self.optim = dict(
+            lr=lr, weight_decay=weight_decay, momentum=momentum, head_lr_mult=head_lr_mult, freeze_stages=freeze_stages
+        )
+        self.max_epochs, self.patience, self.monitor, self.batch_size = max_epochs, patience, monitor, batch_size
+
+    def run(self, job: Job) -> pd.DataFrame:
+        rows, crops = job.crops(*job.backbone_crop)
+        if not (rows["role"] == "val").any():
+            raise ValueError("DTL1 needs a validation part for early stopping: set data.val_size > 0")
+        datamodule = FaceDataModule(
+            rows, crops, job.classes, batch_size=self.batch_size, augment=build_augment(job.augment()), seed=job.seed
+        )
+        model = FineTune(job.make_backbone(), len(job.classes), **self.optim)
+        checkpoints = ModelCheckpoint(
+            dirpath=job.out_dir / "checkpoints",
+            filename="best",
+            monitor=self.monitor,
+            mode="min",
+            save_last=True,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        )
+        stopping = EarlyStopping(monitor=self.monitor, mode="min", patience=self.patience)
+        trainer = job.make_trainer(callbacks=[checkpoints, stopping], max_epochs=self.max_epochs)
+        trainer.fit(
+            model,
+            datamodule=datamodule,
+            ckpt_path=resolve_ckpt(job.cfg.get("ckpt_path"), job.out_dir),
+            weights_only=True,
+        )
+        best = checkpoints.best_model_path or None
+        log.info(
+            "DTL1: best checkpoint %s (%s=%s), stopped at epoch %s",
+            best,
+            self.monitor,
+            checkpoints.best_model_score,
+            trainer.current_epoch,
+        )
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        job.info.update(
+            best_checkpoint=best,
+            best_val_loss=_float(checkpoints.best_model_score),
+            epochs=trainer.current_epoch,
+            stopped_epoch=stopping.stopped_epoch,
+        )
+        order = np.concatenate(model.test_rows)
+        return prediction_frame(rows.iloc[order], np.concatenate(model.test_scores), job.classes, "dtl1")
+
+
+def resolve_ckpt(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """`last` → the run dir's checkpoints/last.ckpt (when it exists); otherwise the path as given."""
+    if ckpt_path == "last":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    return ckpt_path
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

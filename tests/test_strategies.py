@@ -1,0 +1,92 @@
+"""Each strategy end to end on a tiny subset of the London faces (real faces, real weights)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from facediag.inference import TrainedRun
+from facediag.training import train
+from tests.conftest import TINY, compose_train
+
+pytestmark = pytest.mark.slow
+
+
+def run(tmp_path, shared_cache, *overrides):
+    cfg = compose_train(tmp_path, *TINY, *overrides, cache_dir=shared_cache)
+    return train(cfg), cfg
+
+
+def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_dir, tmp_path, shared_cache):
+    summary, _ = run(tmp_path / "a", shared_cache, "strategy=dtl2")
+    for name in (
+        "manifest.csv",
+        "split.csv",
+        "predictions.csv",
+        "metrics.json",
+        "confusion_matrix.png",
+        "svm.skops",
+        "svm_platt.skops",
+        "features/train.npz",
+        "features/test.npz",
+        "qa_grid.png",
+        "preprocess_report.csv",
+    ):
+        assert (tmp_path / "a" / name).is_file(), name
+    predictions = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    assert list(predictions.columns) == [
+        "path",
+        "subject",
+        "label",
+        "pred",
+        "role",
+        "variant",
+        "score_female",
+        "score_male",
+    ]
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["n_test"] == len(predictions) and 0 <= metrics["accuracy_ci"][0] <= metrics["accuracy"]
+    rerun, _ = run(tmp_path / "b", shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
+    assert summary["cnn_images"] > 0 and rerun["cnn_images"] == 0
+
+
+def test_same_seed_gives_the_same_split_and_the_same_dtl2_metrics(london_dir, tmp_path, shared_cache):
+    first, _ = run(tmp_path / "a", shared_cache, "strategy=dtl2")
+    second, _ = run(tmp_path / "b", shared_cache, "strategy=dtl2")
+    split_a = pd.read_csv(tmp_path / "a" / "split.csv")
+    split_b = pd.read_csv(tmp_path / "b" / "split.csv")
+    pd.testing.assert_frame_equal(split_a, split_b)
+    assert first["accuracy"] == second["accuracy"] and first["confusion_matrix"] == second["confusion_matrix"]
+
+
+def test_dsift_reports_a_linear_and_a_chi2_row(london_dir, tmp_path, shared_cache):
+    summary, _ = run(tmp_path, shared_cache, "strategy=dsift", "strategy.n_words=32", "strategy.C_grid=[1.0]")
+    assert set(summary["variants"]) == {"svm_linear", "svm_chi2"}
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert set(predictions["variant"]) == {"svm_linear", "svm_chi2"}
+    assert summary["macs"] is None and summary["backbone"] is None
+
+
+def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_path, shared_cache):
+    summary, _ = run(
+        tmp_path,
+        shared_cache,
+        "strategy=dtl1",
+        "strategy.max_epochs=4",
+        "strategy.patience=4",
+        "strategy.lr=0.02",
+        "strategy.batch_size=8",
+    )
+    best, last = tmp_path / "checkpoints" / "best.ckpt", tmp_path / "checkpoints" / "last.ckpt"
+    assert best.is_file() and last.is_file() and summary["best_checkpoint"] == str(best)
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    # re-score the test images from the best checkpoint alone: the saved scores must be reproduced
+    scored = TrainedRun(tmp_path).score(list(predictions["path"]))
+    assert scored.paths == list(predictions["path"])
+    np.testing.assert_allclose(scored.probabilities, predictions[["score_female", "score_male"]].to_numpy(), atol=1e-4)
+    best_ckpt, last_ckpt = torch.load(best, weights_only=True), torch.load(last, weights_only=True)
+    if best_ckpt["epoch"] != last_ckpt["epoch"]:
+        state = best_ckpt["state_dict"]
+        assert any(not torch.equal(last_ckpt["state_dict"][k], state[k]) for k in state)
