@@ -6,6 +6,10 @@ k-means vocabulary fitted on the training images only, and returns one L1-normal
 per image. ``make_svm`` builds the two classifiers of the paper's tables: a linear SVM and an SVM with
 the exponential chi-squared kernel (``Chi2SVC``). All are scikit-learn estimators: they clone, go in a
 ``Pipeline`` and tune in ``GridSearchCV`` with ``GroupKFold``.
+
+Threads: MiniBatchKMeans runs many tiny OpenMP steps; on a busy machine with few cores they can be
+10x slower with 2 threads than with one, so callers on such machines should wrap ``fit`` in
+``threadpoolctl.threadpool_limits(1)``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def _grid_keypoints(height: int, width: int, step: int, sizes: Sequence[float]) 
 
 def dense_sift_descriptors(image: np.ndarray, step: int, sizes: Sequence[float]) -> np.ndarray:
     """SIFT descriptors (n_keypoints, 128) float32 of a uint8 RGB image on a dense grid."""
+    (image,) = _as_image_list([image])
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     keypoints = _grid_keypoints(grey.shape[0], grey.shape[1], step, sizes)
     _, descriptors = cv2.SIFT_create().compute(grey, keypoints)
@@ -74,11 +79,10 @@ def dense_sift_descriptors(image: np.ndarray, step: int, sizes: Sequence[float])
 class DenseSiftBow(TransformerMixin, BaseEstimator):
     """Dense SIFT bag of visual words: uint8 RGB aligned faces -> L1-normalised word histograms.
 
-    step: grid spacing in pixels; sizes: OpenCV keypoint sizes in pixels, one grid per size (the
-    descriptor window is 6 * size pixels wide: sizes (4, 8) give 24 and 48 pixel windows on a 150
-    pixel face);
-    n_words: vocabulary size (k of k-means); max_descriptors_per_image: descriptors sampled per
-    training image to fit the vocabulary (``transform`` always uses all of them); seed: sampling and
+    step: grid spacing in pixels. sizes: OpenCV keypoint sizes in pixels, one grid per size; the
+    descriptor window is 6 * size pixels wide, so (4, 8) gives 24 and 48 pixel windows on a 150 pixel
+    face. n_words: vocabulary size (k of k-means). max_descriptors_per_image: descriptors sampled per
+    training image to fit the vocabulary (``transform`` always uses all of them). seed: sampling and
     k-means seed.
     """
 
@@ -131,8 +135,8 @@ class DenseSiftBow(TransformerMixin, BaseEstimator):
         self.vocabulary_ = MiniBatchKMeans(
             n_clusters=int(self.n_words),
             random_state=self.seed,
-            n_init=3,
-            batch_size=max(1024, 4 * int(self.n_words)),
+            n_init=1,
+            batch_size=1024,
         ).fit(sample)
         self.n_descriptors_fitted_ = len(sample)
 

@@ -38,13 +38,12 @@ def select_svm(
 ) -> SelectedSVM:
     """Grid-search C with StratifiedGroupKFold (a person never in two folds), refit on all given rows.
 
+    Even a single C is cross-validated: its grouped-CV accuracy is the run's validation score.
+
     ``param`` is the name of C inside ``estimator`` (e.g. ``svm__C`` in a Pipeline).
     """
     groups = np.asarray(groups)
     grid = [float(c) for c in C_grid]
-    if len(grid) == 1:
-        fitted = clone(estimator).set_params(**{param: grid[0]}).fit(features, y)
-        return SelectedSVM(fitted, grid[0], {})
     cv = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
     search = GridSearchCV(clone(estimator), {param: grid}, cv=cv, scoring="accuracy", refit=True)
     search.fit(features, y, groups=groups)

@@ -81,17 +81,29 @@ def missing_weight_files(config: DictConfig) -> list[str]:
     return messages
 
 
+def check_weights(config: DictConfig) -> None:
+    """Raise MissingWeightsError listing every weight file this (multi)run needs that is absent."""
+    missing = missing_weight_files(config)
+    if missing:
+        raise MissingWeightsError(
+            f"{len(missing)} weight file(s) needed by this run are not on this machine:\n  "
+            + "\n  ".join(missing)
+            + "\n(or pass weights.download=true where the machine is online)"
+        )
+
+
 class CheckWeights(Callback):
-    """Fails a run or multirun before any job starts when weight files are missing, listing all of them."""
+    """Stops a run or multirun before any job starts when weight files are missing, listing all of them.
+
+    Hydra 1.3 turns an exception raised in a callback into a warning and goes on, so the check exits
+    the process instead (``SystemExit`` with the list: printed on stderr, exit status 1).
+    """
 
     def _check(self, config: DictConfig) -> None:
-        missing = missing_weight_files(config)
-        if missing:
-            raise MissingWeightsError(
-                f"{len(missing)} weight file(s) needed by this run are not on this machine:\n  "
-                + "\n  ".join(missing)
-                + "\n(or pass weights.download=true where the machine is online)"
-            )
+        try:
+            check_weights(config)
+        except MissingWeightsError as err:
+            raise SystemExit(f"MissingWeightsError: {err}") from err
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config)

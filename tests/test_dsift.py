@@ -18,12 +18,23 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import check_estimator
+from threadpoolctl import threadpool_limits
 
 from facediag.dsift import Chi2SVC, DenseSiftBow, dense_sift_descriptors, make_svm
 from facediag.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 LONDON = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One OpenMP / OpenCV thread: small k-means steps slow down badly when threads compete for 2 cores."""
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    with threadpool_limits(1):
+        yield
+    cv2.setNumThreads(opencv_threads)
 
 
 def _gratings(n_per_class: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -151,6 +151,7 @@ class DTL1:
         job.info.update(
             best_checkpoint=best,
             best_val_loss=_float(checkpoints.best_model_score),
+            val_score=None if checkpoints.best_model_score is None else -float(checkpoints.best_model_score),
             epochs=trainer.current_epoch,
             stopped_epoch=stopping.stopped_epoch,
         )

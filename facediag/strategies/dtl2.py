@@ -179,6 +179,7 @@ class DTL2:
             feature_dim=int(callback.features.shape[1]),
             svm_C=callback.selected.C,
             svm_cv_accuracy=callback.selected.cv_accuracy,
+            val_score=max(callback.selected.cv_accuracy.values(), default=None),
             features_s=round(time.perf_counter() - started, 2),
         )
         assert callback.predictions is not None
