@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> None:
     from facediag.evaluation.cli import evaluate
 
     sweep = OmegaConf.to_object(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
-    evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir)
+    evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir, data=cfg.get("data"))
 
 
 if __name__ == "__main__":

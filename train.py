@@ -13,10 +13,13 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Run one job; return its validation score when ``optimized_metric`` is set (what Optuna maximises)."""
+    from facediag.sweeps import optimized_value
     from facediag.training import train
 
-    train(cfg)
+    summary = train(cfg)
+    return optimized_value(summary, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

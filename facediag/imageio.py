@@ -92,5 +92,6 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     path = Path(path)
     with _decode_errors(path), _open_checked(path, max_pixels) as image:
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        return np.ascontiguousarray(np.asarray(_to_rgb(upright), dtype=np.uint8))
+        upright = ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+        rgb = upright if upright.mode == "RGB" else _to_rgb(upright)
+        return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))

@@ -44,7 +44,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-__all__ = ["wilson_interval", "classification_metrics"]
+__all__ = ["wilson_interval", "classification_metrics", "class_ranking_scores"]
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -136,7 +136,7 @@ def _are_probabilities(scores: np.ndarray) -> bool:
     return bool(np.all(scores >= 0.0) and np.allclose(scores.sum(axis=1), 1.0, rtol=0.0, atol=1e-6))
 
 
-def _class_ranking_scores(scores: np.ndarray) -> np.ndarray:
+def class_ranking_scores(scores: np.ndarray) -> np.ndarray:
     """Per-class scores that order samples like the class probability (softmax log-odds otherwise)."""
     if _are_probabilities(scores):
         return scores
@@ -170,7 +170,7 @@ def classification_metrics(
     negatives = per_class_confusion[:, 0, 0] + per_class_confusion[:, 0, 1]
     specificity = np.where(negatives > 0, per_class_confusion[:, 0, 0] / np.maximum(negatives, 1), np.nan)
 
-    class_ranking = _class_ranking_scores(scores)
+    class_ranking = class_ranking_scores(scores)
     per_class_auc = [_binary_auc(y_true == c, class_ranking[:, c]) for c in labels]
 
     per_class = {

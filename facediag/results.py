@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "subject", "label", "pred", "role", "variant"]
 DISCLAIMER = "Research tool, not a diagnosis."
+RUN_CONFIG = "run_config.yaml"  # the resolved config of a run: what evaluation and prediction rebuild it from
 
 
 def score_columns(classes: Sequence[str]) -> list[str]:

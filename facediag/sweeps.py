@@ -124,3 +124,25 @@ def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | N
     if config.read_text() != resolved_config:
         return None
     return json.loads(metrics.read_text())
+
+
+def optimized_value(summary: dict[str, Any], metric: str | None) -> float | None:
+    """``summary[metric]`` as a float for a hyper-parameter sweeper; None when no metric is set.
+
+    Only validation metrics (names starting with ``val``) may be optimised: the test part is used once,
+    to report, so tuning on it would leak. A job that could not compute the metric raises.
+    """
+    if not metric:
+        return None
+    if not str(metric).startswith("val"):
+        raise ValueError(
+            f"optimized_metric={metric!r} is not a validation metric: a sweeper may only optimise a "
+            "validation score (e.g. val_score), never a test metric"
+        )
+    value = summary.get(metric)
+    if value is None:
+        raise ValueError(
+            f"optimized_metric={metric!r} is missing from the run's summary (keys: {sorted(summary)}); "
+            "did the strategy compute a validation score?"
+        )
+    return float(value)

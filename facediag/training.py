@@ -16,13 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facediag.data.build import PreparedData, count_table, prepare_data
-from facediag.results import DISCLAIMER, write_results
+from facediag.results import DISCLAIMER, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
 from facediag.sweeps import completed_summary
 
 log = logging.getLogger(__name__)
 FAILED = "FAILED"
-RUN_CONFIG = "run_config.yaml"  # the resolved config: what evaluate.py and facediag.predict rebuild a run from
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

@@ -274,6 +274,17 @@ def test_evaluate_run_writes_metrics_reports_figures_and_subgroups(tmp_path):
     assert (subgroups.groupby("attribute")["n"].sum() == summary["n"]).all()
 
 
+def test_evaluate_run_of_a_multiclass_task_draws_one_vs_rest_curves(tmp_path):
+    run_dir = write_fake_run(tmp_path / "run", task="sex_expression", strategy="dtl1", split="paper")
+
+    summary = evaluate_run(run_dir, out_dir=tmp_path / "eval")
+
+    assert len(summary["classes"]) == 4 and summary["top3_error"] is not None  # defined for C > 3
+    assert (tmp_path / "eval" / "figures" / "roc_dtl1.png").stat().st_size > 0
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "ROC (one vs rest)" in markdown and "top-3 error" in markdown
+
+
 @pytest.mark.slow
 def test_evaluate_py_cli_reproduces_the_runs_accuracy_exactly(tmp_path):
     run_dir = write_fake_run(tmp_path / "run", quality=0.85)

@@ -1,4 +1,4 @@
-"""facediag.predict on a finished tiny DTL2 run: a real photo (scikit-image's public-domain astronaut) and a no-face image."""
+"""facediag.predict on a tiny DTL2 run: scikit-image's public-domain astronaut photo and a no-face image."""
 
 import numpy as np
 import pytest

@@ -412,6 +412,7 @@ def test_cli_writes_the_report_and_qa_grid_into_the_run_dir(tmp_path):
     command = [
         sys.executable, "-m", "facediag.preprocess", "data=folder", f"data.root={root}", "preprocess=dlib",
         f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}", "preprocess.progress=false",
+        "preprocess.n_workers=1",
     ]  # fmt: skip
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -70,13 +70,15 @@ class FaceDataModule(pl.LightningDataModule):
 
     def _loader(self, role: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        dataset = self.dataset(role, augment=role == TRAIN)
         return DataLoader(
-            self.dataset(role, augment=role == TRAIN),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             generator=generator,
             persistent_workers=self.num_workers > 0,
+            drop_last=role == TRAIN and len(dataset) % self.batch_size == 1,  # no 1-sample batch for BatchNorm
         )
 
     def train_dataloader(self) -> DataLoader:

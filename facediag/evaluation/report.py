@@ -20,6 +20,7 @@ import pandas as pd
 from facediag.results import DISCLAIMER
 
 MISSING = "—"
+LONG_CELL = 30  # characters: longer cells may wrap in HTML, shorter ones stay on one line
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1500px;
        padding: 0 1em; color: #1a1a1a; }
@@ -27,6 +28,9 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2e
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 th, td { border: 1px solid #c8c8c8; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+td { white-space: nowrap; }
+.scroll { overflow-x: auto; }
+td.long { white-space: normal; min-width: 14em; }
 th { background: #f0f0f0; }
 tr.best { background: #d4edda; font-weight: 600; }
 tr.tie { background: #eef7f0; }
@@ -194,6 +198,9 @@ def _html_table(frame: pd.DataFrame, caption: str, row_classes: Sequence[str] | 
     body = []
     for i, row in enumerate(frame.itertuples(index=False)):
         css = f' class="{esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
-        body.append(f"<tr{css}>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>")
+        cells = [_cell(v) for v in row]
+        body.append(f"<tr{css}>" + "".join(
+            f'<td class="long">{esc(c)}</td>' if len(c) > LONG_CELL else f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'

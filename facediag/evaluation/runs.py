@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from facediag.results import score_columns
+from facediag.results import RUN_CONFIG, score_columns
 
 PREDICTIONS = "predictions.csv"
 FAILED = "FAILED"
@@ -121,10 +121,16 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """``.hydra/config.yaml`` as a plain dict, interpolations left unresolved (they name machine paths)."""
+    """``.hydra/config.yaml`` as a plain dict, interpolations left unresolved (they name machine paths).
+
+    Runs started without Hydra's runtime (``facediag.training.train`` called from Python) have only the
+    resolved ``run_config.yaml``, which is read instead.
+    """
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise RunDirError(f"{path}: missing (not a Hydra run dir)")
+        path = run_dir / RUN_CONFIG
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: neither .hydra/config.yaml nor {RUN_CONFIG} (not a training run dir)")
     try:
         config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as err:  # OmegaConf raises several YAML / grammar error types

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.evaluation.figures import plot_confusion, plot_roc_curves, roc_curves
+from facediag.evaluation.figures import roc_inputs
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import subgroup_table
+from facediag.plots import plot_confusion_matrix, plot_roc
 from facediag.results import score_columns, summarize
 
 TEST = "test"
@@ -223,12 +224,11 @@ def evaluate_run(
                                       f"{name}: accuracy {metrics['accuracy']:.3f}"),
                       caption=f"{name}: confusion matrix")
         index = {c: i for i, c in enumerate(run.classes)}
-        curves = roc_curves(part["label"].map(index).to_numpy(), part[score_columns(run.classes)].to_numpy(),
+        curves = roc_inputs(part["label"].map(index).to_numpy(), part[score_columns(run.classes)].to_numpy(),
                             run.classes, run.positive)
-        if curves:
-            kind = f"positive class {run.positive}" if len(run.classes) == 2 else "one vs rest"
-            report.figure(plot_roc_curves(curves, figures / f"roc_{name}.png", f"{name}: ROC ({kind})"),
-                          caption=f"{name}: ROC ({kind})")
+        kind = f"positive class {run.positive}" if len(run.classes) == 2 else "one vs rest"
+        report.figure(plot_roc(curves, figures / f"roc_{name}.png", f"{name}: ROC ({kind})"),
+                      caption=f"{name}: ROC ({kind})")
         if run.manifest is not None:
             table = subgroup_table(part, run.manifest, run.classes, run.positive, _age_bands(run))
             if not table.empty:
@@ -247,4 +247,4 @@ def evaluate_run(
 
 
 def _plot_confusion(metrics: dict[str, Any], png: Path, title: str) -> Path:
-    return plot_confusion(np.asarray(metrics["confusion_matrix"]), list(metrics["classes"]), png, title)
+    return plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), list(metrics["classes"]), png, title=title)

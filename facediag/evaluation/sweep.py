@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
-from facediag.evaluation.figures import RocCurve, macro_roc, plot_confusion, plot_roc_curves, roc_curves
+from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, plot_roc_curves, roc_curves, roc_inputs
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
+from facediag.plots import plot_confusion_matrix, plot_roc
 from facediag.results import metrics_for, score_columns
 
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"
@@ -339,17 +341,19 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
     return pd.DataFrame(records), css
 
 
-def row_curve(row: Row, classes: Sequence[str], positive: str | None) -> RocCurve | None:
-    """The ROC of a row's test predictions: positive class (binary) or macro one-vs-rest (multiclass)."""
+def row_curve(row: Row, classes: Sequence[str], positive: str | None) -> RocInput | RocCurve | None:
+    """A row's ROC over its test predictions: binary, the positive class's (label, y, score) for
+    facediag.plots.plot_roc; multiclass, the macro-averaged one-vs-rest curve."""
     if row.predictions is None or row.predictions.empty:
         return None
     index = {c: i for i, c in enumerate(classes)}
-    curves = roc_curves(row.predictions["label"].map(index).to_numpy(),
-                        row.predictions[score_columns(classes)].to_numpy(), classes, positive)
+    y_true = row.predictions["label"].map(index).to_numpy()
+    scores = row.predictions[score_columns(classes)].to_numpy()
     label = ("★ " if row.mark == BEST else "") + row.name
     if len(classes) == 2:
-        return RocCurve(label, curves[0].fpr, curves[0].tpr, curves[0].auc) if curves else None
-    return macro_roc(curves, label)
+        _, is_positive, ranking = roc_inputs(y_true, scores, classes, positive)[0]
+        return (label, is_positive, ranking)
+    return macro_roc(roc_curves(y_true, scores, classes, positive), label)
 
 
 def cv_frame(rows: Sequence[Row]) -> pd.DataFrame:
@@ -435,8 +439,8 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
             curves = [c for c in (row_curve(r, classes, positive) for r in group_rows if not r.failed) if c]
             if curves:
                 kind = f"positive class {positive}" if len(classes) == 2 else "macro one vs rest"
-                png = plot_roc_curves(curves, figures / f"roc_{_slug(dataset, task)}.png",
-                                      f"{dataset} / {task}: ROC ({kind})")
+                draw = plot_roc if len(classes) == 2 else plot_roc_curves
+                png = draw(curves, figures / f"roc_{_slug(dataset, task)}.png", f"{dataset} / {task}: ROC ({kind})")
                 report.figure(png, caption=f"{dataset} / {task}: ROC curves ({kind}); ★ = best row")
     pooled = [r for r in result.rows if r.cv is not None]
     if pooled:
@@ -444,9 +448,10 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
         for i, row in enumerate(pooled):
             report.heading(f"{row.description.get('task')}: {row.name}", level=3)
             report.table(_cv_display(row.cv), caption=f"{row.name}: out-of-fold predictions pooled per repeat")
-            png = plot_confusion(row.cv.mean_confusion, row.cv.classes,
-                                 figures / f"cv_confusion_{i}_{_slug(row.name)}.png",
-                                 f"{row.name}\nfold-averaged, row-normalised", row_normalised=True)
+            # a class absent from every fold has a NaN row (no rate): drawn as zeros
+            png = plot_confusion_matrix(np.nan_to_num(row.cv.mean_confusion), row.cv.classes,
+                                        figures / f"cv_confusion_{i}_{_slug(row.name)}.png",
+                                        title=f"{row.name}\nfold-averaged, row-normalised", normalize=True)
             report.figure(png, caption=f"{row.name}: confusion matrix, row-normalised per fold, averaged over "
                           f"{len(row.cv.folds)} folds (rows = true class)")
     failed = [e for e in entries if e.error is not None]

@@ -39,6 +39,19 @@ class Architecture:
     stages: Callable[[nn.Module], list[list[nn.Module]]]
 
 
+class NormalizedHead(nn.Module):
+    """BatchNorm1d without affine parameters, then Linear: standardises features the way DTL2's scaler does."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.norm = nn.BatchNorm1d(in_features, affine=False)
+        self.fc = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x))
+
+
 class FaceBackbone(nn.Module):
     """A network with its weight spec, preprocessing, DTL2 feature layer and replaceable final layer."""
 
@@ -145,14 +158,21 @@ class FaceBackbone(nn.Module):
         """Normalised input -> output of the final layer (logits after ``replace_head``)."""
         return self.head(self.penultimate(x))
 
-    def replace_head(self, num_classes: int) -> FaceBackbone:
-        """Swap the final layer for a fresh ``Linear(head_in_features, num_classes)`` (DTL1); returns self."""
+    def replace_head(self, num_classes: int, normalize: bool = False) -> FaceBackbone:
+        """Swap the final layer for a fresh ``Linear(head_in_features, num_classes)`` (DTL1); returns self.
+
+        ``normalize`` puts a parameter-free BatchNorm1d before it (``NormalizedHead``): for penultimate
+        features far from zero mean and unit scale (dlib's ResNet), where plain SGD on the new layer stalls.
+        """
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         old = self.head
-        head = nn.Linear(self.head_in_features, num_classes)
-        nn.init.normal_(head.weight, std=0.01)
-        nn.init.zeros_(head.bias)
+        head = NormalizedHead(self.head_in_features, num_classes) if normalize else nn.Linear(
+            self.head_in_features, num_classes
+        )
+        linear = head.fc if normalize else head
+        nn.init.normal_(linear.weight, std=0.01)
+        nn.init.zeros_(linear.bias)
         head.to(device=next(old.parameters()).device)
         parent_path, _, name = self.arch.head.rpartition(".")
         parent = self.net.get_submodule(parent_path) if parent_path else self.net

@@ -21,6 +21,7 @@ register_resolvers()
 
 def run(cfg: DictConfig) -> None:
     """Preprocess every record of ``cfg.data.source`` into the run dir ``cfg.paths.output_dir``."""
+    import time
     from pathlib import Path
 
     from hydra.utils import instantiate
@@ -31,13 +32,17 @@ def run(cfg: DictConfig) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [record.path for record in instantiate(cfg.data.source).records()]
     preprocessor = instantiate(cfg.preprocess)
+    start = time.perf_counter()
     results = preprocessor.landmarks(paths)
+    seconds = time.perf_counter() - start
     preprocessor.report(results).to_csv(out_dir / "preprocess_report.csv", index=False)
     align = cfg.get("backbone", {}).get("align") or {"template": "dlib", "padding": 0.25}
     preprocessor.qa_grid(
         results, out_dir / "qa_grid.png", template=str(align["template"]), padding=float(align["padding"])
     )
     print(summarise(results))
+    print(f"{len(paths)} images in {seconds:.1f} s ({len(paths) / max(seconds, 1e-9):.1f} images/s, "
+          f"{preprocessor.n_workers} workers; cached images are not recomputed)")  # fmt: skip
     print(f"cache: {preprocessor.cache_dir} (config {preprocessor.config_hash})")
     print(f"wrote {out_dir / 'preprocess_report.csv'} and {out_dir / 'qa_grid.png'}")
 

@@ -43,10 +43,12 @@ class FineTune(pl.LightningModule):
         momentum: float = 0.9,
         head_lr_mult: float = 1.0,
         freeze_stages: int = 0,
+        head_norm: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone"])
-        self.net = backbone.replace_head(num_classes).train()  # create() hands over an eval-mode network
+        # create() hands over an eval-mode network: training mode for fine-tuning
+        self.net = backbone.replace_head(num_classes, normalize=head_norm).train()
         if freeze_stages:
             self.net.freeze_stages(freeze_stages)
         self.test_scores: list[np.ndarray] = []
@@ -103,6 +105,7 @@ class DTL1:
         momentum: float = 0.9,
         head_lr_mult: float = 1.0,
         freeze_stages: int = 0,
+        head_norm: bool = False,
         max_epochs: int = 100,
         patience: int = 10,
         monitor: str = "val/loss",
@@ -110,7 +113,12 @@ class DTL1:
     ):
         self.name = name
         self.optim = dict(
-            lr=lr, weight_decay=weight_decay, momentum=momentum, head_lr_mult=head_lr_mult, freeze_stages=freeze_stages
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            head_lr_mult=head_lr_mult,
+            freeze_stages=freeze_stages,
+            head_norm=head_norm,
         )
         self.max_epochs, self.patience, self.monitor, self.batch_size = max_epochs, patience, monitor, batch_size
 
@@ -140,6 +148,12 @@ class DTL1:
             weights_only=True,
         )
         best = checkpoints.best_model_path or None
+        score = checkpoints.best_model_score
+        if best is None or score is None or not torch.isfinite(score):
+            raise RuntimeError(
+                f"DTL1 did not converge: best {self.monitor} = {score} after {trainer.current_epoch} epoch(s); "
+                f"the loss diverged: lower strategy.lr (now {self.optim['lr']}) or raise strategy.freeze_stages"
+            )
         log.info(
             "DTL1: best checkpoint %s (%s=%s), stopped at epoch %s",
             best,

@@ -1,0 +1,173 @@
+"""Every experiment preset, launcher and trainer config composes into the sweep it promises (no job runs).
+
+The DSF presets must ask for weight files that are not on this machine, and say which and where to put
+them, before any job starts; the London presets must need none.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from facediag.config import CONFIG_DIR, register_resolvers
+from facediag.sweeps import MissingWeightsError, check_weights, method_pair, missing_weight_files
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+DSF_TABLES = ["paper_table3", "paper_table4", "paper_table5", "paper_table6"]
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def compose_hydra(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The `train` config with its `hydra` node, as `python train.py ... --cfg all` would print it."""
+    register_resolvers()
+    base = [
+        f"paths.output_dir={tmp_path}/run",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"data.root={tmp_path}/dsf",
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[*overrides, *base], return_hydra_config=True)
+
+
+def sweep_jobs(cfg: DictConfig) -> list[dict[str, str]]:
+    """The jobs a BasicSweeper launches for this config: one {key: value} dict per job."""
+    params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.get("params") or {}).items()]
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+    return [dict(item.split("=", 1) for item in job) for job in batches[0]]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_into_a_multirun(experiment, tmp_path):
+    cfg = compose_hydra(tmp_path, f"experiment={experiment}")
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweeper.params, f"{experiment} sweeps nothing"
+    OmegaConf.to_container(cfg, resolve=False)  # every node is well formed
+    assert cfg.hydra.callbacks.check_weights._target_ == "facediag.sweeps.CheckWeights"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "strategies", "n_jobs"),
+    [
+        ("paper_table3", {"dtl1", "dsift"}, 5),
+        ("paper_table4", {"dtl2"}, 4),
+        ("paper_table5", {"dtl1", "dtl2", "dsift"}, 9),
+        ("paper_table6", {"dtl2"}, 4),
+        ("london_table", {"dtl1", "dtl2", "dsift"}, 8),
+    ],
+)
+def test_table_presets_sweep_the_rows_of_their_table(experiment, strategies, n_jobs, tmp_path):
+    cfg = compose_hydra(tmp_path, f"experiment={experiment}")
+    jobs = sweep_jobs(cfg)
+    methods = {job["method"].strip() for job in jobs}
+    assert len(jobs) == n_jobs and len(methods) == len({job["method"] for job in jobs})
+    used = {(method_pair(m) or ("", "", "dsift"))[2] for m in methods}
+    assert used == strategies
+    expected_data = "london" if experiment.startswith("london") else "dsf"
+    assert cfg.data.name == expected_data
+    if expected_data == "dsf":
+        assert cfg.data.task == ("binary" if experiment in ("paper_table3", "paper_table4") else "multiclass")
+
+
+def test_each_method_row_selects_its_backbone_weights_and_strategy(tmp_path):
+    methods = {
+        job["method"].strip()
+        for experiment in [*DSF_TABLES, "london_table"]
+        for job in sweep_jobs(compose_hydra(tmp_path, f"experiment={experiment}"))
+    }
+    for method in sorted(methods):
+        cfg = compose_hydra(tmp_path, f"method={method}")
+        pair = method_pair(method)
+        if pair is None:
+            assert cfg.strategy.name == "dsift", method
+        else:
+            assert (cfg.backbone.name, cfg.weights.name, cfg.strategy.name) == pair, method
+
+
+def test_london_cv_sweeps_five_person_folds_times_two_split_seeds(tmp_path):
+    cfg = compose_hydra(tmp_path, "experiment=london_cv")
+    jobs = sweep_jobs(cfg)
+    assert {(job["data.fold"], job["data.split_seed"]) for job in jobs} == {
+        (str(f), str(s)) for f in range(5) for s in (0, 1)
+    }
+    assert len(jobs) == 10 and cfg.data.n_folds == 5 and cfg.data.task == "sex"
+    assert (cfg.backbone.name, cfg.weights.name, cfg.strategy.name) == ("dlib_resnet", "dlib_faces", "dtl2")
+
+
+@pytest.mark.parametrize("experiment", DSF_TABLES)
+def test_dsf_presets_list_every_missing_weight_file_and_where_to_put_it(experiment, tmp_path):
+    cfg = compose_hydra(tmp_path, f"experiment={experiment}")
+    cnn_methods = {m for job in sweep_jobs(cfg) if method_pair(m := job["method"].strip())}
+    pairs = {method_pair(m)[:2] for m in cnn_methods}
+    with pytest.raises(MissingWeightsError) as raised:
+        check_weights(cfg)
+    message = str(raised.value)
+    assert f"{len(pairs)} weight file(s)" in message
+    for backbone, weights in pairs:
+        assert f"{backbone} x {weights}: " in message
+    assert message.count(f"put it in {tmp_path}/cache/weights/") == len(pairs)
+
+
+@pytest.mark.parametrize("experiment", ["london_table", "london_cv", "optuna_dtl2_C", "optuna_dtl1_lr"])
+def test_london_presets_need_no_weight_file_beyond_the_installed_packages(experiment, tmp_path):
+    assert missing_weight_files(compose_hydra(tmp_path, f"experiment={experiment}")) == []
+
+
+@pytest.mark.parametrize(
+    ("experiment", "param"), [("optuna_dtl2_C", "svm_C"), ("optuna_dtl1_lr", "strategy.lr")]
+)
+def test_optuna_presets_maximise_a_validation_score_never_a_test_metric(experiment, param, tmp_path):
+    cfg = compose_hydra(tmp_path, f"experiment={experiment}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_ == OPTUNA and sweeper.direction == "maximize"
+    assert cfg.optimized_metric.startswith("val")
+    assert list(sweeper.params) == [param] and "interval" in sweeper.params[param]
+    assert sweeper.sampler.seed == cfg.seed
+
+
+def test_optuna_dtl2_trial_c_is_the_single_cross_validated_c(tmp_path):
+    cfg = compose_hydra(tmp_path, "experiment=optuna_dtl2_C", "svm_C=0.125")
+    assert OmegaConf.to_container(cfg.strategy, resolve=True)["C_grid"] == [0.125]
+
+
+def test_submitit_slurm_launcher_composes_from_the_command_line():
+    out = subprocess.run(
+        [sys.executable, "train.py", "experiment=paper_table4", "data.root=/nonexistent",
+         "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    launcher = OmegaConf.create(out.stdout).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher") and launcher.partition == "gpu"
+    assert OmegaConf.to_container(launcher)["submitit_folder"] == "${hydra.sweep.dir}/.submitit/%j"
+
+
+def test_slurm_gpu_preset_asks_one_gpu_per_job(tmp_path):
+    launcher = compose_hydra(tmp_path, "experiment=london_table", "hydra/launcher=slurm_gpu").hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (1, 1, 1)
+
+
+def test_joblib_launcher_composes_with_a_job_count(tmp_path):
+    launcher = compose_hydra(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
+    assert launcher._target_.endswith("joblib_launcher.JoblibLauncher") and launcher.n_jobs == 2
+
+
+@pytest.mark.parametrize(
+    ("trainer", "expected"),
+    [
+        ("gpu", {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}),
+        ("ddp", {"accelerator": "gpu", "devices": -1, "strategy": "ddp", "precision": "bf16-mixed"}),
+    ],
+)
+def test_gpu_and_ddp_trainers_compose_with_mixed_precision(trainer, expected, tmp_path):
+    cfg = compose_hydra(tmp_path, f"trainer={trainer}", "experiment=london_table")
+    assert {key: cfg.trainer[key] for key in expected} == expected
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
