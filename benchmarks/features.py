@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import print_header
 
 from facediag.imageio import read_rgb
 from facediag.models import create, extract_features
@@ -126,11 +126,9 @@ def main() -> None:
     except ImportError:
         pass
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
-          f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"batch {args.batch_size}, repeats {args.repeats} (medians), amp {args.amp}, "
-          f"channels_last {args.channels_last}")
+    print_header("benchmarks/features.py: extract_features vs a bare torch loop", device=str(device),
+                 batch=args.batch_size, repeats=f"{args.repeats} (medians)", amp=args.amp,
+                 channels_last=args.channels_last)
     header = f"{'backbone/weights':32} {'images':>6} {'bare img/s':>11} {'extract img/s':>14} {'overhead':>9}"
     print(header)
     print("-" * len(header))

@@ -19,8 +19,9 @@ def run(tmp_path, shared_cache, *overrides):
     return train(cfg), cfg
 
 
-def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_dir, tmp_path, shared_cache):
-    summary, _ = run(tmp_path / "a", shared_cache, "strategy=dtl2")
+def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_dir, tmp_path):
+    own_cache = tmp_path / "cache"  # cold: no other test has filled it
+    summary, _ = run(tmp_path / "a", own_cache, "strategy=dtl2")
     for name in (
         "manifest.csv",
         "split.csv",
@@ -48,7 +49,7 @@ def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_d
     ]
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["n_test"] == len(predictions) and 0 <= metrics["accuracy_ci"][0] <= metrics["accuracy"]
-    rerun, _ = run(tmp_path / "b", shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
+    rerun, _ = run(tmp_path / "b", own_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
     assert summary["cnn_images"] > 0 and rerun["cnn_images"] == 0
 
 

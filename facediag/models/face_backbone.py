@@ -40,16 +40,31 @@ class Architecture:
 
 
 class NormalizedHead(nn.Module):
-    """BatchNorm1d without affine parameters, then Linear: standardises features the way DTL2's scaler does."""
+    """Fixed standardisation, then Linear: what DTL2's StandardScaler does, inside the network.
+
+    ``fit(features)`` sets the per-feature mean and std once, from the training images' penultimate
+    features (before fine-tuning starts); they are buffers, saved in checkpoints, the same in training
+    and inference (no batch statistics: a single image predicts the same as a batch).
+    """
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.norm = nn.BatchNorm1d(in_features, affine=False)
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
+        self.register_buffer("fitted", torch.tensor(False))
         self.fc = nn.Linear(in_features, out_features)
 
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor) -> NormalizedHead:
+        self.mean.copy_(features.mean(dim=0))
+        std = features.std(dim=0)
+        self.std.copy_(std.clamp_min(0.1 * float(std.mean()) + 1e-8))  # near-constant (dead) features stay small
+        self.fitted.fill_(True)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.norm(x))
+        return self.fc((x - self.mean) / self.std)
 
 
 class FaceBackbone(nn.Module):
@@ -161,14 +176,17 @@ class FaceBackbone(nn.Module):
     def replace_head(self, num_classes: int, normalize: bool = False) -> FaceBackbone:
         """Swap the final layer for a fresh ``Linear(head_in_features, num_classes)`` (DTL1); returns self.
 
-        ``normalize`` puts a parameter-free BatchNorm1d before it (``NormalizedHead``): for penultimate
-        features far from zero mean and unit scale (dlib's ResNet), where plain SGD on the new layer stalls.
+        ``normalize`` standardises the features before it (``NormalizedHead``, fitted on the training
+        features): for penultimate features far from zero mean and unit scale (dlib's ResNet), where
+        plain SGD on the new layer stalls.
         """
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         old = self.head
-        head = NormalizedHead(self.head_in_features, num_classes) if normalize else nn.Linear(
-            self.head_in_features, num_classes
+        head = (
+            NormalizedHead(self.head_in_features, num_classes)
+            if normalize
+            else nn.Linear(self.head_in_features, num_classes)
         )
         linear = head.fc if normalize else head
         nn.init.normal_(linear.weight, std=0.01)

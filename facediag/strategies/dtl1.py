@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from facediag.data.datamodule import FaceDataModule, build_augment
+from facediag.models.face_backbone import NormalizedHead
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
 
@@ -53,6 +54,21 @@ class FineTune(pl.LightningModule):
             self.net.freeze_stages(freeze_stages)
         self.test_scores: list[np.ndarray] = []
         self.test_rows: list[np.ndarray] = []
+
+    def on_fit_start(self) -> None:
+        """A standardising head (``head_norm``) is fitted once on the training features before any step."""
+        head = self.net.head
+        if not isinstance(head, NormalizedHead) or bool(head.fitted):
+            return
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            features = [
+                self.net.penultimate(self.net.preprocess(images, device=self.device))
+                for images, _, _ in self.trainer.datamodule.train_dataloader()
+            ]
+        head.fit(torch.cat(features).float())
+        self.net.train(was_training)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.net.preprocess(images, device=self.device))
