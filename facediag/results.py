@@ -70,7 +70,7 @@ def write_results(
     out_dir = Path(out_dir)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     summary = summarize(predictions, classes, positive, info)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=to_json))
     for name, metrics in summary["variants"].items():
         png = out_dir / ("confusion_matrix.png" if name == summary["variant"] else f"confusion_matrix_{name}.png")
         title = f"{info.get('backbone') or info.get('strategy')} {name}: accuracy {metrics['accuracy']:.3f}"
@@ -120,7 +120,8 @@ def _log_image(tb_logger: Any, tag: str, png: Path) -> None:
     tb_logger.experiment.add_image(tag, image, 0, dataformats="HWC")
 
 
-def _jsonable(value: Any) -> Any:
+def to_json(value: Any) -> Any:
+    """json.dumps fallback for numpy scalars / arrays and paths."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

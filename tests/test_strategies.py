@@ -91,3 +91,25 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
     if best_ckpt["epoch"] != last_ckpt["epoch"]:
         state = best_ckpt["state_dict"]
         assert any(not torch.equal(last_ckpt["state_dict"][k], state[k]) for k in state)
+
+
+def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path, shared_cache):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]", "logger=tensorboard")
+    events = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    scalars, images, plugins = set(), set(), set()
+    for event_file in events:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        tags = accumulator.Tags()
+        scalars |= set(tags["scalars"])
+        images |= set(tags["images"])
+        try:
+            plugins |= set(accumulator.PluginTagToContent("hparams"))
+        except KeyError:  # this event file holds no hparams summary
+            pass
+    assert "test/accuracy/dtl2" in scalars and "hp/accuracy" in scalars
+    assert {"confusion_matrix/dtl2", "qa/aligned_faces"} <= images
+    assert "_hparams_/session_start_info" in plugins

@@ -15,21 +15,10 @@ from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval,
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import subgroup_table
 from facediag.plots import plot_confusion_matrix, plot_roc
-from facediag.results import score_columns, summarize
+from facediag.results import score_columns, summarize, to_json
 
 TEST = "test"
 MAX_LISTED = 30  # images listed by name in the "not predicted" section
-
-
-def to_json(value: Any) -> Any:
-    """json.dumps fallback for numpy scalars / arrays and paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _age_bands(run: Run) -> dict[str, list[list[float]]]:
