@@ -79,8 +79,11 @@ def main() -> None:
         print(f"evaluate.py sweep=<dir>: FAILED (exit {evaluate.returncode}, {evaluate.seconds:.1f} s)\n{tail}")
         return
     report = pd.read_csv(csvs[0])
-    print(f"evaluate.py sweep=<dir>: {evaluate.seconds:.1f} s, {len(report)} report rows for {len(rows)} jobs "
-          f"({csvs[0]})")  # fmt: skip
+    reported = {Path(str(d)).name for d in report["run_dir"]}
+    missing = sorted({str(r["job"]) for r in rows} - reported, key=int)
+    print(f"evaluate.py sweep=<dir>: {evaluate.seconds:.1f} s, {len(report)} report rows (DSIFT: 2 variants "
+          f"per job) covering {len(rows) - len(missing)} of {len(rows)} jobs"
+          f"{'; missing jobs ' + ', '.join(missing) if missing else ''} in {csvs[0]}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ wall-clock gaps between consecutive epoch-end ``train/loss`` events in the run's
 (one epoch = training + validation + checkpointing), on the warm cache.
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/train.py [--warm-repeats 3] [--epochs 3]
+    python benchmarks/train.py trainer=gpu      # on a CUDA machine (bf16-mixed)
 """
 
 from __future__ import annotations
@@ -44,17 +45,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="DTL1 epochs (no early stop before)")
     parser.add_argument("--threads", type=int, default=None, help="num_threads for train.py (default: torch's)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run, e.g. trainer=gpu")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-train-"))
     cache = workdir / "cache"
-    threads = [f"num_threads={args.threads}"] if args.threads else []
+    extra = ([f"num_threads={args.threads}"] if args.threads else []) + args.overrides
+    on_gpu = any(o.startswith("trainer=") and o != "trainer=cpu" for o in args.overrides)
     print_header("benchmarks/train.py: demo wall time (cold / warm cache) and DTL1 seconds per epoch",
-                 torch_threads=args.threads, workdir=str(workdir), warm_repeats=args.warm_repeats,
-                 dtl1_epochs=args.epochs)  # fmt: skip
+                 device="cuda" if on_gpu else "cpu", torch_threads=args.threads, workdir=str(workdir),
+                 warm_repeats=args.warm_repeats, dtl1_epochs=args.epochs,
+                 overrides=" ".join(args.overrides) or "-")  # fmt: skip
 
-    def demo(name: str, *extra: str):
-        run = run_script("train.py", f"paths.cache_dir={cache}", f"hydra.run.dir={workdir / name}", *threads, *extra)
+    def demo(name: str, *more: str):
+        run = run_script("train.py", f"paths.cache_dir={cache}", f"hydra.run.dir={workdir / name}", *extra, *more)
         run.check(f"train.py ({name})")
         return run, json.loads((workdir / name / "metrics.json").read_text())
 

@@ -76,6 +76,7 @@ def test_table_presets_sweep_the_rows_of_their_table(experiment, strategies, n_j
         assert cfg.data.task == ("binary" if experiment in ("paper_table3", "paper_table4") else "multiclass")
 
 
+@pytest.mark.slow
 def test_each_method_row_selects_its_backbone_weights_and_strategy(tmp_path):
     methods = {
         job["method"].strip()

@@ -77,9 +77,14 @@ def carve_validation(
         return roles
     train_idx = np.flatnonzero(roles == TRAIN)
     labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
-    n_splits = max(2, int(round(1.0 / val_size)))
+    wanted = max(2, int(round(1.0 / val_size)))
+    train_labels, train_subjects = labels[train_idx], subjects[train_idx]
+    people = {lab: len(set(train_subjects[train_labels == lab])) for lab in set(train_labels)}
+    n_splits = min(wanted, min(people.values()))
+    if n_splits < 2:
+        raise ValueError(f"cannot carve a validation part by person: the training part has {people} people per class")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, val_local = next(splitter.split(np.zeros(len(train_idx)), labels[train_idx], subjects[train_idx]))
+    _, val_local = next(splitter.split(np.zeros(len(train_idx)), train_labels, train_subjects))
     roles[train_idx[val_local]] = VAL
     return roles
 
