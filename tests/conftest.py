@@ -95,3 +95,13 @@ def shared_cache(tmp_path_factory) -> Path:
 
 TINY = ["data.max_subjects_per_class=6", "data.n_folds=3", "preprocess.n_workers=1", "preprocess.progress=false",
         "logger=none"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+    """One finished tiny DTL2 run (dlib ResNet on 12 London people) shared by the tests that apply a run."""
+    from facediag.training import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_dtl2_run")
+    train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))
+    return run_dir

@@ -8,25 +8,17 @@ import pytest
 
 from facediag.data.folder import UnknownClassError
 from facediag.evaluation.external import external_validation
-from facediag.training import train
-from tests.conftest import DATA_DIR, REPO, TINY, compose_train
+from tests.conftest import DATA_DIR, REPO, compose_train
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, shared_cache):
-    run_dir = tmp_path_factory.mktemp("run")
-    train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))
-    return run_dir
-
-
 @pytest.fixture
-def other_people(demo_run, london_dir, tmp_path):
+def other_people(tiny_dtl2_run, london_dir, tmp_path):
     """`<tmp>/external/{Female,MALE}/...`: neutral photos of 4 people per sex the run never saw."""
     info = pd.read_csv(london_dir / "london_info.csv", dtype=str)
-    seen = set(pd.read_csv(demo_run / "manifest.csv", dtype={"subject": str})["subject"])
-    split = set(pd.read_csv(demo_run / "split.csv", dtype={"subject": str})["subject"])
+    seen = set(pd.read_csv(tiny_dtl2_run / "manifest.csv", dtype={"subject": str})["subject"])
+    split = set(pd.read_csv(tiny_dtl2_run / "split.csv", dtype={"subject": str})["subject"])
     root = tmp_path / "external"
     for sex, folder in (("female", "Female"), ("male", "MALE")):
         people = [p for p in info.loc[info.face_gender == sex, "face_id"] if p not in split][:4]
@@ -37,26 +29,26 @@ def other_people(demo_run, london_dir, tmp_path):
     return root
 
 
-def test_external_validation_scores_every_photo_with_the_runs_model(demo_run, other_people, tmp_path):
+def test_external_validation_scores_every_photo_with_the_runs_model(tiny_dtl2_run, other_people, tmp_path):
     cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
-    summary = external_validation(demo_run, cfg.data, tmp_path / "report")
+    summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
     assert summary["n"] == 8 and summary["accuracy"] >= 0.75
     predictions = pd.read_csv(tmp_path / "report" / "external_predictions.csv")
     assert set(predictions["label"]) == {"female", "male"} and len(predictions) == 8
     assert (tmp_path / "report" / "report.html").is_file()
 
 
-def test_an_unknown_class_folder_is_a_clear_error(demo_run, other_people, tmp_path):
+def test_an_unknown_class_folder_is_a_clear_error(tiny_dtl2_run, other_people, tmp_path):
     (other_people / "nonbinary").mkdir()
     (other_people / "nonbinary" / "x.jpg").symlink_to(next((other_people / "MALE").iterdir()).resolve())
     cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
     with pytest.raises(UnknownClassError, match="nonbinary"):
-        external_validation(demo_run, cfg.data, tmp_path / "report")
+        external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
 
 
-def test_evaluate_cli_runs_external_validation(demo_run, other_people, tmp_path):
+def test_evaluate_cli_runs_external_validation(tiny_dtl2_run, other_people, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={demo_run}", "data=folder", f"data.root={other_people}",
+        [sys.executable, str(REPO / "evaluate.py"), f"run={tiny_dtl2_run}", "data=folder", f"data.root={other_people}",
          f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )

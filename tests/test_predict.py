@@ -5,25 +5,16 @@ import pytest
 from PIL import Image
 
 from facediag.predict import main
-from facediag.training import train
-from tests.conftest import TINY, compose_train
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def dtl2_run(tmp_path_factory, shared_cache):
-    run_dir = tmp_path_factory.mktemp("run")
-    train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))
-    return run_dir
-
-
-def test_predict_prints_probabilities_and_top3_and_writes_the_aligned_crop(london_dir, dtl2_run, tmp_path, capsys):
+def test_predict_prints_probabilities_and_top3_and_writes_the_aligned_crop(london_dir, tiny_dtl2_run, tmp_path, capsys):
     from skimage import data
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
-    assert main([str(photo), f"run={dtl2_run}", f"out={tmp_path / 'out'}"]) == 0
+    assert main([str(photo), f"run={tiny_dtl2_run}", f"out={tmp_path / 'out'}"]) == 0
     printed = capsys.readouterr().out
     assert "top-1:" in printed and "female" in printed and "male" in printed
     assert "Research tool, not a diagnosis." in printed
@@ -33,10 +24,10 @@ def test_predict_prints_probabilities_and_top3_and_writes_the_aligned_crop(londo
     assert crop.shape == (150, 150, 3)
 
 
-def test_predict_refuses_an_image_without_a_face_and_says_why(london_dir, dtl2_run, tmp_path, capsys):
+def test_predict_refuses_an_image_without_a_face_and_says_why(london_dir, tiny_dtl2_run, tmp_path, capsys):
     blank = tmp_path / "wall.png"
     Image.fromarray(np.full((200, 300, 3), 180, dtype=np.uint8)).save(blank)
-    assert main([str(blank), f"run={dtl2_run}", f"out={tmp_path / 'out'}"]) == 1
+    assert main([str(blank), f"run={tiny_dtl2_run}", f"out={tmp_path / 'out'}"]) == 1
     printed = capsys.readouterr().out
     assert "wall.png: refused" in printed and "no face" in printed
     assert not (tmp_path / "out" / "wall_aligned.png").exists()
