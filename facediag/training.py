@@ -130,8 +130,11 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     tb_logger = tensorboard_of(loggers)
     preprocessor, split = preprocess_split(cfg, data, out_dir, tb_logger)
 
+    extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+
     def make_trainer(**overrides: Any) -> pl.Trainer:
-        return instantiate(cfg.trainer, logger=loggers or False, **overrides)
+        callbacks = [*overrides.pop("callbacks", []), *extra_callbacks]
+        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **overrides)
 
     job = Job(
         cfg=cfg,
