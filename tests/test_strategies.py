@@ -113,3 +113,20 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
     assert "test/accuracy/dtl2" in scalars and "hp/accuracy" in scalars
     assert {"confusion_matrix/dtl2", "qa/aligned_faces"} <= images
     assert "_hparams_/session_start_info" in plugins
+
+
+def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tmp_path, shared_cache):
+    run(tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "strategy.batch_size=8")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 0
+    bias = next(k for k in checkpoint["state_dict"] if k.endswith("fc.bias"))
+    checkpoint["state_dict"][bias].fill_(7.0)  # a mark that only a resumed run can carry on from
+    torch.save(checkpoint, last)
+    (tmp_path / "metrics.json").unlink()  # as if the job had been killed before it finished
+    resumed, _ = run(
+        tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=3", "strategy.batch_size=8", "ckpt_path=last"
+    )
+    final = torch.load(last, weights_only=True)
+    assert final["epoch"] == 2 and resumed["epochs"] == 3
+    assert torch.allclose(final["state_dict"][bias], torch.full_like(final["state_dict"][bias], 7.0), atol=0.05)
