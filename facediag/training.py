@@ -113,6 +113,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if cfg.get("skip_completed") and (done := completed_summary(out_dir, resolved)) is not None:
+        log.info("skipped: %s already holds complete results of this configuration", out_dir)
         print(f"skipped: {out_dir} already holds complete results of this configuration")
         return done
     (out_dir / FAILED).unlink(missing_ok=True)
@@ -164,9 +165,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     """One screen: what ran and the test accuracy of every variant with its 95% interval."""
-    head = summary
-    what = " / ".join(str(head[k]) for k in ("dataset", "task", "backbone", "weights", "strategy") if head.get(k))
-    print(f"\n{what}   (n_train={head['n_train']}, n_val={head['n_val']}, n_test={head['n_test']})")
+    what = " / ".join(str(summary[k]) for k in ("dataset", "task", "backbone", "weights", "strategy") if summary.get(k))
+    print(f"\n{what}   (n_train={summary['n_train']}, n_val={summary['n_val']}, n_test={summary['n_test']})")
     for name, m in summary["variants"].items():
         low, high = m["accuracy_ci"]
         auc = f"  AUC {m['auc']:.3f}" if m.get("auc") is not None else ""
