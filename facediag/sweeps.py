@@ -100,6 +100,8 @@ class CheckWeights(Callback):
     """
 
     def _check(self, config: DictConfig) -> None:
+        if config.hydra.job.name != "train":  # e.g. `python -m facediag.preprocess` loads no network
+            return
         try:
             check_weights(config)
         except MissingWeightsError as err:
