@@ -130,3 +130,23 @@ def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tm
     final = torch.load(last, weights_only=True)
     assert final["epoch"] == 2 and resumed["epochs"] == 3
     assert torch.allclose(final["state_dict"][bias], torch.full_like(final["state_dict"][bias], 7.0), atol=0.05)
+
+
+def test_dtl1_on_two_ddp_ranks_tests_every_image_once_in_the_main_process(london_dir, tmp_path, shared_cache):
+    summary, _ = run(
+        tmp_path,
+        shared_cache,
+        "strategy=dtl1",
+        "strategy.max_epochs=1",
+        "strategy.batch_size=8",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.sync_batchnorm=false",
+    )
+    split = pd.read_csv(tmp_path / "split.csv")
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert sorted(predictions["path"]) == sorted(split.loc[split.role == "test", "path"])
+    assert summary["n"] == summary["n_test"] == len(predictions)
+    assert summary["best_checkpoint"] == str(tmp_path / "checkpoints" / "best.ckpt")

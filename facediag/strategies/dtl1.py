@@ -163,30 +163,49 @@ class DTL1:
             ckpt_path=resolve_ckpt(job.cfg.get("ckpt_path"), job.out_dir),
             weights_only=True,
         )
-        best = checkpoints.best_model_path or None
-        score = checkpoints.best_model_score
+        best, score, epochs, stopped_epoch = fit_outcome(checkpoints, stopping, trainer, job.out_dir)
         if best is None or score is None or not torch.isfinite(score):
             raise RuntimeError(
-                f"DTL1 did not converge: best {self.monitor} = {score} after {trainer.current_epoch} epoch(s); "
+                f"DTL1 did not converge: best {self.monitor} = {score} after {epochs} epoch(s); "
                 f"the loss diverged: lower strategy.lr (now {self.optim['lr']}) or raise strategy.freeze_stages"
             )
-        log.info(
-            "DTL1: best checkpoint %s (%s=%s), stopped at epoch %s",
-            best,
-            self.monitor,
-            checkpoints.best_model_score,
-            trainer.current_epoch,
-        )
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        log.info("DTL1: best checkpoint %s (%s=%s), %s epochs", best, self.monitor, float(score), epochs)
+        # the test pass runs once, in this process, on one device: under ddp_spawn every rank would test a shard
+        tester = job.make_trainer(devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False)
+        tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         job.info.update(
             best_checkpoint=best,
-            best_val_loss=_float(checkpoints.best_model_score),
-            val_score=None if checkpoints.best_model_score is None else -float(checkpoints.best_model_score),
-            epochs=trainer.current_epoch,
-            stopped_epoch=stopping.stopped_epoch,
+            best_val_loss=float(score),
+            val_score=-float(score),
+            epochs=epochs,
+            stopped_epoch=stopped_epoch,
         )
         order = np.concatenate(model.test_rows)
         return prediction_frame(rows.iloc[order], np.concatenate(model.test_scores), job.classes, "dtl1")
+
+
+def fit_outcome(
+    checkpoints: ModelCheckpoint, stopping: EarlyStopping, trainer: pl.Trainer, out_dir: Path
+) -> tuple[str | None, torch.Tensor | None, int, int]:
+    """(best checkpoint, its monitored value, epochs run, early-stopping epoch) of a finished fit.
+
+    Under ddp_spawn the ranks trained in other processes (this process only gets the best path back): the
+    callbacks' state is read from last.ckpt.
+    """
+    if checkpoints.best_model_path and checkpoints.best_model_score is not None:
+        return checkpoints.best_model_path, checkpoints.best_model_score, trainer.current_epoch, stopping.stopped_epoch
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None, None, trainer.current_epoch, stopping.stopped_epoch
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    saved = {name.split("{")[0]: value for name, value in state.get("callbacks", {}).items()}
+    checkpoint_state = saved.get("ModelCheckpoint", {})
+    return (
+        checkpoint_state.get("best_model_path") or None,
+        checkpoint_state.get("best_model_score"),
+        int(state["epoch"]) + 1,
+        int(saved.get("EarlyStopping", {}).get("stopped_epoch", 0)),
+    )
 
 
 def resolve_ckpt(ckpt_path: str | None, out_dir: Path) -> str | None:
@@ -195,7 +214,3 @@ def resolve_ckpt(ckpt_path: str | None, out_dir: Path) -> str | None:
         last = out_dir / "checkpoints" / "last.ckpt"
         return str(last) if last.is_file() else None
     return ckpt_path
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)

@@ -172,7 +172,15 @@ class DTL2:
         loader = DataLoader(
             FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), batch_size=self.batch_size, shuffle=False
         )
-        trainer = job.make_trainer(callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False)
+        # one device, in this process: the callback needs every image's features (no sharding across ranks)
+        trainer = job.make_trainer(
+            callbacks=[callback],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            devices=1,
+            strategy="auto",
+            num_nodes=1,
+        )
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         job.info.update(
             cnn_images=module.cnn_images,
