@@ -165,7 +165,7 @@ def test_joblib_launcher_composes_with_a_job_count(tmp_path):
     ("trainer", "expected"),
     [
         ("gpu", {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}),
-        ("ddp", {"accelerator": "gpu", "devices": -1, "strategy": "ddp", "precision": "bf16-mixed"}),
+        ("ddp", {"accelerator": "gpu", "devices": -1, "strategy": "ddp_spawn", "precision": "bf16-mixed"}),
     ],
 )
 def test_gpu_and_ddp_trainers_compose_with_mixed_precision(trainer, expected, tmp_path):
