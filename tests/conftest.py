@@ -105,3 +105,28 @@ def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_dtl2_run")
     train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def london_chips(london_dir: Path) -> np.ndarray:
+    """150x150 chips of the first London faces (six), made with dlib exactly as its docs say:
+    HOG detection (on a half-size copy, boxes scaled back), 5-point shape, ``dlib.get_face_chip(padding=0.25)``."""
+    import importlib.resources
+
+    dlib = pytest.importorskip("dlib")
+    models = importlib.resources.files("face_recognition_models") / "models"
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    chips = []
+    for image_path in sorted((london_dir / "neutral").glob("*.jpg"))[:8]:
+        image = dlib.load_rgb_image(str(image_path))
+        detections = detector(np.ascontiguousarray(image[::2, ::2]), 0)
+        if len(detections) != 1:
+            continue
+        box = detections[0]
+        rect = dlib.rectangle(box.left() * 2, box.top() * 2, box.right() * 2, box.bottom() * 2)
+        chips.append(dlib.get_face_chip(image, predictor(image, rect), size=150, padding=0.25))
+        if len(chips) == 6:
+            break
+    assert len(chips) >= 5, "dlib found fewer than 5 single faces in the London set"
+    return np.stack(chips)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,39 +19,11 @@ from facediag.models.dlib_resnet import (
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
-LONDON = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
-N_FACES = 6
 
 
 @pytest.fixture(scope="module")
 def network() -> DlibFaceResNet:
     return load_dlib_resnet()
-
-
-@pytest.fixture(scope="module")
-def london_chips() -> np.ndarray:
-    """Aligned 150x150 chips of the first London faces, made with dlib exactly as its docs say."""
-    if not (LONDON / "neutral").is_dir():
-        pytest.skip(f"London faces not found at {LONDON} (set FACEDIAG_DATA_DIR)")
-    dlib = pytest.importorskip("dlib")
-    models = importlib.resources.files("face_recognition_models") / "models"
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    chips = []
-    for image_path in sorted((LONDON / "neutral").glob("*.jpg"))[: N_FACES + 2]:
-        image = dlib.load_rgb_image(str(image_path))
-        detections = detector(np.ascontiguousarray(image[::2, ::2]), 0)  # detect at half size: faster
-        if len(detections) != 1:
-            continue
-        box = detections[0]
-        rect = dlib.rectangle(box.left() * 2, box.top() * 2, box.right() * 2, box.bottom() * 2)
-        shape = predictor(image, rect)
-        chips.append(dlib.get_face_chip(image, shape, size=150, padding=0.25))
-        if len(chips) == N_FACES:
-            break
-    assert len(chips) >= 5, "dlib found fewer than 5 single faces in the London set"
-    return np.stack(chips)
 
 
 @pytest.mark.slow

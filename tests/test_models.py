@@ -4,8 +4,6 @@ computes, preprocessing matches each spec, heads / stages / features behave, MAC
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +28,6 @@ from facediag.models.weights import apply_key_map, load_state_dict_strict, locat
 
 torch.set_num_threads(1)
 
-REPO = Path(__file__).resolve().parents[1]
-LONDON = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
 EXPECTED_DIMS = {"alexnet": 4096, "vgg16": 4096, "resnet50": 2048, "senet50": 2048, "dlib_resnet": 128,
                  "efficientnet_lite0": 1280}
 
@@ -394,30 +390,6 @@ def test_extract_features_batches_without_changing_results_or_training_state():
         direct = model.features(model.preprocess(images)).numpy()
     np.testing.assert_allclose(features, direct, atol=1e-5)
     assert extract_features(model, images[:0], batch_size=2).shape == (0, 128)
-
-
-@pytest.fixture(scope="module")
-def london_chips() -> np.ndarray:
-    """150x150 dlib chips of five London faces (dlib.get_face_chip, padding 0.25)."""
-    if not (LONDON / "neutral").is_dir():
-        pytest.skip(f"London faces not found at {LONDON} (set FACEDIAG_DATA_DIR to the folder holding it)")
-    dlib = pytest.importorskip("dlib")
-    models = importlib.resources.files("face_recognition_models") / "models"
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    chips = []
-    for path in sorted((LONDON / "neutral").glob("*.jpg"))[:8]:
-        image = dlib.load_rgb_image(str(path))
-        boxes = detector(np.ascontiguousarray(image[::3, ::3]), 0)
-        if len(boxes) != 1:
-            continue
-        box = boxes[0]
-        rect = dlib.rectangle(box.left() * 3, box.top() * 3, box.right() * 3, box.bottom() * 3)
-        chips.append(dlib.get_face_chip(image, predictor(image, rect), size=150, padding=0.25))
-        if len(chips) == 5:
-            break
-    assert len(chips) == 5
-    return np.stack(chips)
 
 
 @pytest.mark.slow
