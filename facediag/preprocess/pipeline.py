@@ -155,6 +155,7 @@ class Preprocessor:
         self.progress = progress
         self.mp_context = mp_context or ("fork" if sys.platform.startswith("linux") else "spawn")
         self._config_hash: str | None = None
+        self._digests: dict[tuple[str, int, int], str] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -169,6 +170,14 @@ class Preprocessor:
             "min_relative_score": self.min_relative_score,
             "max_pixels": self.max_pixels,
         }
+
+    def _sha256(self, path: str) -> str:
+        """The file's sha256, hashed once per (path, size, mtime): landmarks, crops and the QA grid share it."""
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = sha256_file(path)
+        return self._digests[key]
 
     @property
     def config_hash(self) -> str:
@@ -286,7 +295,7 @@ class Preprocessor:
                 results[index] = FaceResult(path=path, status="error", reason="file not found")
                 continue
             try:
-                sha = sha256_file(path)
+                sha = self._sha256(path)
             except OSError as err:
                 results[index] = FaceResult(path=path, status="error", reason=f"cannot read file ({err})")
                 continue
