@@ -8,11 +8,13 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from facediag.config import register_resolvers  # noqa: E402
+from facediag.errors import exit_on_user_error  # noqa: E402
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from facediag.evaluation.cli import evaluate
 

@@ -8,11 +8,13 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from facediag.config import register_resolvers  # noqa: E402
+from facediag.errors import exit_on_user_error  # noqa: E402
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """Run one job; return its validation score when ``optimized_metric`` is set (what Optuna maximises)."""
     from facediag.sweeps import optimized_value

@@ -46,3 +46,25 @@ class FeatureCache:
 
     def missing(self, digests: Sequence[str]) -> list[str]:
         return [d for d in digests if not self._file(d).is_file()]
+
+
+def backbone_feature_cache(
+    cache_dir: str | os.PathLike, backbone: Mapping[str, Any], weights: Mapping[str, Any], preprocess: Mapping[str, Any]
+) -> FeatureCache:
+    """The cache of one backbone's features: keyed by backbone, weights (+ pinned file), feature layer,
+    preprocessing and crop (the Hydra ``backbone``, ``weights``, ``preprocess`` groups as plain dicts).
+
+    DTL2 and identity grouping share it: a descriptor computed by one is reused by the other.
+    """
+    align = backbone["align"]
+    ignored = ("cache_dir", "n_workers", "progress")
+    key = {
+        "backbone": backbone["name"],
+        "feature_layer": backbone.get("feature_layer"),
+        "weights": weights["name"],
+        "weights_path": weights.get("path"),
+        "weights_sha256": weights.get("sha256"),
+        "preprocess": {k: v for k, v in preprocess.items() if k not in ignored},
+        "crop": (int(align["size"]), str(align["template"]), float(align["padding"])),
+    }
+    return FeatureCache(Path(cache_dir) / "features", key)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facediag.errors import exit_on_user_error
 from facediag.results import DISCLAIMER
 
 USAGE = "usage: python -m facediag.predict <image> [<image> ...] run=<run dir> [out=<folder>]"
@@ -60,6 +61,7 @@ def predict(images: Sequence[str], run_dir: Path, out_dir: Path) -> int:
     return refused
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     images, run_dir, out_dir = parse(sys.argv[1:] if argv is None else argv)

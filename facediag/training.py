@@ -118,7 +118,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return done
     (out_dir / FAILED).unlink(missing_ok=True)
     (out_dir / RUN_CONFIG).write_text(resolved)
-    data = prepare_data(cfg.data, out_dir, cache_dir=cfg.paths.cache_dir)
+    data = prepare_data(cfg.data, out_dir, cache_dir=cfg.paths.cache_dir, preprocess_cfg=cfg.preprocess)
     print(
         f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} images found, "
         f"{len(data.split)} in the split ({data.split['subject'].nunique()} subjects)"

@@ -13,7 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facediag.data.records import build_manifest, usable
-from facediag.data.splits import make_split
+from facediag.data.splits import make_split, short_classes
+from facediag.errors import DataNotFoundError
+
+IDENTITY_GROUPING = ("auto", "off")
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ class PreparedData:
     source: Any
     manifest: pd.DataFrame
     split: pd.DataFrame
+    identity: Any = None  # facediag.data.identity.IdentityReport when identity grouping ran
 
     @property
     def classes(self) -> list[str]:
@@ -64,22 +68,96 @@ def subsample_subjects(table: pd.DataFrame, per_class: int, seed: int) -> pd.Dat
     return table[table["subject"].isin(keep)].reset_index(drop=True)
 
 
+def check_classes_present(table: pd.DataFrame, classes: list[str], manifest: pd.DataFrame) -> None:
+    """Every class of the task needs a usable image; the error says how many files it had and why none is usable."""
+    empty = [c for c in classes if not (table["label"] == c).any()]
+    if empty:
+        details = []
+        for c in empty:
+            rows = manifest[manifest["label"] == c]
+            reasons = rows["status"].value_counts().to_dict()
+            details.append(f"{c}: {len(rows)} files found, none usable {reasons if reasons else ''}".rstrip())
+        raise DataNotFoundError("class(es) without a usable image: " + "; ".join(details))
+
+
+def warn_short_classes(table: pd.DataFrame, data_cfg: DictConfig) -> None:
+    """The paper split on a class with fewer than n_train + n_test images: say so, with counts and the way out."""
+    if data_cfg.split != "paper":
+        return
+    short = short_classes(table["label"], int(data_cfg.n_train), int(data_cfg.n_test))
+    if short:
+        message = (
+            f"paper split: class(es) with fewer than n_train + n_test = {data_cfg.n_train} + {data_cfg.n_test} "
+            f"images: {short}; the test part is filled first ({data_cfg.n_test} per class) and training gets the "
+            f"rest. Consider data.split=kfold."
+        )
+        log.warning(message)
+        print(f"WARNING: {message}")
+
+
+def apply_identity_grouping(
+    table: pd.DataFrame, data_cfg: DictConfig, preprocess_cfg: DictConfig | None, cache_dir: str | Path | None
+) -> tuple[pd.DataFrame, Any]:
+    """``data.identity_grouping=auto``: subjects for images nobody named, from their face identity."""
+    mode = str(data_cfg.get("identity_grouping") or "off")
+    if mode not in IDENTITY_GROUPING:
+        raise ValueError(f"data.identity_grouping must be one of {IDENTITY_GROUPING}, got {mode!r}")
+    if mode == "off" or preprocess_cfg is None or cache_dir is None or table.empty:
+        return table, None
+    from facediag.data.identity import face_descriptors, group_by_identity
+
+    preprocessor = instantiate(preprocess_cfg)
+    found = face_descriptors(list(table["path"]), preprocessor, preprocess_cfg, cache_dir)
+    report = group_by_identity(table, found)
+    table = table.assign(
+        subject=report.groups["subject"].to_numpy(), subject_source=report.groups["subject_source"].to_numpy()
+    )
+    print(report.summary())
+    return table, report
+
+
+def update_manifest_subjects(manifest: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with the subjects identity grouping gave (rows not in ``table`` unchanged)."""
+    new = table.set_index("path")
+    hit = manifest["path"].isin(new.index)
+    manifest = manifest.copy()
+    for column in ("subject", "subject_source"):
+        manifest.loc[hit, column] = manifest.loc[hit, "path"].map(new[column])
+    return manifest
+
+
 def prepare_data(
-    data_cfg: DictConfig, out_dir: str | Path | None = None, cache_dir: str | Path | None = None
+    data_cfg: DictConfig,
+    out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    preprocess_cfg: DictConfig | None = None,
 ) -> PreparedData:
-    """Instantiate the source, build the manifest and the split; write manifest.csv and split.csv."""
+    """Instantiate the source, build the manifest and the split; write manifest.csv and split.csv.
+
+    With ``preprocess_cfg`` and ``data.identity_grouping=auto``, images without a known subject are
+    grouped by face identity (``identity.csv`` lists the groups) and near-duplicate photos are refused
+    on two sides of the split or under two labels.
+    """
     source = instantiate(data_cfg.source, _convert_="all")
     manifest = build_manifest(source.records(), cache_dir=cache_dir)
     bad = manifest[~manifest["status"].isin(["ok"]) & ~manifest["status"].str.startswith("excluded")]
     for _, row in bad.iterrows():
         log.warning("skipped %s: %s", row["path"], row["status"])
     table = usable(manifest)
+    check_classes_present(table, list(source.classes), manifest)
+    table, identity = apply_identity_grouping(table, data_cfg, preprocess_cfg, cache_dir)
+    if identity is not None:
+        manifest = update_manifest_subjects(manifest, table)
     if data_cfg.get("max_subjects_per_class"):
         table = subsample_subjects(table, int(data_cfg.max_subjects_per_class), int(data_cfg.split_seed))
-    split = make_split(table, **split_kwargs(data_cfg))
+    warn_short_classes(table, data_cfg)
+    near = identity.near_duplicates if identity is not None else ()
+    split = make_split(table, **split_kwargs(data_cfg), near_duplicates=near)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(out_dir / "manifest.csv", index=False)
         split.to_csv(out_dir / "split.csv", index=False)
-    return PreparedData(source, manifest, split)
+        if identity is not None:
+            identity.groups.to_csv(out_dir / "identity.csv", index=False)
+    return PreparedData(source, manifest, split, identity)

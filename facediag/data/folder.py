@@ -9,10 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 from facediag.data.records import Record, list_images, normalize_name
+from facediag.errors import DataNotFoundError, UserError
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(UserError, ValueError):
     """A class folder whose name matches no configured class."""
+
+
+class EmptyClassError(DataNotFoundError):
+    """A class folder of the task holds no file at all."""
 
 
 def resolve_class_names(
@@ -41,9 +46,11 @@ def resolve_class_names(
 
 def read_subject_csv(csv_path: str | os.PathLike, root: Path) -> pd.DataFrame:
     """Read `path,label,subject,...`; paths may be relative to ``root``. Indexed by absolute path."""
+    if not Path(csv_path).is_file():
+        raise DataNotFoundError(f"subjects CSV not found: {csv_path} (data.subjects_csv)")
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     if "path" not in table.columns:
-        raise ValueError(f"{csv_path}: needs a 'path' column (found {list(table.columns)})")
+        raise UserError(f"{csv_path}: needs a 'path' column (found {list(table.columns)})")
     table["path"] = [
         str((root / p).resolve()) if not os.path.isabs(p) else str(Path(p).resolve()) for p in table["path"]
     ]
@@ -57,8 +64,11 @@ class FolderDataset:
     canonical name → aliases (folder names are matched tolerant of case, spaces and hyphens).
     ``include``: the canonical classes of the task, in order; others are left out of the task
     (listed in the manifest with status 'excluded: ...').
-    ``subjects_csv``: optional `path,label,subject,...` table for subject ids and metadata; without it
-    each file is its own subject.
+    ``subjects_csv``: optional `path,label,subject,...` table for subject ids and metadata; a file it
+    does not name is its own subject (``subject_source`` "file") until identity grouping
+    (``facediag.data.identity``) finds the same face elsewhere. A class folder of the task with no file
+    at all is an error naming it (``EmptyClassError``); broken links and undecodable files are listed
+    in the manifest with their reason.
     """
 
     def __init__(
@@ -88,10 +98,10 @@ class FolderDataset:
 
     def _class_dirs(self) -> dict[Path, str]:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.name} data folder not found: {self.root} (set data.root=<folder>)")
+            raise DataNotFoundError(f"{self.name} data folder not found: {self.root} (set data.root=<folder>)")
         folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not folders:
-            raise FileNotFoundError(f"{self.root}: no class folders (expected <root>/<class>/<image>)")
+            raise DataNotFoundError(f"{self.root}: no class folders (expected <root>/<class>/<image>)")
         if self.aliases is None:
             mapping = {f.name: f.name for f in folders}
         else:
@@ -116,15 +126,24 @@ class FolderDataset:
         wanted = set(self.classes)
         records = []
         for folder, canonical in self._class_dirs().items():
-            for path in list_images(folder):
-                key = str(path.resolve())
-                meta: dict[str, object] = {}
-                subject = f"{canonical}/{path.relative_to(folder).as_posix()}"
-                if table is not None and key in table.index:
-                    row = table.loc[key]
-                    subject = row.get("subject") or subject
-                    meta = {k: v for k, v in row.items() if k not in ("label", "subject")}
-                status = "ok" if canonical in wanted else f"excluded: class {canonical} not in this task"
-                label = canonical if canonical in wanted else None
-                records.append(Record(str(path), label, str(subject), meta, status))
+            files = list_images(folder)
+            if not files and canonical in wanted:
+                raise EmptyClassError(
+                    f"class folder {folder} (class {canonical}) holds no file: add its images, remove the folder, "
+                    f"or leave the class out with data.classes=[...]"
+                )
+            for path in files:
+                records.append(self._record(path, folder, canonical, canonical in wanted, table))
         return records
+
+    def _record(self, path: Path, folder: Path, canonical: str, wanted: bool, table: pd.DataFrame | None) -> Record:
+        key = str(path.resolve())
+        meta: dict[str, object] = {}
+        subject, source = f"{canonical}/{path.relative_to(folder).as_posix()}", "file"
+        if table is not None and key in table.index:
+            row = table.loc[key]
+            if row.get("subject"):
+                subject, source = row["subject"], "csv"
+            meta = {k: v for k, v in row.items() if k not in ("label", "subject")}
+        status = "ok" if wanted else f"excluded: class {canonical} not in this task"
+        return Record(str(path), canonical if wanted else None, str(subject), meta, status, source)

@@ -14,8 +14,10 @@ import pandas as pd
 from facediag.download import sha256_file
 from facediag.imageio import DEFAULT_MAX_PIXELS, BadImageError, check_decodes
 
-MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status"]
+MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status", "subject_source"]
 OK = "ok"
+# where a subject id comes from: a table (subjects CSV, London's info file), identity grouping, or the file itself
+SUBJECT_SOURCES = ("csv", "identity", "file")
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class Record:
     """An image with its class label, the person it shows and optional metadata.
 
     ``label`` is None when the image exists but has no label for the chosen task (kept in the
-    manifest with the reason in ``status``, never dropped silently).
+    manifest with the reason in ``status``, never dropped silently). ``subject_source``: "csv" (a
+    table named the person) or "file" (nobody did: the file is its own subject until identity grouping).
     """
 
     path: str
@@ -31,6 +34,7 @@ class Record:
     subject: str
     meta: dict[str, object] = field(default_factory=dict)
     status: str = OK
+    subject_source: str = "csv"
 
 
 def normalize_name(name: str) -> str:
@@ -40,6 +44,8 @@ def normalize_name(name: str) -> str:
 
 def _file_facts(path: str, max_pixels: int) -> dict[str, object]:
     """sha256, upright size and decode status of one file (the expensive part of a manifest row)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return {"sha256": None, "width": None, "height": None, "status": f"error: broken link to {os.readlink(path)}"}
     try:
         digest = sha256_file(path)
     except OSError as err:
@@ -85,7 +91,9 @@ class FactCache:
 
 
 def _inspect(record: Record, facts: FactCache) -> dict[str, object]:
-    row: dict[str, object] = {"path": record.path, "label": record.label, "subject": record.subject}
+    row: dict[str, object] = {
+        "path": record.path, "label": record.label, "subject": record.subject, "subject_source": record.subject_source
+    }  # fmt: skip
     row.update(facts.get(record.path))
     if record.status != OK and row["status"] == OK:
         row["status"] = record.status
@@ -125,9 +133,11 @@ def usable(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def list_images(root: str | os.PathLike, suffixes: Sequence[str] | None = None) -> list[Path]:
-    """Every file below ``root`` (sorted), hidden files excluded; suffix filtering is the caller's choice."""
+    """Every file below ``root`` (sorted), broken links included (the manifest reports them), hidden files
+    excluded; suffix filtering is the caller's choice."""
     root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    found = root.rglob("*")
+    files = sorted(p for p in found if not p.is_dir() and (p.is_file() or p.is_symlink()) and p.name[0] != ".")
     if suffixes is not None:
         wanted = {s.lower() for s in suffixes}
         files = [p for p in files if p.suffix.lower() in wanted]

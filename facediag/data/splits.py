@@ -11,11 +11,17 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from facediag.errors import UserError
+
 TRAIN, VAL, TEST = "train", "val", "test"
 
 
-class LeakError(ValueError):
+class LeakError(UserError, ValueError):
     """The same person or the same image bytes appear on two sides of a split, or under two labels."""
+
+
+class SplitError(UserError, ValueError):
+    """The data cannot be split as asked (a class too small for the paper split or for k folds)."""
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -25,9 +31,12 @@ def _rng(seed: int) -> np.random.Generator:
 def paper_split(
     labels: Sequence[str], subjects: Sequence[str], n_train: int = 40, n_test: int = 30, seed: int = 0
 ) -> np.ndarray:
-    """The paper's fixed per-class split: ``n_test`` test and up to ``n_train`` train images per class.
+    """The paper's fixed per-class split: at most ``n_test`` test and ``n_train`` train images per class.
 
-    Subjects are drawn whole (seeded); images beyond ``n_train + n_test`` in a class get role ''.
+    Subjects are drawn whole, in a seeded order; a person counts as many images as they have photos,
+    and goes to test if they still fit there, else to train if they fit there, else is left out
+    (role ''): the targets are never exceeded. A class short of ``n_train + n_test`` images fills test
+    first and trains on the rest (``short_classes`` says which; the caller warns).
     """
     labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
     roles = np.full(len(labels), "", dtype=object)
@@ -37,15 +46,25 @@ def paper_split(
         people = np.array(sorted(set(subjects[in_class])), dtype=object)
         rng.shuffle(people)
         if in_class.sum() < n_test + 1:
-            raise ValueError(f"class {label!r} has {in_class.sum()} images; the split needs more than {n_test}")
+            raise SplitError(
+                f"class {label!r} has {in_class.sum()} images; the paper split needs more than n_test={n_test} "
+                f"(lower data.n_test / data.n_train, or use data.split=kfold)"
+            )
         filled = {TEST: 0, TRAIN: 0}
         for person in people:
             rows = in_class & (subjects == person)
-            role = TEST if filled[TEST] < n_test else (TRAIN if filled[TRAIN] < n_train else "")
+            size = int(rows.sum())
+            role = next((r for r, cap in ((TEST, n_test), (TRAIN, n_train)) if filled[r] + size <= cap), "")
             roles[rows] = role
             if role:
-                filled[role] += int(rows.sum())
+                filled[role] += size
     return roles
+
+
+def short_classes(labels: Sequence[str], n_train: int, n_test: int) -> dict[str, int]:
+    """Classes with fewer than ``n_train + n_test`` images (the paper split trains on fewer), with counts."""
+    counts = pd.Series(np.asarray(labels, dtype=object)).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items()) if v < n_train + n_test}
 
 
 def kfold_split(
@@ -56,7 +75,7 @@ def kfold_split(
     Repeated k-fold = the same call with another ``seed``.
     """
     if not 0 <= fold < n_folds:
-        raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
+        raise SplitError(f"fold must be in [0, {n_folds}), got {fold}")
     labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     _, test_idx = list(splitter.split(np.zeros(len(labels)), labels, subjects))[fold]
@@ -82,17 +101,21 @@ def carve_validation(
     people = {lab: len(set(train_subjects[train_labels == lab])) for lab in set(train_labels)}
     n_splits = min(wanted, min(people.values()))
     if n_splits < 2:
-        raise ValueError(f"cannot carve a validation part by person: the training part has {people} people per class")
+        raise SplitError(f"cannot carve a validation part by person: the training part has {people} people per class")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, val_local = next(splitter.split(np.zeros(len(train_idx)), train_labels, train_subjects))
     roles[train_idx[val_local]] = VAL
     return roles
 
 
-def check_no_leak(table: pd.DataFrame, role_column: str = "role") -> None:
+def check_no_leak(
+    table: pd.DataFrame, role_column: str = "role", near_duplicates: Sequence[tuple[str, str, float]] = ()
+) -> None:
     """Refuse a split where a subject or identical image bytes cross sides, or one image has two labels.
 
-    ``table`` needs `path, label, subject, sha256` and the role column; the error names the files.
+    ``table`` needs `path, label, subject, sha256` and the role column; ``near_duplicates`` lists
+    (path, path, descriptor distance) of copies of one photo (re-encoded, resized, cropped), refused
+    on two sides or under two labels like identical bytes. The error names the files.
     """
     problems: list[str] = []
     placed = table[table[role_column].isin([TRAIN, VAL, TEST])]
@@ -108,8 +131,32 @@ def check_no_leak(table: pd.DataFrame, role_column: str = "role") -> None:
         rows = labelled[labelled["sha256"] == digest]
         listing = ", ".join(f"{p} ({lab})" for p, lab in zip(rows["path"], rows["label"], strict=True))
         problems.append(f"identical image bytes under several labels: {listing}")
+    problems += _near_duplicate_problems(table, role_column, near_duplicates)
     if problems:
         raise LeakError("split refused, it would leak:\n  " + "\n  ".join(problems))
+
+
+def _near_duplicate_problems(
+    table: pd.DataFrame, role_column: str, pairs: Sequence[tuple[str, str, float]]
+) -> list[str]:
+    rows = table.set_index("path")
+    problems = []
+    for path_a, path_b, distance in pairs:
+        if path_a not in rows.index or path_b not in rows.index:
+            continue
+        a, b = rows.loc[path_a], rows.loc[path_b]
+        sides = {a[role_column], b[role_column]}
+        if len(sides) > 1 and sides <= {TRAIN, VAL, TEST}:
+            problems.append(
+                f"near-duplicate photos (descriptor distance {distance:.3f}) on several sides: "
+                f"{path_a} ({a[role_column]}), {path_b} ({b[role_column]})"
+            )
+        if pd.notna(a["label"]) and pd.notna(b["label"]) and a["label"] != b["label"]:
+            problems.append(
+                f"near-duplicate photos (descriptor distance {distance:.3f}) under several labels: "
+                f"{path_a} ({a['label']}), {path_b} ({b['label']})"
+            )
+    return problems
 
 
 def make_split(
@@ -121,8 +168,10 @@ def make_split(
     val_size: float = 0.2,
     n_train: int = 40,
     n_test: int = 30,
+    near_duplicates: Sequence[tuple[str, str, float]] = (),
 ) -> pd.DataFrame:
-    """`path,subject,label,role,fold` for the usable rows of a manifest, checked for leaks."""
+    """`path,subject,label,role,fold,sha256[,subject_source]` for the usable rows of a manifest, checked for
+    leaks (``near_duplicates``: see ``check_no_leak``)."""
     labels, subjects = table["label"].to_numpy(), table["subject"].to_numpy()
     if kind == "paper":
         roles = paper_split(labels, subjects, n_train=n_train, n_test=n_test, seed=split_seed)
@@ -130,8 +179,10 @@ def make_split(
     elif kind == "kfold":
         roles = kfold_split(labels, subjects, n_folds=n_folds, fold=fold, seed=split_seed)
     else:
-        raise ValueError(f"split kind must be 'paper' or 'kfold', got {kind!r}")
+        raise SplitError(f"data.split must be 'paper' or 'kfold', got {kind!r}")
     roles = carve_validation(roles, labels, subjects, val_size=val_size, seed=split_seed)
     split = table.assign(role=roles, fold=fold)
-    check_no_leak(split)
-    return split.loc[split["role"] != "", ["path", "subject", "label", "role", "fold", "sha256"]].reset_index(drop=True)
+    check_no_leak(split, near_duplicates=near_duplicates)
+    columns = ["path", "subject", "label", "role", "fold", "sha256"]
+    columns += ["subject_source"] if "subject_source" in split.columns else []
+    return split.loc[split["role"] != "", columns].reset_index(drop=True)

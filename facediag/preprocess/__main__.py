@@ -15,6 +15,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from facediag.config import CONFIG_DIR, register_resolvers  # noqa: E402
+from facediag.errors import exit_on_user_error  # noqa: E402
 
 register_resolvers()
 
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.feature_cache import FeatureCache
+from facediag.feature_cache import FeatureCache, backbone_feature_cache
 
 
 @dataclass
@@ -56,20 +56,10 @@ class Job:
 
     def feature_cache(self) -> FeatureCache:
         """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop."""
-        weights = self.cfg.weights
-        key = {
-            "backbone": self.cfg.backbone.name,
-            "feature_layer": self.cfg.backbone.get("feature_layer"),
-            "weights": weights.name,
-            "weights_path": weights.get("path"),
-            "weights_sha256": weights.get("sha256"),
-            "preprocess": OmegaConf.to_container(self.cfg.preprocess, resolve=True),
-            "crop": self.backbone_crop,
-        }
-        key["preprocess"].pop("cache_dir", None)
-        key["preprocess"].pop("n_workers", None)
-        key["preprocess"].pop("progress", None)
-        return FeatureCache(Path(self.cfg.paths.cache_dir) / "features", key)
+        groups = ("backbone", "weights", "preprocess")
+        return backbone_feature_cache(
+            self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in groups}
+        )
 
     def augment(self) -> list[Any]:
         """Instantiated albumentations transforms of ``data.augment`` (training only; none by default)."""
