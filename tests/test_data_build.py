@@ -65,7 +65,8 @@ def test_evaluate_rereads_a_folder_run(run_dir, tmp_path):
 
 def test_external_validation_on_another_folder(london_dir, run_dir, tmp_path):
     other = sex_tree(london_dir, tmp_path / "other", per_class=3, skip=10)
-    result = run_cli("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={other}", f"hydra.run.dir={tmp_path}/ev")
+    args = ("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={other}", f"hydra.run.dir={tmp_path}/ev")
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "ev" / "external_manifest.csv")) == 12
 
