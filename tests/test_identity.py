@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +110,34 @@ def test_the_paper_split_never_exceeds_its_targets_with_people_of_several_photos
     counts = split["role"].value_counts()
     assert counts["test"] <= 15 and counts["train"] + counts["val"] <= 20
     assert split.groupby("subject")["role"].nunique().max() == 1
+
+
+def test_find_overlaps_between_a_training_set_and_new_photos(london_dir, tmp_path):
+    """The interface external validation uses: identical bytes, a resized copy and the same person's other photo."""
+    import shutil
+
+    from hydra.utils import instantiate
+
+    from facediag.data.identity import find_overlaps
+    from facediag.download import sha256_file
+    from tests.conftest import compose_train
+    from tests.owndata import photos, resized_copy
+
+    cfg = compose_train(tmp_path / "run", "preprocess.progress=false", "preprocess.n_workers=1")
+    first, second, third = (photos(london_dir, face_id) for face_id in ("001", "002", "003"))
+    reference = [(str(p), sha256_file(p)) for p in (first[0], second[0], third[0])]
+    query_paths = [
+        Path(shutil.copy(first[0], tmp_path / "same_bytes.jpg")),
+        resized_copy(second[0], tmp_path / "resized.jpg"),
+        third[1],  # the same person smiling
+        photos(london_dir, "004")[0],  # someone else
+    ]
+    query = [(str(p), "") for p in query_paths]
+    found = find_overlaps(reference, query, instantiate(cfg.preprocess), cfg.preprocess, cfg.paths.cache_dir)
+    kinds = {(Path(row.reference).name, Path(row.query).name): row.kind for row in found.itertuples()}
+    assert kinds == {
+        (first[0].name, "same_bytes.jpg"): "identical",
+        (second[0].name, "resized.jpg"): "near_duplicate",
+        (third[0].name, third[1].name): "same_identity",
+    }
+    assert found["distance"].max() < 0.5
