@@ -63,6 +63,12 @@ def test_evaluate_rereads_a_folder_run(run_dir, tmp_path):
     assert (tmp_path / "report.html").is_file()
 
 
+def test_evaluate_sweep_over_a_folder_run(run_dir, tmp_path):
+    result = run_cli("evaluate.py", f"sweep={run_dir}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "folder / classes" in result.stdout
+
+
 def test_external_validation_on_another_folder(london_dir, run_dir, tmp_path):
     other = sex_tree(london_dir, tmp_path / "other", per_class=3, skip=10)
     args = ("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={other}", f"hydra.run.dir={tmp_path}/ev")

@@ -133,3 +133,17 @@ def test_make_split_writes_the_contract_columns():
     split = make_split(frame, kind="kfold", n_folds=3)
     assert list(split.columns)[:5] == ["path", "subject", "label", "role", "fold"]
     assert set(split["role"]) == {"train", "val", "test"}
+
+
+def test_a_short_class_under_the_paper_split_is_named_with_its_count(capsys):
+    from omegaconf import OmegaConf
+
+    from facediag.data.build import warn_short_classes
+    from facediag.data.splits import short_classes
+
+    labels = ["a"] * 70 + ["b"] * 40
+    assert short_classes(labels, n_train=40, n_test=30) == {"b": 40}
+    cfg = OmegaConf.create({"split": "paper", "n_train": 40, "n_test": 30})
+    warn_short_classes(pd.DataFrame({"label": labels}), cfg)
+    out = capsys.readouterr().out
+    assert "{'b': 40}" in out and "data.split=kfold" in out
