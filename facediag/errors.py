@@ -36,8 +36,21 @@ def _in_multirun() -> bool:
         return False
 
 
+def user_message(err: BaseException) -> str | None:
+    """The message to show for a user error (a UserError, or a required config value left unset); None otherwise."""
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, (MissingMandatoryValue, InterpolationToMissingValueError)):
+        missing = str(err).split("Missing mandatory value:")[-1].splitlines()[0].strip()
+        return f"a required setting is missing: {missing} (give it on the command line, e.g. {missing}=<value>)"
+    return None
+
+
 def exit_on_user_error(main: F) -> F:
-    """Wrap an entry point: a UserError prints ``error: <message>`` on stderr and exits with code 2.
+    """Wrap an entry point: a UserError (or a required setting left unset, e.g. ``data.root``) prints
+    ``error: <message>`` on stderr and exits with code 2.
 
     Put it *inside* ``@hydra.main`` (so Hydra never sees the exception). With ``HYDRA_FULL_ERROR=1``
     the exception propagates with its traceback; so it does in a sweep job (the sweep records it in FAILED).
@@ -47,10 +60,11 @@ def exit_on_user_error(main: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except UserError as err:
-            if full_error() or _in_multirun():
+        except Exception as err:
+            message = user_message(err)
+            if message is None or full_error() or _in_multirun():
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             sys.exit(EXIT_CODE)
 
     return wrapper  # type: ignore[return-value]

@@ -112,9 +112,12 @@ def test_an_empty_class_folder_is_a_clear_error_naming_it(tree, tmp_path):
 
 
 def test_a_missing_folder_and_an_unknown_class_are_clear_errors(tree, tmp_path):
-    message = user_error(run_cli("train.py", "data=folder", f"data.root={tmp_path}/nowhere", "prepare_only=true"))
+    run = f"hydra.run.dir={tmp_path}/r"
+    message = user_error(run_cli("train.py", "data=folder", f"data.root={tmp_path}/nowhere", "prepare_only=true", run))
     assert "not found" in message and "nowhere" in message
-    message = user_error(run_cli("train.py", "data=dsf", f"data.root={tree[0]}", "prepare_only=true"))
+    message = user_error(run_cli("train.py", "data=folder", "prepare_only=true", run))
+    assert "data.root" in message
+    message = user_error(run_cli("train.py", "data=dsf", f"data.root={tree[0]}", "prepare_only=true", run))
     assert "match no configured class" in message and "female" in message
 
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from facediag.data.records import build_manifest, usable
 from facediag.data.splits import make_split, short_classes
-from facediag.errors import DataNotFoundError
+from facediag.errors import DataNotFoundError, UserError
 
 IDENTITY_GROUPING = ("auto", "off")
 
@@ -101,7 +101,7 @@ def apply_identity_grouping(
     """``data.identity_grouping=auto``: subjects for images nobody named, from their face identity."""
     mode = str(data_cfg.get("identity_grouping") or "off")
     if mode not in IDENTITY_GROUPING:
-        raise ValueError(f"data.identity_grouping must be one of {IDENTITY_GROUPING}, got {mode!r}")
+        raise UserError(f"data.identity_grouping must be one of {IDENTITY_GROUPING}, got {mode!r}")
     if mode == "off" or preprocess_cfg is None or cache_dir is None or table.empty:
         return table, None
     from facediag.data.identity import face_descriptors, group_by_identity
