@@ -183,8 +183,11 @@ class TrainedRun:
             features = backbone.features(backbone.preprocess(crops)).float().numpy()
             scores = decision_scores(svm, features, len(self.classes))
             return scores, platt.predict_proba(features) if platt is not None else _softmax(scores)
+        from threadpoolctl import threadpool_limits
+
         vocabulary, svm = self.model()
-        scores = decision_scores(svm, vocabulary.transform(crops), len(self.classes))
+        with threadpool_limits(1):  # as in training: k-means' tiny OpenMP steps crawl with threads on busy cores
+            scores = decision_scores(svm, vocabulary.transform(crops), len(self.classes))
         return scores, _softmax(scores)
 
     def score_crops(self, crops: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
