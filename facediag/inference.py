@@ -216,12 +216,12 @@ class TrainedRun:
         """Preprocess ``paths`` as the run did (one pass: detection, landmarks and crop) and score every crop."""
         preprocessor = self.preprocessor(n_workers, cache_dir, progress)
         paths = [os.fspath(p) for p in paths]
+        from facediag.preprocess.pipeline import stack_crops
+
         results, crops = preprocessor.results_and_crops(paths, *self.crop)
-        kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
-        size = self.crop[0]
-        stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
+        stacked, kept = stack_crops(results, crops, self.crop[0])
         scores, probabilities = self.score_crops(stacked, progress=progress)
-        return Scored([results[i].path for i in kept], stacked, scores, probabilities, results)
+        return Scored([r.path for r in kept], stacked, scores, probabilities, results)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

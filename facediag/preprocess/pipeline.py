@@ -268,10 +268,7 @@ class Preprocessor:
         matching FaceResults, in input order, for the paths whose status is "ok" or "center_crop".
         Skipped and unreadable paths are left out here; ``landmarks(paths)`` / ``report`` list them.
         """
-        results, crops = self.results_and_crops(paths, size, template, padding)
-        kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
-        stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
-        return stacked, [results[i] for i in kept]
+        return stack_crops(*self.results_and_crops(paths, size, template, padding), size)
 
     def results_and_crops(
         self, paths: Sequence[str | os.PathLike], size: int, template: str = "dlib", padding: float = 0.25
@@ -389,6 +386,15 @@ class Preprocessor:
         if out_png is not None:
             write_png(grid, out_png)
         return grid
+
+
+def stack_crops(
+    results: Sequence[FaceResult], crops: Sequence[np.ndarray | None], size: int
+) -> tuple[np.ndarray, list[FaceResult]]:
+    """(uint8 (K, size, size, 3) crops, their K results) of the results that have a crop, in order."""
+    kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
+    stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
+    return stacked, [results[i] for i in kept]
 
 
 def downscale(image: np.ndarray, longest_side: int) -> np.ndarray:
