@@ -1,7 +1,15 @@
-"""Apply a finished run to new images: the same preprocessing, crop and model (DTL1 or DTL2)."""
+"""Apply a finished run to new images: the run's preprocessing, crop and model (DTL1, DTL2 or DSIFT).
+
+Everything comes from what the run dir records, never from defaults: ``run_config.yaml`` (preprocessing,
+backbone, weights, strategy hyper-parameters) and ``metrics.json`` (classes, the DTL1 checkpoint that
+was tested, the DSIFT variants and their model files). Imports stay light: DTL2 and DSIFT runs never
+import Lightning, Hydra, matplotlib or scipy.stats (DTL1 needs Lightning to rebuild its module).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.training import RUN_CONFIG
+from facediag.results import RUN_CONFIG
+
+TTA = (None, "none", "flip")
 
 
 @dataclass
@@ -22,37 +31,84 @@ class Scored:
 
     paths: list[str]
     crops: np.ndarray
-    scores: np.ndarray  # (K, C): DTL1 softmax probabilities, DTL2 SVM decision values
-    probabilities: np.ndarray  # (K, C): DTL1 softmax, DTL2 Platt-scaled
+    scores: np.ndarray  # (K, C): DTL1 softmax probabilities, DTL2 / DSIFT SVM decision values
+    probabilities: np.ndarray  # (K, C): DTL1 softmax, DTL2 Platt-scaled, DSIFT softmax of the decision values
     results: list[Any]
 
 
-class TrainedRun:
-    """A run dir of `train.py` turned back into a classifier (DTL1 best checkpoint or DTL2 SVM + backbone)."""
+def build(node: Any) -> Any:
+    """Objects from a ``_target_`` config (nested dicts and lists), like hydra.utils.instantiate but without
+    importing Hydra (~0.3 s of a one-photo prediction)."""
+    if isinstance(node, list):
+        return [build(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    values = {k: build(v) for k, v in node.items() if not k.startswith("_")}
+    if "_target_" not in node:
+        return values
+    module, _, name = str(node["_target_"]).rpartition(".")
+    return getattr(importlib.import_module(module), name)(**values)
 
-    def __init__(self, run_dir: str | os.PathLike):
+
+class TrainedRun:
+    """A run dir of `train.py` turned back into a classifier.
+
+    DTL1: the fine-tuned module of the checkpoint that was tested (``metrics.json`` ``checkpoint``),
+    rebuilt with its saved hyper-parameters. DTL2: backbone + ``svm.skops`` (+ ``svm_platt.skops``).
+    DSIFT: ``dsift_bow.skops`` + the SVM of ``variant`` (default: the run's first variant, the one at
+    the top of metrics.json; ``variants`` lists them). ``tta="flip"`` averages the scores of each crop
+    and its horizontal mirror.
+    """
+
+    def __init__(
+        self, run_dir: str | os.PathLike, variant: str | None = None, tta: str | None = None, batch_size: int = 32
+    ):
         self.run_dir = Path(run_dir)
         config = self.run_dir / RUN_CONFIG
         if not config.is_file():
             raise FileNotFoundError(f"{self.run_dir}: no {RUN_CONFIG}; is this a facediag training run dir?")
         self.cfg: DictConfig = OmegaConf.load(config)
         self.strategy = str(self.cfg.strategy.name)
-        if self.strategy not in ("dtl1", "dtl2"):
-            raise ValueError(f"{self.run_dir}: applying a {self.strategy} run to new images is not supported")
         metrics = self.run_dir / "metrics.json"
         if not metrics.is_file():
             raise FileNotFoundError(f"{self.run_dir}: no metrics.json; the run did not finish")
-        import json
-
-        summary = json.loads(metrics.read_text())
-        self.classes: list[str] = list(summary["classes"])
-        self.positive: str | None = summary.get("positive")
-        align = self.cfg.backbone.align
-        self.crop = (int(align.size), str(align.template), float(align.padding))
+        self.summary: dict[str, Any] = json.loads(metrics.read_text())
+        self.classes: list[str] = list(self.summary["classes"])
+        self.positive: str | None = self.summary.get("positive")
+        self.variants: list[str] = list(self.summary.get("variants") or [self.summary["variant"]])
+        self.variant = variant or str(self.summary.get("variant") or self.variants[0])
+        if self.variant not in self.variants:
+            raise ValueError(f"{self.run_dir}: no variant {self.variant!r}; this run has {self.variants}")
+        if tta not in TTA:
+            raise ValueError(f"tta must be one of {[t for t in TTA if t]}, got {tta!r}")
+        self.tta = None if tta == "none" else tta
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        if self.strategy == "dsift":
+            s = self.cfg.strategy
+            self.crop = (int(s.crop_size), str(s.template), float(s.padding))
+        else:
+            align = self.cfg.backbone.align
+            self.crop = (int(align.size), str(align.template), float(align.padding))
         self._model: Any = None
 
-    def preprocessor(self) -> Any:
-        return instantiate(self.cfg.preprocess)
+    @property
+    def description(self) -> str:
+        """backbone / weights / strategy (variant) in words."""
+        if self.strategy == "dsift":
+            return f"dense SIFT + BoW / {self.variant}"
+        return f"{self.cfg.backbone.name} / {self.cfg.weights.name} / {self.strategy}"
+
+    def preprocessor(
+        self, n_workers: int | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = False
+    ) -> Any:
+        """The run's Preprocessor (its detector, landmarks, alignment and cache; workers, cache and bar as given)."""
+        settings = OmegaConf.to_container(self.cfg.preprocess, resolve=True)
+        settings.update(n_workers=n_workers, progress=progress)
+        if cache_dir is not None:
+            settings["cache_dir"] = str(cache_dir)
+        return build(settings)
 
     def _backbone(self) -> Any:
         from facediag.models import create_from_config
@@ -62,51 +118,110 @@ class TrainedRun:
             OmegaConf.to_container(self.cfg.weights, resolve=True),
         )
 
+    def checkpoint(self) -> Path:
+        """DTL1: the checkpoint the run's test pass used (recorded in metrics.json, relative to the run dir)."""
+        recorded = self.summary.get("checkpoint")
+        if recorded:
+            path = Path(recorded) if Path(recorded).is_absolute() else self.run_dir / recorded
+        elif self.summary.get("best_checkpoint"):  # runs before `checkpoint` was recorded: absolute path
+            old = Path(self.summary["best_checkpoint"])
+            path = old if old.is_file() else self.run_dir / "checkpoints" / old.name
+        else:
+            raise FileNotFoundError(f"{self.run_dir}/metrics.json records no tested checkpoint")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the checkpoint this run tested is missing")
+        return path
+
     def model(self) -> Any:
-        """DTL1: the fine-tuned network (best checkpoint); DTL2: (backbone, svm, Platt-scaled svm)."""
+        """DTL1: the FineTune module (eval); DTL2: (backbone, svm, Platt svm or None); DSIFT: (vocabulary, svm)."""
         if self._model is None:
             if self.strategy == "dtl1":
                 from facediag.strategies.dtl1 import FineTune
 
-                best = self.run_dir / "checkpoints" / "best.ckpt"
-                net = FineTune(self._backbone(), len(self.classes))
-                net.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-                self._model = net.eval()
-            else:
-                from facediag.strategies.dtl2 import load_svm
+                module = FineTune.load_from_checkpoint(
+                    self.checkpoint(), map_location="cpu", weights_only=True, backbone=self._backbone()
+                )
+                self._model = module.eval()
+            elif self.strategy == "dtl2":
+                from facediag.estimators import load_estimator
 
                 platt = self.run_dir / "svm_platt.skops"
                 self._model = (
                     self._backbone().eval(),
-                    load_svm(self.run_dir),
-                    load_svm(self.run_dir, platt.name) if platt.is_file() else None,
+                    load_estimator(self.run_dir / "svm.skops"),
+                    load_estimator(platt) if platt.is_file() else None,
                 )
+            elif self.strategy == "dsift":
+                from facediag.estimators import load_estimator
+
+                files = self.summary.get("model_files") or {}
+                vocabulary = self.run_dir / str(self.summary.get("vocabulary", "dsift_bow.skops"))
+                svm = self.run_dir / str(files.get(self.variant, f"{self.variant}.skops"))
+                self._model = (load_estimator(vocabulary), load_estimator(svm))
+            else:
+                raise ValueError(f"{self.run_dir}: unknown strategy {self.strategy!r}")
         return self._model
 
+    def torch_module(self) -> torch.nn.Module:
+        """The CNN as a torch module (FaceBackbone, eval mode): DTL1 with its fine-tuned head, DTL2 the frozen
+        feature extractor. Its ``preprocess(crops)`` turns uint8 crops into the input tensor."""
+        if self.strategy == "dtl1":
+            return self.model().net
+        if self.strategy == "dtl2":
+            return self.model()[0]
+        raise ValueError(f"{self.run_dir}: a {self.strategy} run has no CNN")
+
     @torch.no_grad()
-    def score_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, probabilities) of aligned uint8 crops."""
+    def _score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from facediag.svm import decision_scores
 
+        if self.strategy == "dtl1":
+            probabilities = torch.softmax(self.model()(torch.from_numpy(crops)).float(), dim=1).numpy()
+            return probabilities.astype(np.float64), probabilities.astype(np.float64)
+        if self.strategy == "dtl2":
+            backbone, svm, platt = self.model()
+            features = backbone.features(backbone.preprocess(crops)).float().numpy()
+            scores = decision_scores(svm, features, len(self.classes))
+            return scores, platt.predict_proba(features) if platt is not None else _softmax(scores)
+        from threadpoolctl import threadpool_limits
+
+        vocabulary, svm = self.model()
+        with threadpool_limits(1):  # as in training: k-means' tiny OpenMP steps crawl with threads on busy cores
+            scores = decision_scores(svm, vocabulary.transform(crops), len(self.classes))
+        return scores, _softmax(scores)
+
+    def score_crops(self, crops: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, probabilities) of aligned uint8 crops (N, H, W, 3), in batches of ``batch_size``."""
         if len(crops) == 0:
             empty = np.zeros((0, len(self.classes)))
             return empty, empty
-        if self.strategy == "dtl1":
-            probabilities = torch.softmax(self.model()(torch.from_numpy(crops)).float(), dim=1).numpy()
-            return probabilities, probabilities
-        backbone, svm, platt = self.model()
-        features = backbone.features(backbone.preprocess(crops)).float().numpy()
-        scores = decision_scores(svm, features, len(self.classes))
-        probabilities = platt.predict_proba(features) if platt is not None else _softmax(scores)
+        views = [crops, np.ascontiguousarray(crops[:, :, ::-1])] if self.tta == "flip" else [crops]
+        starts = [(view, i) for view in views for i in range(0, len(crops), self.batch_size)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"scoring ({self.strategy})", unit="batch")
+        parts = [self._score_batch(view[i : i + self.batch_size]) for view, i in starts]
+        scores = np.concatenate([s for s, _ in parts]).reshape(len(views), len(crops), -1).mean(axis=0)
+        probabilities = np.concatenate([p for _, p in parts]).reshape(len(views), len(crops), -1).mean(axis=0)
         return scores, probabilities
 
-    def score(self, paths: Sequence[str | os.PathLike]) -> Scored:
-        """Preprocess ``paths`` as the run did and score every image with a face."""
-        preprocessor = self.preprocessor()
-        results = preprocessor.landmarks([str(p) for p in paths])
-        crops, kept = preprocessor.crops([str(p) for p in paths], *self.crop)
-        scores, probabilities = self.score_crops(crops)
-        return Scored([r.path for r in kept], crops, scores, probabilities, results)
+    def score(
+        self,
+        paths: Sequence[str | os.PathLike],
+        n_workers: int | None = 1,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+    ) -> Scored:
+        """Preprocess ``paths`` as the run did (one pass: detection, landmarks and crop) and score every crop."""
+        preprocessor = self.preprocessor(n_workers, cache_dir, progress)
+        paths = [os.fspath(p) for p in paths]
+        from facediag.preprocess.pipeline import stack_crops
+
+        results, crops = preprocessor.results_and_crops(paths, *self.crop)
+        stacked, kept = stack_crops(results, crops, self.crop[0])
+        scores, probabilities = self.score_crops(stacked, progress=progress)
+        return Scored([r.path for r in kept], stacked, scores, probabilities, results)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.metrics import classification_metrics
-
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "subject", "label", "pred", "role", "variant"]
@@ -38,6 +36,8 @@ def metrics_for(
     predictions: pd.DataFrame, classes: Sequence[str], positive: str | None, role: str = "test"
 ) -> dict[str, Any]:
     """classification_metrics of the ``role`` rows of one variant's predictions."""
+    from facediag.metrics import classification_metrics  # scipy.stats: not needed to apply a run
+
     part = predictions[predictions["role"] == role]
     index = {c: i for i, c in enumerate(classes)}
     y_true = part["label"].map(index).to_numpy()

@@ -107,6 +107,55 @@ def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
     return run_dir
 
 
+def train_cli(run_dir: Path, cache_dir: Path, *overrides: str) -> Path:
+    """A finished tiny run made the way users make one: `python train.py ...` in a subprocess."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "train.py"), *TINY, "num_threads=1", f"hydra.run.dir={run_dir}",
+               f"paths.cache_dir={cache_dir}", f"paths.data_dir={DATA_DIR}", *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_dtl1_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+    """A finished tiny DTL1 run, `strategy=dtl1` defaults (no head_norm): dlib ResNet fine-tuned for one epoch."""
+    run_dir = tmp_path_factory.mktemp("tiny_dtl1_run")
+    return train_cli(run_dir, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "strategy.batch_size=16")
+
+
+@pytest.fixture(scope="session")
+def tiny_dtl1_head_norm_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+    """A finished tiny DTL1 run of the CPU preset (head_norm: true, as optuna_dtl1_lr's jobs), one epoch."""
+    run_dir = tmp_path_factory.mktemp("tiny_dtl1_head_norm_run")
+    return train_cli(run_dir, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1")
+
+
+@pytest.fixture(scope="session")
+def tiny_dsift_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+    """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants."""
+    run_dir = tmp_path_factory.mktemp("tiny_dsift_run")
+    return train_cli(run_dir, shared_cache, "strategy=dsift", "strategy.n_words=16", "strategy.step=12",
+                     "strategy.C_grid=[1.0]")
+
+
+@pytest.fixture(params=["tiny_dtl1_run", "tiny_dtl1_head_norm_run", "tiny_dtl2_run", "tiny_dsift_run"])
+def finished_run(request) -> Path:
+    """Each tiny finished run in turn: DTL1 (head_norm off and on), DTL2, DSIFT."""
+    return request.getfixturevalue(request.param)
+
+
+def own_scores(run_dir: Path, variant: str | None = None):
+    """The run's own test-time scores (predictions.csv) of one variant (default the first), indexed by path."""
+    import pandas as pd
+
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    variant = variant or predictions["variant"].iloc[0]
+    return predictions[predictions["variant"] == variant].set_index("path")
+
+
 @pytest.fixture(scope="session")
 def london_chips(london_dir: Path) -> np.ndarray:
     """150x150 chips of the first London faces (six), made with dlib exactly as its docs say:

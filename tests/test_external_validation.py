@@ -1,14 +1,17 @@
 """External validation: a finished run applied to other people's photos (evaluate.py run=... data=folder)."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from facediag.data.folder import UnknownClassError
 from facediag.evaluation.external import external_validation
-from tests.conftest import DATA_DIR, REPO, compose_train
+from tests.conftest import DATA_DIR, REPO, compose_train, own_scores
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +57,57 @@ def test_evaluate_cli_runs_external_validation(tiny_dtl2_run, other_people, tmp_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accuracy" in result.stdout and (tmp_path / "ev" / "external_predictions.csv").is_file()
+
+
+def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finished_run, tmp_path):
+    """The run's own test photos as an external folder: every variant's scores equal predictions.csv's."""
+    predictions = pd.read_csv(finished_run / "predictions.csv")
+    folder = tmp_path / "external"
+    for i, row in enumerate(own_scores(finished_run).itertuples()):
+        (folder / row.label).mkdir(parents=True, exist_ok=True)
+        (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), f"run={finished_run}", "data=folder", f"data.root={folder}",
+         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING" not in result.stdout  # test photos are not training photos
+    external = pd.read_csv(tmp_path / "ev" / "external_predictions.csv")
+    external["path"] = [str(Path(p).resolve()) for p in external["path"]]
+    assert set(external["variant"]) == set(predictions["variant"])
+    for variant, own in predictions.groupby("variant"):
+        mine = external[external["variant"] == variant].set_index("path").loc[own["path"].map(resolved)]
+        columns = [c for c in own.columns if c.startswith("score_")]
+        np.testing.assert_allclose(mine[columns].to_numpy(float), own[columns].to_numpy(float), atol=1e-5)
+        assert list(mine["label"]) == list(own["label"])
+
+
+def resolved(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def test_external_images_the_run_trained_on_are_named_in_a_warning(tiny_dtl2_run, other_people, tmp_path):
+    split = pd.read_csv(tiny_dtl2_run / "split.csv")
+    seen = split[(split["role"] == "train") & (split["label"] == "female")]["path"].iloc[0]
+    shutil.copy(seen, other_people / "Female" / "renamed_copy.jpg")  # the bytes, not the name, give it away
+    cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
+    summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
+    (warning,) = summary["training_overlaps"]
+    assert "renamed_copy.jpg" in warning and Path(seen).name in warning and "train image" in warning
+    assert summary["n"] == 9
+
+
+def test_no_usable_external_image_is_an_error_listing_every_file_and_why(tiny_dtl2_run, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "external"
+    (root / "female").mkdir(parents=True)
+    (root / "male").mkdir()
+    Image.fromarray(np.full((120, 160, 3), 200, dtype=np.uint8)).save(root / "female" / "wall.png")
+    (root / "male" / "broken.jpg").write_bytes(b"not a jpeg")
+    cfg = compose_train(tmp_path, "data=folder", f"data.root={root}")
+    with pytest.raises(ValueError, match="no usable image") as error:
+        external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
+    assert "wall.png: no_face (no face found" in str(error.value)
+    assert "broken.jpg: error" in str(error.value)

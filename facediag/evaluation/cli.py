@@ -34,6 +34,8 @@ def evaluate(
         else:
             summary = evaluate_run(run, out_dir=out_dir)
             source = f"{run}/predictions.csv"
+        for warning in summary.get("training_overlaps", []):
+            print(f"WARNING: {warning}")
         print(f"\nrecomputed from {source}:")
         for name, m in summary["variants"].items():
             low, high = m["accuracy_ci"]

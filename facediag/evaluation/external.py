@@ -6,10 +6,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.data.records import build_manifest, usable
+from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
 from facediag.inference import TrainedRun
 from facediag.preprocess.pipeline import results_frame
@@ -25,12 +26,43 @@ def run_class_aliases(run: TrainedRun) -> dict[str, list[str]]:
     return {c: list(aliases.get(c) or []) for c in run.classes}
 
 
+def training_overlaps(run: TrainedRun, external: pd.DataFrame) -> list[str]:
+    """Warnings, one per external image, for images the run trained or validated on.
+
+    Today: byte-identical files (sha256 of the external manifest vs the run's split.csv, roles train
+    and val). Near-duplicate and same-identity checks (facediag.data.identity) plug in here.
+    """
+    split_csv = run.run_dir / "split.csv"
+    if not split_csv.is_file() or "sha256" not in external:
+        return [f"{run.run_dir}: no split.csv with sha256; overlap with the training images was not checked"]
+    split = pd.read_csv(split_csv, dtype=str)
+    seen = split[split["role"].isin(["train", "val"])].drop_duplicates("sha256").set_index("sha256")
+    hits = external[external["sha256"].isin(seen.index)]
+    return [
+        f"{row.path} is byte-identical to {seen.at[row.sha256, 'path']}, a {seen.at[row.sha256, 'role']} image "
+        "of the run: external validation on it is not independent"
+        for row in hits.itertuples()
+    ]
+
+
+def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
+    """`path: why` for every external file that was not scored (unreadable, unlabelled, no face)."""
+    lines = [
+        f"{row.path}: {row.status if row.status != OK else 'no class label'}"
+        for row in manifest.itertuples()
+        if row.status != OK or pd.isna(row.label)
+    ]
+    return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop]
+
+
 def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Score every image of ``data_cfg``'s folder with the run's model; report the same metrics.
 
     Class folders are matched to the run's classes (tolerant of case, spaces, hyphens and the run's
     aliases); an unknown class name is an error naming the folder. Images without a face are listed
-    in the external preprocess_report.csv, not silently dropped.
+    in the external preprocess_report.csv, not silently dropped; when none is usable the error lists
+    every file and why. Images the run trained or validated on are warned about (``training_overlaps``,
+    also in the summary). A DSIFT run is scored with each of its variants.
     """
     run = TrainedRun(run_dir)
     out_dir = Path(out_dir)
@@ -39,13 +71,27 @@ def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str 
     source = instantiate(source_cfg, _convert_="all")
     manifest = build_manifest(source.records())
     manifest.to_csv(out_dir / "external_manifest.csv", index=False)
+    overlaps = training_overlaps(run, manifest)
+    for warning in overlaps:
+        log.warning("%s", warning)
     rows = usable(manifest).assign(role="test")
     scored = run.score(list(rows["path"]))
     results_frame(scored.results).to_csv(out_dir / "external_preprocess_report.csv", index=False)
+    if not scored.paths:
+        raise ValueError(
+            f"external validation: no usable image in {data_cfg.get('root')} ({len(manifest)} files):\n  "
+            + "\n  ".join(refusals(manifest, scored.results))
+        )
     position = {path: i for i, path in enumerate(rows["path"])}
     kept = rows.iloc[[position[p] for p in scored.paths]]
-    predictions = prediction_frame(kept, scored.scores, run.classes, run.strategy)
+    frames = [prediction_frame(kept, scored.scores, run.classes, run.variant)]
+    for variant in run.variants:
+        if variant != run.variant:
+            scores, _ = TrainedRun(run_dir, variant=variant).score_crops(scored.crops)
+            frames.append(prediction_frame(kept, scores, run.classes, variant))
+    predictions = pd.concat(frames, ignore_index=True)
     predictions.to_csv(out_dir / "external_predictions.csv", index=False)
     log.info("external validation: %d images found, %d usable, %d scored", len(manifest), len(rows), len(kept))
     title = f"External validation of {Path(run_dir).name} on {data_cfg.get('root')}"
-    return evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title)
+    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title)
+    return {**summary, "training_overlaps": overlaps}

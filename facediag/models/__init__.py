@@ -6,7 +6,6 @@ dataset, feature dimension, MACs and whether its file is on this machine).
 
 from facediag.models.face_backbone import Architecture, FaceBackbone
 from facediag.models.features import extract_features
-from facediag.models.flops import count_macs
 from facediag.models.registry import (
     ARCHITECTURES,
     BACKBONES,
@@ -50,3 +49,12 @@ __all__ = [
     "load_spec",
     "resolve_weight_file",
 ]
+
+
+def __getattr__(name: str):
+    """``count_macs`` is imported on first use: ptflops pulls in torchvision (not needed to apply a run)."""
+    if name == "count_macs":
+        from facediag.models.flops import count_macs
+
+        return count_macs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 import yaml
 from torch import nn
 
@@ -143,14 +142,20 @@ def _efficientnet_stages(net: nn.Module) -> list[list[nn.Module]]:
 
 
 def _build_alexnet(num_classes: int) -> nn.Module:
+    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
+
     return torchvision.models.alexnet(num_classes=num_classes)
 
 
 def _build_vgg16(num_classes: int) -> nn.Module:
+    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
+
     return torchvision.models.vgg16(num_classes=num_classes)
 
 
 def _build_resnet50(num_classes: int) -> nn.Module:
+    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
+
     return torchvision.models.resnet50(num_classes=num_classes)
 
 

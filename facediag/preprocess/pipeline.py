@@ -268,14 +268,17 @@ class Preprocessor:
         matching FaceResults, in input order, for the paths whose status is "ok" or "center_crop".
         Skipped and unreadable paths are left out here; ``landmarks(paths)`` / ``report`` list them.
         """
+        return stack_crops(*self.results_and_crops(paths, size, template, padding), size)
+
+    def results_and_crops(
+        self, paths: Sequence[str | os.PathLike], size: int, template: str = "dlib", padding: float = 0.25
+    ) -> tuple[list[FaceResult], list[np.ndarray | None]]:
+        """One FaceResult per path, in order, and its aligned crop (None where there is none), in one pass."""
         if template not in TEMPLATES:
             raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
         if size <= 0 or padding < 0:
             raise ValueError(f"need size > 0 and padding >= 0, got size={size}, padding={padding}")
-        results, crops = self._run(paths, (int(size), template, float(padding)))
-        kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
-        stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
-        return stacked, [results[i] for i in kept]
+        return self._run(paths, (int(size), template, float(padding)))
 
     def _crop_key(self, spec: tuple[int, str, float]) -> str:
         size, template, padding = spec
@@ -383,6 +386,15 @@ class Preprocessor:
         if out_png is not None:
             write_png(grid, out_png)
         return grid
+
+
+def stack_crops(
+    results: Sequence[FaceResult], crops: Sequence[np.ndarray | None], size: int
+) -> tuple[np.ndarray, list[FaceResult]]:
+    """(uint8 (K, size, size, 3) crops, their K results) of the results that have a crop, in order."""
+    kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
+    stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
+    return stacked, [results[i] for i in kept]
 
 
 def downscale(image: np.ndarray, longest_side: int) -> np.ndarray:

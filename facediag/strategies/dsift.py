@@ -1,7 +1,8 @@
 """The paper's traditional baseline: dense SIFT → bag of visual words → SVM (linear and chi²).
 
 The vocabulary is fitted on the training part only; each classifier is one `variant` of the run
-(the paper's two result rows).
+(the paper's two result rows). The vocabulary (``dsift_bow.skops``) and every SVM
+(``svm_<kind>.skops``) are saved with skops, so facediag.inference can apply the run to new images.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from facediag.dsift import DenseSiftBow, make_svm
+from facediag.estimators import save_estimator
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
 from facediag.svm import decision_scores, select_svm
 
 log = logging.getLogger(__name__)
+VOCABULARY = "dsift_bow.skops"  # the fitted DenseSiftBow; each variant's SVM is <variant>.skops
 
 
 class DSIFT:
@@ -55,6 +58,9 @@ class DSIFT:
             bow = DenseSiftBow(seed=job.seed, **self.bow_params).fit(crops[fit])
             features = bow.transform(crops)
         y = job.targets(rows)
+        save_estimator(bow, job.out_dir / VOCABULARY)
+        job.info["vocabulary"] = VOCABULARY
+        job.info["model_files"] = {}
         frames = []
         for kind in self.classifiers:
             selected = select_svm(
@@ -64,7 +70,9 @@ class DSIFT:
             job.info[f"svm_{kind}_C"] = selected.C
             job.info.setdefault("val_score", max(selected.cv_accuracy.values(), default=None))
             scores = decision_scores(selected.estimator, features[test], len(job.classes))
-            frames.append(prediction_frame(rows[test], scores, job.classes, f"svm_{kind}"))
+            variant = f"svm_{kind}"
+            job.info["model_files"][variant] = save_estimator(selected.estimator, job.out_dir / f"{variant}.skops").name
+            frames.append(prediction_frame(rows[test], scores, job.classes, variant))
         job.info["features_s"] = round(time.perf_counter() - started, 2)
         job.info["feature_dim"] = int(features.shape[1])
         np.savez_compressed(

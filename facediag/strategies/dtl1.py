@@ -186,6 +186,7 @@ class DTL1:
         tester = job.make_trainer(devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False)
         tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         job.info.update(
+            checkpoint=checkpoint_in_run(best, job.out_dir),
             best_checkpoint=best,
             best_val_loss=float(score),
             val_score=-float(score),
@@ -218,6 +219,15 @@ def fit_outcome(
         int(state["epoch"]) + 1,
         int(saved.get("EarlyStopping", {}).get("stopped_epoch", 0)),
     )
+
+
+def checkpoint_in_run(path: str, out_dir: Path) -> str:
+    """The tested checkpoint relative to the run dir (what inference loads: best.ckpt or best-v1.ckpt, ...)."""
+    checkpoint = Path(path).resolve()
+    try:
+        return checkpoint.relative_to(Path(out_dir).resolve()).as_posix()
+    except ValueError:  # saved outside the run dir (a custom dirpath): keep the absolute path
+        return str(checkpoint)
 
 
 def resolve_ckpt(ckpt_path: str | None, out_dir: Path) -> str | None:

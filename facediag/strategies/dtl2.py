@@ -116,7 +116,7 @@ class FeatureSVMCallback(pl.Callback):
         return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
 
     def fit_and_score(self) -> pd.DataFrame:
-        import skops.io
+        from facediag.estimators import save_estimator
 
         fit = self.rows["role"].isin(["train", "val"]).to_numpy()
         test = (self.rows["role"] == "test").to_numpy()
@@ -132,7 +132,7 @@ class FeatureSVMCallback(pl.Callback):
             param="svm__C",
         )
         log.info("DTL2 SVM: C=%s (grouped CV accuracy %s)", self.selected.C, self.selected.cv_accuracy)
-        skops.io.dump(self.selected.estimator, self.job.out_dir / "svm.skops")
+        save_estimator(self.selected.estimator, self.job.out_dir / "svm.skops")
         if self.probability:
             platt = platt_scaled(
                 self.selected.estimator,
@@ -142,7 +142,7 @@ class FeatureSVMCallback(pl.Callback):
                 self.cv_folds,
                 self.job.seed,
             )
-            skops.io.dump(platt, self.job.out_dir / "svm_platt.skops")
+            save_estimator(platt, self.job.out_dir / "svm_platt.skops")
         scores = decision_scores(self.selected.estimator, self.features[test], len(self.job.classes))
         return prediction_frame(self.rows[test], scores, self.job.classes, "dtl2")
 
@@ -213,11 +213,6 @@ def load_svm(run_dir: str | Path, name: str = "svm.skops") -> Any:
 
     ``svm.skops`` gives decision values; ``svm_platt.skops`` Platt-scaled probabilities.
     """
-    import skops.io
+    from facediag.estimators import load_estimator
 
-    path = Path(run_dir) / name
-    untrusted = skops.io.get_untrusted_types(file=path)
-    allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy."))]
-    if set(untrusted) - set(allowed):
-        raise ValueError(f"{path}: refuses to load untrusted types {sorted(set(untrusted) - set(allowed))}")
-    return skops.io.load(path, trusted=allowed)
+    return load_estimator(Path(run_dir) / name)
