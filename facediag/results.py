@@ -47,11 +47,17 @@ def metrics_for(
 def summarize(
     predictions: pd.DataFrame, classes: Sequence[str], positive: str | None, info: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """metrics.json content: the first variant's test metrics at top level, every variant under `variants`."""
+    """metrics.json content: the first variant's test metrics at top level, every variant under `variants`.
+
+    ``info["variant_info"]`` (optional, {variant: {key: value}}) holds what differs between the variants of
+    one run (DSIFT: each SVM's C and validation score); it is merged into that variant's block.
+    """
+    info = dict(info)
+    variant_info = info.pop("variant_info", None) or {}
     variants = {}
     for variant in dict.fromkeys(predictions["variant"]):
         metrics = metrics_for(predictions[predictions["variant"] == variant], classes, positive)
-        variants[variant] = {**info, "variant": variant, **metrics}
+        variants[variant] = {**info, **variant_info.get(variant, {}), "variant": variant, **metrics}
     first = next(iter(variants.values()))
     return {**first, "variants": variants, "disclaimer": DISCLAIMER}
 
