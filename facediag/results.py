@@ -37,11 +37,22 @@ def prediction_frame(rows: pd.DataFrame, scores: np.ndarray, classes: Sequence[s
 def metrics_for(
     predictions: pd.DataFrame, classes: Sequence[str], positive: str | None, role: str = "test"
 ) -> dict[str, Any]:
-    """classification_metrics of the ``role`` rows of one variant's predictions."""
+    """classification_metrics of the ``role`` rows of one variant's predictions; intervals resample the
+    people of the ``subject`` column (each row its own person when the column is absent)."""
     part = predictions[predictions["role"] == role]
     index = {c: i for i, c in enumerate(classes)}
     y_true = part["label"].map(index).to_numpy()
-    return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive)
+    return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive,
+                                  groups=subjects_of(part))
+
+
+def subjects_of(predictions: pd.DataFrame) -> np.ndarray | None:
+    """The person of every prediction row (``subject`` column; an empty subject is its own image's person)."""
+    if "subject" not in predictions.columns:
+        return None
+    subjects = predictions["subject"].astype(object)
+    missing = subjects.isna().to_numpy()
+    return np.where(missing, "image:" + predictions["path"].astype(str), subjects.astype(str)).astype(str)
 
 
 def summarize(
