@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,12 +125,22 @@ def write_fake_run(
     quality: float = 0.8,
     failed: str | None = None,
     extra: dict | None = None,
+    val_accuracy: float | None | str = "quality",
+    correct: Callable[[pd.DataFrame, int], np.ndarray] | None = None,
+    hydra_yaml: str | None = None,
 ) -> Path:
-    """A training run dir per the contract; test accuracy ≈ ``quality``. ``failed``: write FAILED instead."""
+    """A training run dir per the contract; test accuracy ≈ ``quality``. ``failed``: write FAILED instead.
+
+    ``val_accuracy``: the validation accuracy metrics.json records (default: ``quality``, minus 0.1 per DSIFT
+    variant as the test accuracy; None: none recorded). ``correct(rows, variant_index)``: which scored rows are
+    right (overrides ``quality``). ``hydra_yaml``: the text of .hydra/hydra.yaml (e.g. an Optuna sweeper's).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra").mkdir(exist_ok=True)
     config = _config(backbone, weights, strategy, task, fold, split_seed, split, n_folds, extra)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    if hydra_yaml is not None:
+        (run_dir / ".hydra" / "hydra.yaml").write_text(hydra_yaml)
     (run_dir / ".hydra" / "overrides.yaml").write_text(
         f"- backbone={backbone}\n- strategy={strategy}\n- data.fold={fold}\n- data.split_seed={split_seed}\n")
     manifest = _people(n_people)
@@ -159,8 +169,8 @@ def write_fake_run(
     for v, variant in enumerate(variants):
         seed = int(hashlib.sha256(f"{backbone}{strategy}{variant}{fold}{split_seed}".encode()).hexdigest()[:8], 16)
         rng = np.random.default_rng(seed)
-        correct = rng.random(len(labels)) < quality - 0.1 * v
-        scores = _scores(labels, correct, len(classes), kind, rng)
+        correct_rows = rng.random(len(labels)) < quality - 0.1 * v if correct is None else correct(scored, v)
+        scores = _scores(labels, correct_rows, len(classes), kind, rng)
         frame = scored[["path", "subject", "label"]].reset_index(drop=True)
         frame["pred"] = [classes[i] for i in scores.argmax(axis=1)]
         frame["role"] = scored["role"].to_numpy()
@@ -180,6 +190,11 @@ def write_fake_run(
         "macs": {"dlib_resnet": 1_100_000_000, "efficientnet_lite0": 400_000_000}.get(backbone) if cnn else None,
         "params": 5_600_000 if cnn else None, "wall_time_s": 12.5,
     }
+    if val_accuracy is not None:
+        val = quality if val_accuracy == "quality" else float(val_accuracy)
+        info["variant_info"] = {variant: {"val_accuracy": val - 0.1 * v, "val_source": "fake",
+                                          "val_score": -0.5 if strategy == "dtl1" else val - 0.1 * v}
+                                for v, variant in enumerate(variants)}
     summary = summarize(predictions[predictions["role"] == "test"], classes, info["positive"], info)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return run_dir
