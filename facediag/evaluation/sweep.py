@@ -24,7 +24,7 @@ from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_row
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, plot_roc_curves, roc_curves, roc_inputs
 from facediag.evaluation.methods import methods_paragraph
-from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
+from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
 from facediag.plots import plot_confusion_matrix, plot_roc
 from facediag.results import metrics_for, score_columns
@@ -386,19 +386,19 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
         record.update(evaluation=row.evaluation or MISSING, MACs=fmt_count(stored.get("macs")),
                       n=m.get("n", MISSING), people=_people(row))
         record["val accuracy"] = fmt_number(row.val_accuracy)
-        record["accuracy [95% CI]"] = MISSING if row.failed else _with_ci(m, "accuracy")
+        record["accuracy [95% CI]"] = MISSING if row.failed else fmt_with_ci(m, "accuracy")
         if with_sd:
             record["SD over repeats"] = fmt_number(m.get("accuracy_sd"))
         if binary:
             for key in BINARY_COLUMNS:
                 name = {"auc": "AUC", "f1": "F1"}.get(key, key)
                 if key in ("sensitivity", "specificity", "auc"):
-                    record[f"{name} [95% CI]"] = _with_ci(m, key)
+                    record[f"{name} [95% CI]"] = fmt_with_ci(m, key)
                 else:
                     record[name] = fmt_number(m.get(key))
         else:
-            record["balanced accuracy [95% CI]"] = _with_ci(m, "balanced_accuracy")
-            record["AUC [95% CI]"] = _with_ci(m, "auc")
+            record["balanced accuracy [95% CI]"] = fmt_with_ci(m, "balanced_accuracy")
+            record["AUC [95% CI]"] = fmt_with_ci(m, "auc")
             for c in classes:
                 record[f"accuracy {c}"] = fmt_number(m.get("per_class", {}).get(c, {}).get("accuracy"))
         record["interval"] = m.get("accuracy_ci_method") or MISSING
@@ -419,13 +419,6 @@ def fmt_p(p: float | None) -> str:
     if p is None:
         return MISSING
     return "<0.001" if p < 0.001 else f"{p:.3g}"
-
-
-def _with_ci(metrics: dict[str, Any], key: str) -> str:
-    interval = metrics.get(f"{key}_ci")
-    if interval is None:
-        return fmt_number(metrics.get(key))
-    return fmt_interval(metrics.get(key), *interval)
 
 
 def _people(row: Row) -> Any:
