@@ -125,15 +125,16 @@ def write_fake_run(
     quality: float = 0.8,
     failed: str | None = None,
     extra: dict | None = None,
-    val_accuracy: float | None | str = "quality",
+    val_accuracy: float | dict[str, float] | None | str = "quality",
     correct: Callable[[pd.DataFrame, int], np.ndarray] | None = None,
     hydra_yaml: str | None = None,
 ) -> Path:
     """A training run dir per the contract; test accuracy ≈ ``quality``. ``failed``: write FAILED instead.
 
     ``val_accuracy``: the validation accuracy metrics.json records (default: ``quality``, minus 0.1 per DSIFT
-    variant as the test accuracy; None: none recorded). ``correct(rows, variant_index)``: which scored rows are
-    right (overrides ``quality``). ``hydra_yaml``: the text of .hydra/hydra.yaml (e.g. an Optuna sweeper's).
+    variant as the test accuracy; a dict: per variant; None: none recorded). ``correct(rows, variant_index)``:
+    which scored rows are right (overrides ``quality``). ``hydra_yaml``: the text of .hydra/hydra.yaml (e.g.
+    an Optuna sweeper's).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra").mkdir(exist_ok=True)
@@ -191,10 +192,14 @@ def write_fake_run(
         "params": 5_600_000 if cnn else None, "wall_time_s": 12.5,
     }
     if val_accuracy is not None:
-        val = quality if val_accuracy == "quality" else float(val_accuracy)
-        info["variant_info"] = {variant: {"val_accuracy": val - 0.1 * v, "val_source": "fake",
-                                          "val_score": -0.5 if strategy == "dtl1" else val - 0.1 * v}
-                                for v, variant in enumerate(variants)}
+        if isinstance(val_accuracy, dict):
+            per_variant = {variant: float(val_accuracy[variant]) for variant in variants}
+        else:
+            val = quality if val_accuracy == "quality" else float(val_accuracy)
+            per_variant = {variant: val - 0.1 * v for v, variant in enumerate(variants)}
+        info["variant_info"] = {variant: {"val_accuracy": val, "val_source": "fake",
+                                          "val_score": -0.5 if strategy == "dtl1" else val}
+                                for variant, val in per_variant.items()}
     summary = summarize(predictions[predictions["role"] == "test"], classes, info["positive"], info)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return run_dir
