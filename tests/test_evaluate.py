@@ -419,6 +419,21 @@ def test_pool_folds_rejects_an_image_tested_twice_within_a_repeat():
         pool_folds([folds[0], folds[0]], SEX_CLASSES)
 
 
+def test_pool_folds_rejects_a_person_tested_in_two_folds_and_resamples_whole_people():
+    folds = [f for f in _synthetic_cv() if f.split_seed == 0]
+    with_people = [FoldPredictions(f.fold, 0, f.predictions.assign(subject=f.predictions["path"].str[-1]), f.source)
+                   for f in folds]  # img01 and img11 are one person ("1"), in different folds here
+    split_people = {f.fold: set(f.predictions["subject"]) for f in with_people}
+    if all(len(a & b) == 0 for i, a in split_people.items() for j, b in split_people.items() if i < j):
+        pytest.skip("this permutation keeps every person in one fold")
+    with pytest.raises(ValueError, match="person .* several folds"):
+        pool_folds(with_people, SEX_CLASSES)
+
+    grouped = [FoldPredictions(f.fold, 0, f.predictions.assign(subject=f"person{f.fold}"), f.source) for f in folds]
+    cv = pool_folds(grouped, SEX_CLASSES, positive="male")
+    assert cv.summary["accuracy_ci_method"] == "person bootstrap" and cv.summary["n_people"] == 3
+
+
 def test_configuration_key_ignores_fold_seed_and_paths_but_not_settings(tmp_path):
     a = load_run(write_fake_run(tmp_path / "a", fold=0, split_seed=0)).config
     b = load_run(write_fake_run(tmp_path / "b", fold=2, split_seed=1)).config
@@ -450,6 +465,11 @@ def test_subgroup_table_counts_and_intervals_per_metadata_group():
     assert eth.loc["a", "n_per_class"] == "female 2, male 2"
     assert (eth.loc["a", "accuracy_lo"], eth.loc["a", "accuracy_hi"]) == pytest.approx(wilson_interval(3, 4))
     assert eth.loc["a", "sensitivity"] == pytest.approx(2 / 2) and eth.loc["a", "specificity"] == pytest.approx(1 / 2)
+    # every rate with an interval (one image per person: Wilson for the proportions), small cells flagged
+    assert (eth.loc["a", "specificity_lo"], eth.loc["a", "specificity_hi"]) == pytest.approx(wilson_interval(1, 2))
+    assert eth.loc["a", "ci_method"] == "wilson" and eth.loc["a", "people"] == 4
+    assert {"auc_lo", "auc_hi", "sensitivity_lo"} <= set(table.columns)
+    assert table["small_n"].all()  # every cell has fewer than 10 images
     age = table[table["attribute"] == "age"].set_index("group")
     assert list(age.index) == ["18-21", "22-33", "34-50", "other"]
     assert list(age["n"]) == [2, 4, 1, 1]
