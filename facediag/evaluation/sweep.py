@@ -407,7 +407,7 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
             comparison.accuracy_difference, *comparison.difference_ci)
         record["McNemar p (Holm)"] = MISSING if comparison is None else (
             f"{fmt_p(comparison.p_value)} ({fmt_p(row.p_holm)}); {comparison.n_a_better}:{comparison.n_b_better} "
-            f"of {comparison.n_units} {comparison.unit}s")
+            f"of {comparison.n_units} {'people' if comparison.unit == 'person' else 'images'}")
         record["note"] = row_note(row)
         records.append(record)
         css.append(FAILED_ROW if row.failed else row.mark)
