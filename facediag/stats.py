@@ -8,8 +8,8 @@
   With one image per person, accuracy and the binary sensitivity / specificity keep the Wilson score
   interval (``facediag.metrics.wilson_interval``); balanced accuracy, AUC and the multiclass macro rates are
   bootstrapped (people = images). When every resample gives the same value (every image right, or every
-  image wrong: the percentile interval collapses to a point), the interval is the Wilson interval of that
-  rate at n = the number of people, as if each person were a single observation.
+  image wrong, or a single person: the percentile interval collapses to a point), the interval is the
+  Wilson interval of that rate at n = the number of people, as if each person were a single observation.
   Resamples in which a rate is undefined (no positives drawn) are left out of its interval.
 * **Paired comparisons.** Two rows of a table scored on the same test images are compared per person:
   a person counts for method A when A classifies a larger fraction of that person's images (over all CV
@@ -150,6 +150,8 @@ def metric_intervals(
     of each sample when the samples are several repeats' pooled predictions of the same images; the metric is
     then the mean over repeats, and every resample draws the same people for every repeat.
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     from facediag.metrics import class_ranking_scores, wilson_interval
 
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -178,9 +180,10 @@ def metric_intervals(
             methods[key] = WILSON
             continue
         interval, degenerate = _percentile(values, confidence)
-        point = float(values[np.isfinite(values)][0]) if interval is not None else None
-        if degenerate and point in (0.0, 1.0):
-            interval = list(wilson_interval(int(point) * n_people, n_people, confidence))
+        if degenerate:  # every resample alike (all right / all wrong, or a single person): Wilson over people
+            point = float(values[np.isfinite(values)][0])
+            low, high = proportion_confint(point * n_people, n_people, alpha=1.0 - confidence, method="wilson")
+            interval = [max(0.0, float(low)), min(1.0, float(high))]
             methods[key] = WILSON_PEOPLE
         else:
             methods[key] = BOOTSTRAP

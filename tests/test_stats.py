@@ -133,3 +133,11 @@ def test_holm_adjusts_like_the_step_down_procedure():
     # sorted 0.01, 0.03, 0.04 -> x3, x2, x1, made monotone: 0.03, 0.06, 0.06
     assert holm(p) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []
+
+
+def test_a_single_person_gets_a_wide_interval_not_a_point():
+    y_true = np.array([0, 1])
+    intervals, methods = metric_intervals(y_true, _scores_for(y_true, np.array([True, False])), 1,
+                                          groups=["only", "only"])
+    low, high = intervals["accuracy"]
+    assert methods["accuracy"] == "wilson (people)" and low < 0.2 and high > 0.8

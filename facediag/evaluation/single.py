@@ -140,8 +140,8 @@ def _confusion_table(metrics: dict[str, Any]) -> pd.DataFrame:
 
 def subgroup_display(table: pd.DataFrame) -> pd.DataFrame:
     """Subgroup metrics as display strings: every rate with its 95% interval, n per cell, a flag below SMALL_N."""
-    def with_ci(key: str) -> list[str]:
-        return [fmt_interval(v, lo, hi) if pd.notna(lo) else fmt_number(v)
+    def with_ci(key: str) -> list[str]:  # no interval: the rate's denominator is empty in this cell
+        return [fmt_interval(v, lo, hi) if pd.notna(lo) else MISSING
                 for v, lo, hi in zip(table[key], table[f"{key}_lo"], table[f"{key}_hi"], strict=True)]
 
     shown = pd.DataFrame(
