@@ -219,7 +219,7 @@ def test_html_report_renders_tables_and_figures_in_headless_chromium(sweep_dir, 
     assert all(w > 100 and h > 100 for w, h in (map(int, s.split("x")) for s in measured["images"]))
     table_rows = page.count("<tr class=") + len(re.findall(r"<tr>(?!<th)", page))
     assert measured["rows"] >= len(result.rows) and measured["rows"] <= table_rows
-    assert DISCLAIMER in dom.stdout and "★ best" in dom.stdout and "out of memory" in dom.stdout
+    assert DISCLAIMER in dom.stdout and "★ chosen on validation" in dom.stdout and "out of memory" in dom.stdout
 
     shot = tmp_path / "shot.png"
     done = browse(f"--screenshot={shot}", "--window-size=1280,2400", result.files["html"].as_uri())
