@@ -109,6 +109,9 @@ def test_sweep_pools_repeats_with_mean_and_sd(tmp_path):
     assert row.metrics["accuracy"] == pytest.approx(per_seed.mean())
     assert row.metrics["accuracy_sd"] == pytest.approx(per_seed.std(ddof=1))
     assert "3-fold CV × 2 repeats" in row.evaluation
+    # the interval of the mean over repeats resamples whole people (the same people in both repeats)
+    assert row.metrics["accuracy_ci_method"] == "person bootstrap"
+    assert row.metrics["accuracy_ci"][0] < row.metrics["accuracy"] < row.metrics["accuracy_ci"][1]
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "SD over repeats" in markdown and "(mean ± SD)" in markdown
 
