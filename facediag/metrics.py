@@ -15,13 +15,19 @@ Conventions (decided once, here):
 * Multiclass tasks: precision, sensitivity, specificity and F1 are macro averages of the per-class
   values; AUC is one-vs-rest, macro-averaged. For probability rows it equals
   ``roc_auc_score(y, scores, multi_class="ovr", average="macro")``.
-* Undefined values are ``None`` (JSON ``null``), never a crash or a warning: precision of a class that
-  is never predicted, sensitivity / AUC of a class absent from ``y_true``, specificity when every
-  sample is of that class. Macro averages are over the classes where the value is defined (``None``
-  when it is defined for none).
+* scikit-learn's conventions, ``zero_division=0``: a rate whose denominator is empty is 0 (precision of
+  a class never predicted, sensitivity of a class absent from ``y_true``, specificity when every sample
+  is of that class), and macro averages run over scikit-learn's label set, the classes that occur in
+  ``y_true`` or in the predictions (``precision_score(..., average="macro", zero_division=0)``): a model
+  that never predicts a class is not flattered by leaving it out. Balanced accuracy is scikit-learn's
+  (mean recall over the classes in ``y_true``). A per-class ``accuracy`` (recall) of a class without
+  test samples and an AUC that cannot be computed (one class only) are ``None`` (JSON ``null``).
 * ``top3_error`` is ``None`` when C <= 3: every prediction is then trivially in the top 3.
-* Accuracy carries a Wilson score interval (``accuracy_ci``), which behaves well at small n and at
-  accuracies near 0 or 1, unlike the normal-approximation interval.
+* Intervals (95%): ``<metric>_ci`` for accuracy, balanced accuracy, sensitivity, specificity and AUC,
+  ``ci_methods`` names the method of each and ``accuracy_ci_method`` the accuracy's: a person-level
+  cluster bootstrap when any person (``groups``) has more than one sample, else Wilson score intervals
+  for the proportions (accuracy; binary sensitivity / specificity), which behave well at small n and near
+  0 or 1 (see facediag.stats).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from sklearn.metrics import (
     roc_auc_score,
     top_k_accuracy_score,
 )
+
+from facediag.stats import INTERVAL_METRICS, metric_intervals
 
 __all__ = ["wilson_interval", "classification_metrics", "class_ranking_scores"]
 
@@ -149,11 +157,16 @@ def classification_metrics(
     scores: np.ndarray,
     classes: Sequence[str],
     positive: str | None = None,
+    groups: Sequence[Any] | None = None,
+    *,
+    intervals_wanted: bool = True,
 ) -> dict[str, Any]:
     """All metrics of a set of predictions, as JSON-serialisable values (see the module docstring).
 
     ``y_true``: (N,) integer class indices into ``classes``; ``scores``: (N, C) per-class scores whose
-    row argmax is the prediction; ``positive``: the positive (disease) class of a binary task.
+    row argmax is the prediction; ``positive``: the positive (disease) class of a binary task;
+    ``groups``: the person of each sample (None: one sample per person). ``intervals_wanted=False`` skips
+    the intervals (``*_ci`` None), e.g. for per-fold confusion matrices.
     """
     y_true, scores, positive_index = _check_inputs(np.asarray(y_true), scores, classes, positive)
     classes = list(classes)
@@ -164,11 +177,12 @@ def classification_metrics(
     n_correct = int((y_pred == y_true).sum())
 
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=np.nan
+        y_true, y_pred, labels=labels, average=None, zero_division=0
     )
     per_class_confusion = multilabel_confusion_matrix(y_true, y_pred, labels=labels)  # [[tn, fp], [fn, tp]]
     negatives = per_class_confusion[:, 0, 0] + per_class_confusion[:, 0, 1]
-    specificity = np.where(negatives > 0, per_class_confusion[:, 0, 0] / np.maximum(negatives, 1), np.nan)
+    specificity = np.where(negatives > 0, per_class_confusion[:, 0, 0] / np.maximum(negatives, 1), 0.0)
+    in_label_set = np.isin(labels, np.union1d(y_true, y_pred))  # scikit-learn's macro-average classes
 
     class_ranking = class_ranking_scores(scores)
     per_class_auc = [_binary_auc(y_true == c, class_ranking[:, c]) for c in labels]
@@ -179,7 +193,7 @@ def classification_metrics(
             "sensitivity": _defined(recall[c]),
             "specificity": _defined(specificity[c]),
             "f1": _defined(f1[c]),
-            "accuracy": _defined(recall[c]),
+            "accuracy": _defined(recall[c]) if support[c] > 0 else None,
             "auc": per_class_auc[c],
             "n": int(support[c]),
         }
@@ -193,7 +207,7 @@ def classification_metrics(
         auc = block["auc"]
     else:
         summary = {
-            key: _mean_defined([per_class[name][key] for name in classes])
+            key: float(np.mean([per_class[name][key] for c, name in enumerate(classes) if in_label_set[c]]))
             for key in ("precision", "sensitivity", "specificity", "f1")
         }
         auc = _mean_defined(per_class_auc)
@@ -209,17 +223,21 @@ def classification_metrics(
         top3_error: float | None = 1.0 - float(top_k_accuracy_score(y_true, scores, k=3, labels=labels))
     else:
         top3_error = None
-    low, high = wilson_interval(n_correct, n)
+    intervals, methods = metric_intervals(y_true, scores, positive_index, groups) if intervals_wanted else ({}, {})
     return {
         "classes": classes,
         "positive": classes[positive_index] if positive_index is not None else None,
         "n": n,
         "n_correct": n_correct,
         "accuracy": accuracy,
-        "accuracy_ci": [low, high],
+        "accuracy_ci": intervals.get("accuracy"),
+        "accuracy_ci_method": methods.get("accuracy"),
         **summary,
         "balanced_accuracy": _defined(balanced_accuracy),
         "auc": auc,
+        **{f"{key}_ci": intervals.get(key) for key in INTERVAL_METRICS if key != "accuracy"},
+        "ci_methods": methods,
+        "zero_division": 0,
         "top1_error": 1.0 - accuracy,
         "top3_error": top3_error,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),

@@ -35,23 +35,40 @@ def prediction_frame(rows: pd.DataFrame, scores: np.ndarray, classes: Sequence[s
 def metrics_for(
     predictions: pd.DataFrame, classes: Sequence[str], positive: str | None, role: str = "test"
 ) -> dict[str, Any]:
-    """classification_metrics of the ``role`` rows of one variant's predictions."""
+    """classification_metrics of the ``role`` rows of one variant's predictions; intervals resample the
+    people of the ``subject`` column (each row its own person when the column is absent)."""
     from facediag.metrics import classification_metrics  # scipy.stats: not needed to apply a run
 
     part = predictions[predictions["role"] == role]
     index = {c: i for i, c in enumerate(classes)}
     y_true = part["label"].map(index).to_numpy()
-    return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive)
+    return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive,
+                                  groups=subjects_of(part))
+
+
+def subjects_of(predictions: pd.DataFrame) -> np.ndarray | None:
+    """The person of every prediction row (``subject`` column; an empty subject is its own image's person)."""
+    if "subject" not in predictions.columns:
+        return None
+    subjects = predictions["subject"].astype(object)
+    missing = subjects.isna().to_numpy()
+    return np.where(missing, "image:" + predictions["path"].astype(str), subjects.astype(str)).astype(str)
 
 
 def summarize(
     predictions: pd.DataFrame, classes: Sequence[str], positive: str | None, info: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """metrics.json content: the first variant's test metrics at top level, every variant under `variants`."""
+    """metrics.json content: the first variant's test metrics at top level, every variant under `variants`.
+
+    ``info["variant_info"]`` (optional, {variant: {key: value}}) holds what differs between the variants of
+    one run (DSIFT: each SVM's C and validation score); it is merged into that variant's block.
+    """
+    info = dict(info)
+    variant_info = info.pop("variant_info", None) or {}
     variants = {}
     for variant in dict.fromkeys(predictions["variant"]):
         metrics = metrics_for(predictions[predictions["variant"] == variant], classes, positive)
-        variants[variant] = {**info, "variant": variant, **metrics}
+        variants[variant] = {**info, **variant_info.get(variant, {}), "variant": variant, **metrics}
     first = next(iter(variants.values()))
     return {**first, "variants": variants, "disclaimer": DISCLAIMER}
 

@@ -10,6 +10,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
+# what a select_svm run's validation score is (metrics.json ``val_source``)
+VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen C)"
+
 
 @dataclass
 class SelectedSVM:
@@ -26,6 +29,17 @@ def grouped_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
     return max(2, min(n_folds, min(per_class)))
 
 
+def argmax_accuracy(estimator: Any, features: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the reported prediction: the argmax of :func:`decision_scores` (a GridSearchCV scorer).
+
+    ``SVC.predict`` counts one-vs-one votes and breaks ties by class order, while the reported prediction is
+    the argmax of the one-vs-rest decision values; scoring C with this rule makes selection and reporting agree.
+    """
+    classes = np.asarray(estimator.classes_)
+    scores = decision_scores(estimator, features, len(classes))
+    return float(np.mean(classes[scores.argmax(axis=1)] == np.asarray(y)))
+
+
 def select_svm(
     estimator: BaseEstimator,
     features: np.ndarray,
@@ -38,14 +52,15 @@ def select_svm(
 ) -> SelectedSVM:
     """Grid-search C with StratifiedGroupKFold (a person never in two folds), refit on all given rows.
 
-    Even a single C is cross-validated: its grouped-CV accuracy is the run's validation score.
+    Even a single C is cross-validated: its grouped-CV accuracy is the run's validation score. Folds are
+    scored with :func:`argmax_accuracy`, the decision rule every prediction is reported with.
 
     ``param`` is the name of C inside ``estimator`` (e.g. ``svm__C`` in a Pipeline).
     """
     groups = np.asarray(groups)
     grid = [float(c) for c in C_grid]
     cv = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
-    search = GridSearchCV(clone(estimator), {param: grid}, cv=cv, scoring="accuracy", refit=True)
+    search = GridSearchCV(clone(estimator), {param: grid}, cv=cv, scoring=argmax_accuracy, refit=True)
     search.fit(features, y, groups=groups)
     scores = dict(zip(grid, map(float, search.cv_results_["mean_test_score"]), strict=True))
     return SelectedSVM(search.best_estimator_, float(search.best_params_[param]), scores)

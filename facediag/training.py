@@ -171,7 +171,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         low, high = m["accuracy_ci"]
         auc = f"  AUC {m['auc']:.3f}" if m.get("auc") is not None else ""
         print(
-            f"  {name:<12} accuracy {m['accuracy']:.3f}  [95% CI {low:.3f}-{high:.3f}]  "
+            f"  {name:<12} accuracy {m['accuracy']:.3f}  [95% CI {low:.3f}-{high:.3f}, {m['accuracy_ci_method']}]  "
             f"({m['n_correct']}/{m['n']}){auc}"
         )
     print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,12 +125,23 @@ def write_fake_run(
     quality: float = 0.8,
     failed: str | None = None,
     extra: dict | None = None,
+    val_accuracy: float | dict[str, float] | None | str = "quality",
+    correct: Callable[[pd.DataFrame, int], np.ndarray] | None = None,
+    hydra_yaml: str | None = None,
 ) -> Path:
-    """A training run dir per the contract; test accuracy ≈ ``quality``. ``failed``: write FAILED instead."""
+    """A training run dir per the contract; test accuracy ≈ ``quality``. ``failed``: write FAILED instead.
+
+    ``val_accuracy``: the validation accuracy metrics.json records (default: ``quality``, minus 0.1 per DSIFT
+    variant as the test accuracy; a dict: per variant; None: none recorded). ``correct(rows, variant_index)``:
+    which scored rows are right (overrides ``quality``). ``hydra_yaml``: the text of .hydra/hydra.yaml (e.g.
+    an Optuna sweeper's).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra").mkdir(exist_ok=True)
     config = _config(backbone, weights, strategy, task, fold, split_seed, split, n_folds, extra)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    if hydra_yaml is not None:
+        (run_dir / ".hydra" / "hydra.yaml").write_text(hydra_yaml)
     (run_dir / ".hydra" / "overrides.yaml").write_text(
         f"- backbone={backbone}\n- strategy={strategy}\n- data.fold={fold}\n- data.split_seed={split_seed}\n")
     manifest = _people(n_people)
@@ -159,8 +170,8 @@ def write_fake_run(
     for v, variant in enumerate(variants):
         seed = int(hashlib.sha256(f"{backbone}{strategy}{variant}{fold}{split_seed}".encode()).hexdigest()[:8], 16)
         rng = np.random.default_rng(seed)
-        correct = rng.random(len(labels)) < quality - 0.1 * v
-        scores = _scores(labels, correct, len(classes), kind, rng)
+        correct_rows = rng.random(len(labels)) < quality - 0.1 * v if correct is None else correct(scored, v)
+        scores = _scores(labels, correct_rows, len(classes), kind, rng)
         frame = scored[["path", "subject", "label"]].reset_index(drop=True)
         frame["pred"] = [classes[i] for i in scores.argmax(axis=1)]
         frame["role"] = scored["role"].to_numpy()
@@ -180,6 +191,15 @@ def write_fake_run(
         "macs": {"dlib_resnet": 1_100_000_000, "efficientnet_lite0": 400_000_000}.get(backbone) if cnn else None,
         "params": 5_600_000 if cnn else None, "wall_time_s": 12.5,
     }
+    if val_accuracy is not None:
+        if isinstance(val_accuracy, dict):
+            per_variant = {variant: float(val_accuracy[variant]) for variant in variants}
+        else:
+            val = quality if val_accuracy == "quality" else float(val_accuracy)
+            per_variant = {variant: val - 0.1 * v for v, variant in enumerate(variants)}
+        info["variant_info"] = {variant: {"val_accuracy": val, "val_source": "fake",
+                                          "val_score": -0.5 if strategy == "dtl1" else val}
+                                for variant, val in per_variant.items()}
     summary = summarize(predictions[predictions["role"] == "test"], classes, info["positive"], info)
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return run_dir
@@ -399,6 +419,21 @@ def test_pool_folds_rejects_an_image_tested_twice_within_a_repeat():
         pool_folds([folds[0], folds[0]], SEX_CLASSES)
 
 
+def test_pool_folds_rejects_a_person_tested_in_two_folds_and_resamples_whole_people():
+    folds = [f for f in _synthetic_cv() if f.split_seed == 0]
+    with_people = [FoldPredictions(f.fold, 0, f.predictions.assign(subject=f.predictions["path"].str[-1]), f.source)
+                   for f in folds]  # img01 and img11 are one person ("1"), in different folds here
+    split_people = {f.fold: set(f.predictions["subject"]) for f in with_people}
+    if all(len(a & b) == 0 for i, a in split_people.items() for j, b in split_people.items() if i < j):
+        pytest.skip("this permutation keeps every person in one fold")
+    with pytest.raises(ValueError, match="person .* several folds"):
+        pool_folds(with_people, SEX_CLASSES)
+
+    grouped = [FoldPredictions(f.fold, 0, f.predictions.assign(subject=f"person{f.fold}"), f.source) for f in folds]
+    cv = pool_folds(grouped, SEX_CLASSES, positive="male")
+    assert cv.summary["accuracy_ci_method"] == "person bootstrap" and cv.summary["n_people"] == 3
+
+
 def test_configuration_key_ignores_fold_seed_and_paths_but_not_settings(tmp_path):
     a = load_run(write_fake_run(tmp_path / "a", fold=0, split_seed=0)).config
     b = load_run(write_fake_run(tmp_path / "b", fold=2, split_seed=1)).config
@@ -430,6 +465,11 @@ def test_subgroup_table_counts_and_intervals_per_metadata_group():
     assert eth.loc["a", "n_per_class"] == "female 2, male 2"
     assert (eth.loc["a", "accuracy_lo"], eth.loc["a", "accuracy_hi"]) == pytest.approx(wilson_interval(3, 4))
     assert eth.loc["a", "sensitivity"] == pytest.approx(2 / 2) and eth.loc["a", "specificity"] == pytest.approx(1 / 2)
+    # every rate with an interval (one image per person: Wilson for the proportions), small cells flagged
+    assert (eth.loc["a", "specificity_lo"], eth.loc["a", "specificity_hi"]) == pytest.approx(wilson_interval(1, 2))
+    assert eth.loc["a", "ci_method"] == "wilson" and eth.loc["a", "people"] == 4
+    assert {"auc_lo", "auc_hi", "sensitivity_lo"} <= set(table.columns)
+    assert table["small_n"].all()  # every cell has fewer than 10 images
     age = table[table["attribute"] == "age"].set_index("group")
     assert list(age.index) == ["18-21", "22-33", "34-50", "other"]
     assert list(age["n"]) == [2, 4, 1, 1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from facediag.metrics import classification_metrics, wilson_interval
+from facediag.metrics import class_ranking_scores, classification_metrics, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_top3_error_counts_true_classes_outside_the_three_best_scores():
     assert result["top3_error"] == pytest.approx(2 / 4)
 
 
-def test_undefined_values_are_none_without_warnings():
+def test_undefined_values_follow_scikit_learn_zero_division_without_warnings():
     y_true = np.array([0, 0, 1, 1])  # class "c" never occurs and is never predicted
     scores = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1]])
     with warnings.catch_warnings():
@@ -198,17 +198,75 @@ def test_undefined_values_are_none_without_warnings():
         result = classification_metrics(y_true, scores, ["a", "b", "c"])
         binary = classification_metrics(np.array([1, 1, 1]), np.array([[0.2, 0.8]] * 3), ["h", "d"], "d")
     block = result["per_class"]["c"]
-    assert block["sensitivity"] is None and block["precision"] is None and block["auc"] is None
-    assert block["f1"] is None and block["n"] == 0
+    assert block["sensitivity"] == 0.0 and block["precision"] == 0.0 and block["f1"] == 0.0  # zero_division=0
+    assert block["accuracy"] is None and block["auc"] is None and block["n"] == 0
     assert block["specificity"] == 1.0
-    # Macro values average the classes where they are defined.
+    # "c" is neither a true nor a predicted class: outside scikit-learn's macro label set
     assert result["sensitivity"] == pytest.approx((1.0 + 0.5) / 2)
     assert result["precision"] == pytest.approx((1.0 + 2 / 3) / 2)
     assert result["auc"] == pytest.approx(np.mean([result["per_class"][k]["auc"] for k in "ab"]))
-    assert binary["auc"] is None and binary["specificity"] is None
+    assert result["zero_division"] == 0
+    assert binary["auc"] is None and binary["auc_ci"] is None and binary["specificity"] == 0.0
     assert binary["accuracy"] == 1.0
     json.dumps(result, allow_nan=False)
     json.dumps(binary, allow_nan=False)
+
+
+def _sklearn_case(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits where the last class never occurs in y_true and class 1 is never predicted."""
+    rng = np.random.default_rng(seed)
+    n_true = n_classes - 1 if n_classes > 2 else n_classes
+    y_true = rng.integers(0, n_true, 80)
+    scores = rng.normal(0.0, 1.0, (80, n_classes))
+    scores[np.arange(80), y_true] += 1.0
+    if n_classes > 2:
+        scores[:, 1] -= 100.0
+    return y_true, scores
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_every_metric_equals_scikit_learn_with_a_class_never_predicted_and_one_absent(n_classes):
+    from sklearn import metrics as sk
+    from sklearn.utils.multiclass import unique_labels
+
+    y_true, scores = _sklearn_case(n_classes, seed=n_classes)
+    if n_classes == 2:  # the positive class is never predicted
+        scores[:, 1] -= 100.0
+    classes = [f"k{c}" for c in range(n_classes)]
+    y_pred = scores.argmax(axis=1)
+    result = classification_metrics(y_true, scores, classes)
+
+    assert result["accuracy"] == sk.accuracy_score(y_true, y_pred)
+    assert result["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y_true, y_pred))
+    assert result["confusion_matrix"] == sk.confusion_matrix(y_true, y_pred, labels=range(n_classes)).tolist()
+    ranking = class_ranking_scores(scores)
+    if n_classes == 2:
+        binary = dict(pos_label=1, average="binary", zero_division=0)
+        assert result["precision"] == sk.precision_score(y_true, y_pred, **binary) == 0.0
+        assert result["sensitivity"] == sk.recall_score(y_true, y_pred, **binary)
+        assert result["f1"] == sk.f1_score(y_true, y_pred, **binary)
+        assert result["specificity"] == sk.recall_score(y_true, y_pred, pos_label=0, zero_division=0)
+        assert result["auc"] == pytest.approx(sk.roc_auc_score(y_true, ranking[:, 1]))
+        assert result["top3_error"] is None
+    else:
+        macro = dict(average="macro", zero_division=0)
+        assert result["precision"] == pytest.approx(sk.precision_score(y_true, y_pred, **macro))
+        assert result["sensitivity"] == pytest.approx(sk.recall_score(y_true, y_pred, **macro))
+        assert result["f1"] == pytest.approx(sk.f1_score(y_true, y_pred, **macro))
+        labels = unique_labels(y_true, y_pred)
+        specificity = [sk.recall_score(y_true != c, y_pred != c, zero_division=0) for c in labels]
+        assert result["specificity"] == pytest.approx(np.mean(specificity))
+        present = np.unique(y_true)
+        auc = [sk.roc_auc_score(y_true == c, ranking[:, c]) for c in present]
+        assert result["auc"] == pytest.approx(np.mean(auc))
+        assert result["top3_error"] == pytest.approx(
+            1 - sk.top_k_accuracy_score(y_true, scores, k=3, labels=range(n_classes)))
+        per_class = sk.precision_recall_fscore_support(y_true, y_pred, labels=range(n_classes), zero_division=0)
+        for c, name in enumerate(classes):
+            block = result["per_class"][name]
+            assert (block["precision"], block["sensitivity"], block["f1"], block["n"]) == pytest.approx(
+                tuple(float(v[c]) for v in per_class))
+        assert result["per_class"]["k1"]["precision"] == 0.0  # never predicted: counted as 0, not left out
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from PIL import Image
 
 from facediag.evaluation import evaluate_sweep
 from facediag.evaluation.report import Report, fmt_count, fmt_interval
-from facediag.metrics import wilson_interval
 from facediag.results import DISCLAIMER
 from tests.test_evaluate import DSIFT_VARIANTS, hand_accuracy, write_fake_run
 
@@ -53,8 +52,9 @@ def test_sweep_report_csv_has_one_row_per_run_and_variant_with_failures(sweep_di
     ok = csv[csv["status"] == "ok"]
     for _, row in ok.iterrows():
         assert row["accuracy"] == hand_accuracy(Path(row["run_dir"]), row["variant"])
-        assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx(
-            wilson_interval(int(row["n_correct"]), int(row["n_test"])))
+        # two photos per person: person-level intervals (tests/test_stats.py checks their width)
+        assert row["accuracy_ci_method"] in ("person bootstrap", "wilson (people)")
+        assert row["accuracy_lo"] <= row["accuracy"] <= row["accuracy_hi"]
     assert result.files["html"].is_file() and result.files["md"].is_file()
 
 
@@ -73,19 +73,21 @@ def test_sweep_table_pools_cv_folds_marks_the_best_row_and_flags_overlapping_int
     assert rows[("efficientnet_lite0", None, "failed")].reason == "RuntimeError: out of memory"
 
     ok = [r for r in result.rows if not r.failed]
-    best = max(ok, key=lambda r: r.metrics["accuracy"])
-    assert best.mark == "best" and [r.mark for r in ok].count("best") == 1
-    lo_best, hi_best = best.metrics["accuracy_ci"]
+    chosen = max(ok, key=lambda r: r.val_accuracy)  # the fixture's validation accuracies follow its quality
+    assert chosen is dlib and chosen.mark == "best" and [r.mark for r in ok].count("best") == 1
     for row in ok:
-        if row is not best:
-            lo, hi = row.metrics["accuracy_ci"]
-            assert (row.mark == "tie") == (lo <= hi_best and hi >= lo_best)
-    assert effnet.mark == ""  # 35% vs 95%: clearly different
+        if row is not chosen:
+            assert row.comparison is not None and row.n_paired > 0
+            assert (row.mark == "tie") == (row.p_holm >= 0.05)
+    assert effnet.mark == "" and effnet.p_holm < 0.05  # 35% vs 95%: clearly different
+    assert effnet.comparison.accuracy_difference < 0 and effnet.comparison.difference_ci[1] < 0
 
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert DISCLAIMER in markdown.split("\n")[2]
-    assert "★ best" in markdown and "FAILED: RuntimeError: out of memory" in markdown
-    for column in ("MACs", "accuracy [95% CI]", "precision", "sensitivity", "specificity", "F1", "AUC"):
+    assert "★ chosen on validation" in markdown and "FAILED: RuntimeError: out of memory" in markdown
+    assert "worse than chosen" in markdown and "Methods (generated)." in markdown
+    for column in ("MACs", "val accuracy", "accuracy [95% CI]", "precision", "sensitivity [95% CI]",
+                   "specificity [95% CI]", "F1", "AUC [95% CI]", "Δ accuracy vs chosen [95% CI]", "McNemar p (Holm)"):
         assert f" {column} |" in markdown
     assert "1.1 G" in markdown  # dlib_resnet's MACs
     assert "## Cross-validation" in markdown and "± " not in markdown.split("## Cross-validation")[0]
@@ -107,6 +109,9 @@ def test_sweep_pools_repeats_with_mean_and_sd(tmp_path):
     assert row.metrics["accuracy"] == pytest.approx(per_seed.mean())
     assert row.metrics["accuracy_sd"] == pytest.approx(per_seed.std(ddof=1))
     assert "3-fold CV × 2 repeats" in row.evaluation
+    # the interval of the mean over repeats resamples whole people (the same people in both repeats)
+    assert row.metrics["accuracy_ci_method"] == "person bootstrap"
+    assert row.metrics["accuracy_ci"][0] < row.metrics["accuracy"] < row.metrics["accuracy_ci"][1]
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "SD over repeats" in markdown and "(mean ± SD)" in markdown
 
@@ -217,7 +222,7 @@ def test_html_report_renders_tables_and_figures_in_headless_chromium(sweep_dir, 
     assert all(w > 100 and h > 100 for w, h in (map(int, s.split("x")) for s in measured["images"]))
     table_rows = page.count("<tr class=") + len(re.findall(r"<tr>(?!<th)", page))
     assert measured["rows"] >= len(result.rows) and measured["rows"] <= table_rows
-    assert DISCLAIMER in dom.stdout and "★ best" in dom.stdout and "out of memory" in dom.stdout
+    assert DISCLAIMER in dom.stdout and "★ chosen on validation" in dom.stdout and "out of memory" in dom.stdout
 
     shot = tmp_path / "shot.png"
     done = browse(f"--screenshot={shot}", "--window-size=1280,2400", result.files["html"].as_uri())

@@ -68,6 +68,10 @@ def test_dsift_reports_a_linear_and_a_chi2_row(london_dir, tmp_path, shared_cach
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert set(predictions["variant"]) == {"svm_linear", "svm_chi2"}
     assert summary["macs"] is None and summary["backbone"] is None
+    # each variant is selected on its own grouped-CV accuracy (the top level is the first variant's)
+    for variant in summary["variants"].values():
+        assert 0.0 <= variant["val_accuracy"] == variant["val_score"] <= 1.0 and variant["svm_C"] == 1.0
+    assert summary["val_score"] == summary["variants"]["svm_linear"]["val_score"]
 
 
 def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_path, shared_cache):
@@ -82,6 +86,8 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
     )
     best, last = tmp_path / "checkpoints" / "best.ckpt", tmp_path / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file() and summary["best_checkpoint"] == str(best)
+    # the validation accuracy (comparable across strategies) is the best checkpoint's, beside minus its loss
+    assert 0.0 <= summary["val_accuracy"] <= 1.0 and summary["val_score"] == -summary["best_val_loss"]
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     # re-score the test images from the best checkpoint alone: the saved scores must be reproduced
     scored = TrainedRun(tmp_path).score(list(predictions["path"]))

@@ -39,8 +39,8 @@ def evaluate(
         print(f"\nrecomputed from {source}:")
         for name, m in summary["variants"].items():
             low, high = m["accuracy_ci"]
-            print(f"  {name:<12} accuracy {m['accuracy']:.4f}  [95% CI {low:.3f}-{high:.3f}]  "
-                  f"({m['n_correct']}/{m['n']})")
+            print(f"  {name:<12} accuracy {m['accuracy']:.4f}  [95% CI {low:.3f}-{high:.3f}, "
+                  f"{m['accuracy_ci_method']}]  ({m['n_correct']}/{m['n']})")
         print(f"  report: {out_dir / 'report.html'}\n  {DISCLAIMER}\n")
         return summary
     result = evaluate_sweep(sweep, out_dir=out_dir)

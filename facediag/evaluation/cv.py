@@ -1,9 +1,11 @@
 """Cross-validation: pool out-of-fold test predictions of runs that differ only by fold / split seed.
 
 Per repeat (``data.split_seed``) the test predictions of its folds are concatenated: every image is
-predicted once, by the model that did not see it, so the pooled accuracy has a proper Wilson interval
-(n = the number of images). Over repeats: mean ± SD of the pooled accuracies. The confusion matrix is
-row-normalised per fold (rows = true class) and averaged over every fold of every repeat.
+predicted once, by the model that did not see it, and every person sits in exactly one test fold (checked),
+so people stay whole when the pooled predictions are resampled: intervals are person-level (cluster
+bootstrap over people, Wilson with one image per person; facediag.stats). Over repeats: mean ± SD of the
+pooled accuracies, the interval of the mean drawing the same people in every repeat. The confusion matrix
+is row-normalised per fold (rows = true class) and averaged over every fold of every repeat.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.metrics import classification_metrics, wilson_interval
-from facediag.results import score_columns
+from facediag.metrics import classification_metrics
+from facediag.results import score_columns, subjects_of
+from facediag.stats import INTERVAL_METRICS, metric_intervals
 
 # Keys that vary between the runs of one configuration: the fold, the split seed and machine-local settings
 # (paths, threads, resuming, logging). Everything else, the training seed included, identifies the configuration.
@@ -117,11 +120,12 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
     """Pool the folds of each repeat and summarise.
 
     ``summary`` holds: n_repeats, n_folds (per repeat, the largest), n (images per repeat, the mean),
-    accuracy (mean over repeats), accuracy_sd, accuracy_ci, the other SUMMARY_KEYS (means over
-    repeats) and per_class_accuracy. With one repeat accuracy_ci is that repeat's Wilson interval;
-    with several it is the Wilson interval of the mean correct count at n = images per repeat
-    (repeats re-use the same images, so pooling them would not add independent samples).
-    Raises ValueError when an image is predicted twice within a repeat (not out-of-fold).
+    n_people, accuracy (mean over repeats), accuracy_sd, the other SUMMARY_KEYS (means over repeats),
+    person-level intervals ``<metric>_ci`` of the means with ``ci_methods`` / ``accuracy_ci_method``
+    (facediag.stats.metric_intervals: repeats re-use the same people, so each resample draws the same
+    people for every repeat; with one image per person, Wilson of the mean count at n = images per
+    repeat) and per_class_accuracy.
+    Raises ValueError when an image or a person is tested twice within a repeat (not out-of-fold).
     """
     classes = list(classes)
     _check_folds(folds)
@@ -139,8 +143,9 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
                 f"pool_folds: {path} is a test image in several folds of split seed {seed} ({owners}): "
                 "the runs are not folds of one cross-validation"
             )
+        _check_people_in_one_fold(seed_folds, seed)
         y_true, scores = _targets(frame, classes)
-        result = classification_metrics(y_true, scores, classes, positive)
+        result = classification_metrics(y_true, scores, classes, positive, groups=subjects_of(frame))
         pooled[seed], metrics[seed] = frame, result
         rows.append(
             {
@@ -158,8 +163,8 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
     fold_matrices = []
     for fold in folds:
         y_true, scores = _targets(fold.predictions, classes)
-        confusion = classification_metrics(y_true, scores, classes, positive)["confusion_matrix"]
-        fold_matrices.append(row_normalised(np.asarray(confusion)))
+        confusion = classification_metrics(y_true, scores, classes, positive, intervals_wanted=False)
+        fold_matrices.append(row_normalised(np.asarray(confusion["confusion_matrix"])))
     with np.errstate(invalid="ignore"):
         stacked = np.stack(fold_matrices)
         counts = np.isfinite(stacked).sum(axis=0)
@@ -167,6 +172,21 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
     result = PooledCV(classes, positive, pd.DataFrame(rows), pooled, metrics, mean_confusion, list(folds))
     result.summary = _summary(result)
     return result
+
+
+def _check_people_in_one_fold(folds: Sequence[FoldPredictions], seed: int) -> None:
+    """A person is tested in exactly one fold of a repeat: pooled intervals resample whole people."""
+    owner: dict[str, str] = {}
+    for fold in folds:
+        if "subject" not in fold.predictions.columns:
+            return
+        for subject in set(fold.predictions["subject"].dropna().astype(str)):
+            name = fold.source or f"fold {fold.fold}"
+            if owner.setdefault(subject, name) != name:
+                raise ValueError(
+                    f"pool_folds: person {subject} is tested in several folds of split seed {seed} "
+                    f"({owner[subject]} and {name}): the folds are not person-grouped"
+                )
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -177,12 +197,14 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def _summary(cv: PooledCV) -> dict[str, Any]:
     repeats = cv.repeats
     n_repeats = len(repeats)
-    if n_repeats == 1:
-        accuracy_ci = [float(repeats["accuracy_lo"].iloc[0]), float(repeats["accuracy_hi"].iloc[0])]
-        n = int(repeats["n"].iloc[0])
-    else:
-        n = int(round(repeats["n"].mean()))
-        accuracy_ci = list(wilson_interval(int(round(cv.mean_accuracy * n)), n))
+    n = int(repeats["n"].iloc[0]) if n_repeats == 1 else int(round(repeats["n"].mean()))
+    frames = list(cv.pooled.values())
+    stacked = pd.concat(frames, ignore_index=True)
+    y_true, scores = _targets(stacked, cv.classes)
+    positive_index = cv.classes.index(cv.positive) if cv.positive is not None else (1 if len(cv.classes) == 2
+                                                                                    else None)
+    repeat_of = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    intervals, methods = metric_intervals(y_true, scores, positive_index, subjects_of(stacked), repeat_of)
     per_class = {
         c: _mean([m["per_class"][c]["accuracy"] for m in cv.metrics.values()]) for c in cv.classes
     }
@@ -190,9 +212,13 @@ def _summary(cv: PooledCV) -> dict[str, Any]:
         "n_repeats": n_repeats,
         "n_folds": int(repeats["n_folds"].max()),
         "n": n,
+        "n_people": int(stacked["subject"].nunique()) if "subject" in stacked.columns else None,
         "accuracy": cv.mean_accuracy,
         "accuracy_sd": cv.sd_accuracy,
-        "accuracy_ci": accuracy_ci,
+        "accuracy_ci": intervals["accuracy"],
+        "accuracy_ci_method": methods["accuracy"],
         **{key: _mean(repeats[key].tolist()) for key in SUMMARY_KEYS},
+        **{f"{key}_ci": intervals[key] for key in INTERVAL_METRICS if key != "accuracy"},
+        "ci_methods": methods,
         "per_class_accuracy": per_class,
     }

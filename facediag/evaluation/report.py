@@ -58,6 +58,14 @@ def fmt_interval(value: Any, low: Any, high: Any, digits: int = 3) -> str:
     return f"{fmt_number(value, digits)} [{fmt_number(low, digits)}, {fmt_number(high, digits)}]"
 
 
+def fmt_with_ci(metrics: dict[str, Any], key: str, digits: int = 3) -> str:
+    """``metrics[key]`` with its interval ``metrics[key + '_ci']`` when there is one."""
+    interval = metrics.get(f"{key}_ci")
+    if not interval:
+        return fmt_number(metrics.get(key), digits)
+    return fmt_interval(metrics.get(key), *interval, digits=digits)
+
+
 def fmt_count(value: Any) -> str:
     """MACs / parameter counts in engineering units: 1.23 G, 456 M, 12.3 k."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

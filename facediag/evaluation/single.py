@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from facediag.evaluation.figures import roc_inputs
-from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
+from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, load_run
-from facediag.evaluation.subgroups import subgroup_table
+from facediag.evaluation.subgroups import SMALL_N, subgroup_table
 from facediag.plots import plot_confusion_matrix, plot_roc
 from facediag.results import score_columns, summarize, to_json
 
@@ -106,13 +106,14 @@ def _metrics_table(summary: dict[str, Any]) -> pd.DataFrame:
             "variant": name,
             "n": m["n"],
             "correct": m["n_correct"],
-            "accuracy [95% CI]": fmt_interval(m["accuracy"], *m["accuracy_ci"]),
+            "accuracy [95% CI]": fmt_with_ci(m, "accuracy"),
             "precision": fmt_number(m["precision"]),
-            "sensitivity": fmt_number(m["sensitivity"]),
-            "specificity": fmt_number(m["specificity"]),
+            "sensitivity [95% CI]": fmt_with_ci(m, "sensitivity"),
+            "specificity [95% CI]": fmt_with_ci(m, "specificity"),
             "F1": fmt_number(m["f1"]),
-            "balanced accuracy": fmt_number(m["balanced_accuracy"]),
-            "AUC": fmt_number(m["auc"]),
+            "balanced accuracy [95% CI]": fmt_with_ci(m, "balanced_accuracy"),
+            "AUC [95% CI]": fmt_with_ci(m, "auc"),
+            "interval": m.get("accuracy_ci_method") or MISSING,
         }
         if m.get("top3_error") is not None:
             row["top-3 error"] = fmt_number(m["top3_error"])
@@ -138,22 +139,26 @@ def _confusion_table(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def subgroup_display(table: pd.DataFrame) -> pd.DataFrame:
-    """Subgroup metrics as display strings."""
+    """Subgroup metrics as display strings: every rate with its 95% interval, n per cell, a flag below SMALL_N."""
+    def with_ci(key: str) -> list[str]:  # no interval: the rate's denominator is empty in this cell
+        return [fmt_interval(v, lo, hi) if pd.notna(lo) else MISSING
+                for v, lo, hi in zip(table[key], table[f"{key}_lo"], table[f"{key}_hi"], strict=True)]
+
     shown = pd.DataFrame(
         {
             "attribute": table["attribute"],
             "group": table["group"],
             "n": table["n"],
+            "people": table["people"],
             "n per class": table["n_per_class"],
-            "accuracy [95% CI]": [
-                fmt_interval(a, lo, hi) for a, lo, hi in zip(table["accuracy"], table["accuracy_lo"],
-                                                             table["accuracy_hi"], strict=True)
-            ],
+            "accuracy [95% CI]": with_ci("accuracy"),
         }
     )
-    for key in ("sensitivity", "specificity", "balanced_accuracy"):
+    for key in ("sensitivity", "specificity", "balanced_accuracy", "auc"):
         if key in table.columns:
-            shown[key.replace("_", " ")] = [fmt_number(v) for v in table[key]]
+            shown[f"{'AUC' if key == 'auc' else key.replace('_', ' ')} [95% CI]"] = with_ci(key)
+    shown["interval"] = table["ci_method"]
+    shown["flag"] = [f"⚠ n < {SMALL_N}" if small else "" for small in table["small_n"]]
     return shown
 
 
@@ -194,9 +199,10 @@ def evaluate_run(
     report.heading("Run")
     report.table(_info_table(summary))
     report.heading("Test metrics")
-    report.table(_metrics_table(summary), caption="Accuracy with its Wilson 95% interval; binary tasks: "
-                 f"precision, sensitivity, specificity, F1 and AUC of the positive class ({summary.get('positive')}); "
-                 "multiclass: macro averages")
+    report.table(_metrics_table(summary), caption="95% intervals are person-level (cluster bootstrap over "
+                 "people when a person has several test images, Wilson with one image per person; column "
+                 "'interval'); binary tasks: precision, sensitivity, specificity, F1 and AUC of the positive class "
+                 f"({summary.get('positive')}); multiclass: macro averages; scikit-learn conventions, zero_division=0")
     differences = stored_differences(run, summary) if predictions_df is None else []
     if predictions_df is None and run.stored_metrics is not None:
         report.text("Check against the run's own metrics.json: " + (
@@ -222,8 +228,8 @@ def evaluate_run(
             table = subgroup_table(part, run.manifest, run.classes, run.positive, _age_bands(run))
             if not table.empty:
                 subgroup_frames.append(table.assign(variant=name))
-                report.table(subgroup_display(table), caption=f"{name}: test metrics per subgroup (Wilson 95% "
-                             "intervals; small groups have wide intervals)")
+                report.table(subgroup_display(table), caption=f"{name}: test metrics per subgroup (person-level "
+                             f"95% intervals; ⚠ = fewer than {SMALL_N} test images: read as anecdote)")
         missing = missing_predictions(run, name) if predictions_df is None else pd.DataFrame()
         if not missing.empty:
             report.text(f"{len(missing)} test image(s) of split.csv have no {name} prediction and are not "

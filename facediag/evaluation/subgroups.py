@@ -9,11 +9,13 @@ import pandas as pd
 
 from facediag.data.records import MANIFEST_COLUMNS
 from facediag.metrics import classification_metrics
-from facediag.results import score_columns
+from facediag.results import score_columns, subjects_of
 
 UNKNOWN = "unknown"
 MAX_CATEGORIES = 8  # a numeric column with more distinct values than this is binned
-SUBGROUP_COLUMNS = ["attribute", "group", "n", "n_per_class", "n_correct", "accuracy", "accuracy_lo", "accuracy_hi"]
+SMALL_N = 10  # cells with fewer test images are flagged: their rates are anecdotes, whatever the interval says
+SUBGROUP_COLUMNS = ["attribute", "group", "n", "people", "small_n", "n_per_class", "n_correct", "accuracy",
+                    "accuracy_lo", "accuracy_hi", "ci_method"]
 
 
 def metadata_columns(manifest: pd.DataFrame) -> list[str]:
@@ -65,8 +67,9 @@ def subgroup_table(
 ) -> pd.DataFrame:
     """Metrics of one variant's test predictions per metadata subgroup, joined to the manifest on ``path``.
 
-    Columns: attribute, group, n, n_per_class, n_correct, accuracy (Wilson 95% lo / hi), then
-    sensitivity / specificity (binary) or balanced_accuracy (multiclass). Empty when there is no metadata.
+    Columns: attribute, group, n (images), people, small_n (n < SMALL_N), n_per_class, n_correct, accuracy
+    with its 95% interval (``_lo`` / ``_hi``; person-level, ``ci_method``), then sensitivity / specificity
+    (binary) or balanced_accuracy (multiclass) and AUC, each with its interval. Empty without metadata.
     """
     columns = metadata_columns(manifest)
     if not columns or predictions.empty:
@@ -76,6 +79,7 @@ def subgroup_table(
     index = {c: i for i, c in enumerate(classes)}
     y_all = joined["label"].map(index).to_numpy()
     scores_all = joined[score_columns(classes)].to_numpy(dtype=np.float64)
+    subjects = subjects_of(joined)
     rows = []
     for column in columns:
         groups = group_labels(joined[column], (bands or {}).get(column))
@@ -83,21 +87,25 @@ def subgroup_table(
             mask = (groups == group).to_numpy()
             if not mask.any():
                 continue
-            m = classification_metrics(y_all[mask], scores_all[mask], classes, positive)
+            people = None if subjects is None else subjects[mask]
+            m = classification_metrics(y_all[mask], scores_all[mask], classes, positive, groups=people)
             counts = pd.Series(y_all[mask]).value_counts()
             row = {
                 "attribute": column,
                 "group": str(group),
                 "n": m["n"],
+                "people": int(len(set(people))) if people is not None else m["n"],
+                "small_n": m["n"] < SMALL_N,
                 "n_per_class": ", ".join(f"{c} {int(counts.get(i, 0))}" for i, c in enumerate(classes)),
                 "n_correct": m["n_correct"],
                 "accuracy": m["accuracy"],
                 "accuracy_lo": m["accuracy_ci"][0],
                 "accuracy_hi": m["accuracy_ci"][1],
+                "ci_method": m["accuracy_ci_method"],
             }
-            if len(classes) == 2:
-                row.update(sensitivity=m["sensitivity"], specificity=m["specificity"])
-            else:
-                row.update(balanced_accuracy=m["balanced_accuracy"])
+            keys = ("sensitivity", "specificity", "auc") if len(classes) == 2 else ("balanced_accuracy", "auc")
+            for key in keys:
+                interval = m[f"{key}_ci"] or [None, None]
+                row.update({key: m[key], f"{key}_lo": interval[0], f"{key}_hi": interval[1]})
             rows.append(row)
     return pd.DataFrame(rows)

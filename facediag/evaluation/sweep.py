@@ -2,9 +2,11 @@
 
 Rows are configurations × variants. A configuration is the run's composed config without its fold /
 split-seed / path keys (facediag.evaluation.cv.IGNORED_KEYS): runs sharing it are folds or
-repeats of one cross-validation and are pooled. The best row of each table (highest accuracy) is
-marked; rows whose 95% interval overlaps the best row's are flagged "not clearly different". A run
-that failed (FAILED file) or cannot be read is a failed row with its reason, never an error.
+repeats of one cross-validation and are pooled. Intervals are person-level (facediag.stats). The row to
+report is chosen on validation, never on test, and every other row is compared with it on the same test
+images (McNemar's exact test per person, paired bootstrap interval of the accuracy difference, Holm
+adjustment; facediag.evaluation.compare). Optuna trials are reduced to the trial chosen on validation. A
+run that failed (FAILED file) or cannot be read is a failed row with its reason, never an error.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, plot_roc_curves, roc_curves, roc_inputs
-from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
+from facediag.evaluation.methods import methods_paragraph
+from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
 from facediag.plots import plot_confusion_matrix, plot_roc
 from facediag.results import metrics_for, score_columns
+from facediag.stats import N_RESAMPLES, PairedComparison
 
-BEST, TIE, FAILED_ROW = "best", "tie", "failed"
-NOTES = {BEST: "★ best", TIE: "not clearly different"}
+BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
+CHOSEN_NOTE = "★ chosen on validation"
 BINARY_COLUMNS = ("precision", "sensitivity", "specificity", "f1", "auc")
 IDENTITY_KEYS = ("data.name", "data.task", "backbone.name", "weights.name", "strategy.name")
 
@@ -75,6 +80,12 @@ class Row:
     status: str = "ok"
     reason: str = ""
     mark: str = ""
+    val_accuracy: float | None = None  # the selection score (facediag.evaluation.compare)
+    comparison: PairedComparison | None = None  # against the chosen row of its table
+    p_holm: float | None = None
+    n_paired: int = 0
+    against: Row | None = None  # the chosen row this row was compared with
+    trials: list[Row] = field(default_factory=list)  # Optuna trials this row was chosen from (itself included)
 
     @property
     def failed(self) -> bool:
@@ -148,6 +159,7 @@ def run_rows(entry: Entry) -> list[dict[str, Any]]:
                 "accuracy": m["accuracy"],
                 "accuracy_lo": m["accuracy_ci"][0],
                 "accuracy_hi": m["accuracy_ci"][1],
+                "accuracy_ci_method": m["accuracy_ci_method"],
                 **{k: m[k] for k in ("precision", "sensitivity", "specificity", "f1", "balanced_accuracy", "auc",
                                      "top3_error")},
                 **{f"accuracy_{c}": m["per_class"][c]["accuracy"] for c in run.classes},
@@ -194,7 +206,7 @@ def _single_row(entry: Entry, variant: str) -> Row:
         evaluation = f"fold {fold} of {n_folds}, seed {seed}"
     else:
         evaluation = f"{run.setting('data.split') or 'single'} split, seed {seed}"
-    return Row([entry], variant, run.describe(), evaluation, metrics=metrics, predictions=part)
+    return Row([entry], variant, run.describe(), evaluation, metrics=metrics, predictions=part.assign(split_seed=seed))
 
 
 def _pooled_row(entries: list[Entry], variant: str, n_failed: int) -> Row:
@@ -227,12 +239,12 @@ def _pooled_row(entries: list[Entry], variant: str, n_failed: int) -> Row:
     metrics = {
         "n": s["n"],
         "accuracy": s["accuracy"],
-        "accuracy_ci": s["accuracy_ci"],
         "accuracy_sd": s["accuracy_sd"],
         **{k: s[k] for k in ("precision", "sensitivity", "specificity", "f1", "balanced_accuracy", "auc")},
+        **{k: s[k] for k in s if k.endswith("_ci") or k in ("ci_methods", "accuracy_ci_method")},
         "per_class": {c: {"accuracy": a} for c, a in s["per_class_accuracy"].items()},
     }
-    predictions = pd.concat(list(cv.pooled.values()), ignore_index=True)
+    predictions = pd.concat([f.assign(split_seed=seed) for seed, f in cv.pooled.items()], ignore_index=True)
     return Row(entries, variant, description, evaluation, metrics=metrics, predictions=predictions, cv=cv)
 
 
@@ -284,18 +296,68 @@ def group_rows_by_table(rows: Sequence[Row]) -> dict[tuple[str, str, tuple[str, 
     return groups
 
 
-def mark_best(rows: Sequence[Row]) -> None:
-    """Mark the best ok row (highest accuracy; ties: higher lower bound, then AUC) and the rows whose
-    interval overlaps its interval."""
-    candidates = [r for r in rows if not r.failed]
-    if not candidates:
-        return
-    best = max(candidates, key=lambda r: (r.metrics["accuracy"], r.metrics["accuracy_ci"][0],
-                                          r.metrics.get("auc") or -1.0))
-    best_lo, best_hi = best.metrics["accuracy_ci"]
-    for row in candidates:
-        lo, hi = row.metrics["accuracy_ci"]
-        row.mark = BEST if row is best else (TIE if lo <= best_hi and hi >= best_lo else "")
+def is_optuna_trial(entry: Entry) -> bool:
+    """Whether the run is a trial of an Optuna sweep (its .hydra/hydra.yaml names the Optuna sweeper)."""
+    hydra = entry.path / ".hydra" / "hydra.yaml"
+    return hydra.is_file() and "OptunaSweeper" in hydra.read_text(errors="replace")
+
+
+def reduce_trials(rows: Sequence[Row]) -> list[Row]:
+    """Optuna trials of one method (same identity and variant) → the trial with the best val_score (what
+    Optuna maximised), holding every trial in ``trials``; other rows unchanged."""
+    kept: list[Row] = []
+    by_method: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if not row.failed and all(is_optuna_trial(e) for e in row.entries):
+            identity = (*(str(row.description.get(k)) for k in ("backbone", "weights", "strategy")), row.variant)
+            by_method.setdefault(identity, []).append(row)
+        else:
+            kept.append(row)
+    for trials in by_method.values():
+        chosen = choose_on_validation(trials, key="val_score") or trials[0]
+        chosen.trials = list(trials)
+        kept.append(chosen)
+    return kept
+
+
+def mark_chosen(rows: Sequence[Row]) -> Row | None:
+    """Choose the row to report on validation, compare every other row with it (paired, Holm) and mark the
+    chosen row (BEST) and the rows not clearly different from it (TIE). Returns the chosen row."""
+    for row in rows:
+        row.val_accuracy = None if row.failed else validation_value(row)
+    chosen = choose_on_validation(rows)
+    if chosen is None:
+        return None
+    compare_rows(rows, chosen)
+    for row in rows:
+        row.against = None if row.failed or row is chosen else chosen
+        if row is chosen:
+            row.mark = BEST
+        elif row.p_holm is not None and row.p_holm >= ALPHA:
+            row.mark = TIE
+    return chosen
+
+
+def row_note(row: Row) -> str:
+    """The table's note: chosen, not clearly different / worse / better than the chosen row, why no test."""
+    if row.failed:
+        return f"FAILED: {row.reason}"
+    if row.mark == BEST:
+        note = CHOSEN_NOTE
+        return note + (f" (best val_score of {len(row.trials)} Optuna trials)" if row.trials else "")
+    notes = []
+    if row.comparison is None:
+        if row.against is not None:
+            notes.append("not paired (no test image in common with the chosen row)")
+    elif row.p_holm is not None:
+        if row.p_holm >= ALPHA:
+            notes.append("not clearly different")
+        else:
+            notes.append("worse than chosen" if row.comparison.accuracy_difference < 0 else
+                         "better than chosen on test")
+    if row.val_accuracy is None:
+        notes.append("no validation accuracy: not eligible")
+    return "; ".join(n for n in notes if n)
 
 
 def _sort_key(row: Row) -> tuple:
@@ -322,23 +384,48 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
             record["setting"] = row.setting or MISSING
         stored = (row.entries[0].run.stored_metrics or {}) if row.entries[0].run is not None else {}
         record.update(evaluation=row.evaluation or MISSING, MACs=fmt_count(stored.get("macs")),
-                      n=m.get("n", MISSING))
-        if row.failed:
-            record["accuracy [95% CI]"] = MISSING
-        else:
-            record["accuracy [95% CI]"] = fmt_interval(m["accuracy"], *m["accuracy_ci"])
+                      n=m.get("n", MISSING), people=_people(row))
+        record["val accuracy"] = fmt_number(row.val_accuracy)
+        record["accuracy [95% CI]"] = MISSING if row.failed else fmt_with_ci(m, "accuracy")
         if with_sd:
             record["SD over repeats"] = fmt_number(m.get("accuracy_sd"))
         if binary:
             for key in BINARY_COLUMNS:
-                record["AUC" if key == "auc" else ("F1" if key == "f1" else key)] = fmt_number(m.get(key))
+                name = {"auc": "AUC", "f1": "F1"}.get(key, key)
+                if key in ("sensitivity", "specificity", "auc"):
+                    record[f"{name} [95% CI]"] = fmt_with_ci(m, key)
+                else:
+                    record[name] = fmt_number(m.get(key))
         else:
+            record["balanced accuracy [95% CI]"] = fmt_with_ci(m, "balanced_accuracy")
+            record["AUC [95% CI]"] = fmt_with_ci(m, "auc")
             for c in classes:
                 record[f"accuracy {c}"] = fmt_number(m.get("per_class", {}).get(c, {}).get("accuracy"))
-        record["note"] = f"FAILED: {row.reason}" if row.failed else NOTES.get(row.mark, "")
+        record["interval"] = m.get("accuracy_ci_method") or MISSING
+        comparison = row.comparison
+        record["Δ accuracy vs chosen [95% CI]"] = MISSING if comparison is None else fmt_interval(
+            comparison.accuracy_difference, *comparison.difference_ci)
+        record["McNemar p (Holm)"] = MISSING if comparison is None else (
+            f"{fmt_p(comparison.p_value)} ({fmt_p(row.p_holm)}); {comparison.n_a_better}:{comparison.n_b_better} "
+            f"of {comparison.n_units} {'people' if comparison.unit == 'person' else 'images'}")
+        record["note"] = row_note(row)
         records.append(record)
         css.append(FAILED_ROW if row.failed else row.mark)
     return pd.DataFrame(records), css
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value: 3 significant digits, '<0.001' below 0.001."""
+    if p is None:
+        return MISSING
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def _people(row: Row) -> Any:
+    frame = row.predictions
+    if row.failed or frame is None or "subject" not in frame.columns:
+        return MISSING
+    return int(frame["subject"].nunique())
 
 
 def row_curve(row: Row, classes: Sequence[str], positive: str | None) -> RocInput | RocCurve | None:
@@ -395,6 +482,32 @@ def _cv_display(cv: PooledCV) -> pd.DataFrame:
     return pd.concat([frame.astype(object), pd.DataFrame([total])], ignore_index=True)
 
 
+HOW_TO_READ = (
+    "How to read the tables. ★ marks the row to report: chosen by its validation accuracy (val accuracy: "
+    "person-grouped CV on the training part for DTL2 / DSIFT, the validation split for DTL1), never by a test "
+    "number; its test accuracy is the result. Every 95% interval is person-level: a cluster bootstrap over "
+    f"people ({N_RESAMPLES} resamples, seeded) when a person has several test images, Wilson with one image "
+    "per person (column 'interval'). Each other row is compared with the chosen row on the same test images: "
+    "Δ accuracy (row − chosen) with a paired person-bootstrap 95% interval, and McNemar's exact test on the "
+    "people the two rows classify differently (row better : chosen better, of all people; a person counts for "
+    "the row whose share of correct images is higher), p-values Holm-adjusted over the rows of the table (in "
+    "brackets). 'not clearly different' = Holm-adjusted p >= 0.05. CV rows pool the out-of-fold test "
+    "predictions of each repeat (every person tested once per repeat); with several repeats the metrics are "
+    "means over repeats. Precision, sensitivity, specificity and F1 follow scikit-learn (zero_division=0: a "
+    "class never predicted has precision 0; macro averages over the classes that occur or are predicted)."
+)
+
+
+def trials_table(row: Row) -> pd.DataFrame:
+    """The Optuna trials a row was chosen from: setting, val_score and validation accuracy (no test metrics)."""
+    return pd.DataFrame([
+        {"trial": str(t.entries[0].path.name), "setting": t.setting or MISSING,
+         "val_score (optimised)": fmt_number(validation_value(t, "val_score")),
+         "val accuracy": fmt_number(validation_value(t)), "chosen": "★" if t is row else ""}
+        for t in row.trials
+    ])
+
+
 def _slug(*parts: Any) -> str:
     text = "_".join(str(p) for p in parts if p not in (None, ""))
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)[:80]
@@ -406,9 +519,9 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     entries = [load_entry(path) for path in find_run_dirs(spec)]
     runs = pd.DataFrame([r for e in entries for r in run_rows(e)])
     rows = build_rows(entries)
-    groups = group_rows_by_table(rows)
+    groups = {key: reduce_trials(group_rows) for key, group_rows in group_rows_by_table(rows).items()}
     for group_rows in groups.values():
-        mark_best(group_rows)
+        mark_chosen(group_rows)
         group_rows.sort(key=_sort_key)
     result = SweepResult(runs, [r for g in groups.values() for r in g], cv_frame(rows))
     if out_dir is None:
@@ -421,10 +534,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     report.text(f"{len(entries)} run dir(s) ({n_failed} failed) found under: "
                 + ", ".join(str(s) for s in ([spec] if isinstance(spec, (str, Path)) else spec))
                 + ". Every number is recomputed from the runs' predictions.csv (test role).")
-    report.text("Accuracy: Wilson 95% interval. ★ best = highest accuracy in the table; 'not clearly "
-                "different' = its interval overlaps the best row's (a conservative check, not a test). CV rows "
-                "pool the out-of-fold test predictions of each repeat; with several repeats the accuracy is "
-                "the mean over repeats and its interval uses n = images per repeat.")
+    report.text(HOW_TO_READ)
     for (dataset, task, classes), group_rows in groups.items():
         classes = list(classes)
         positive = next((e.run.positive for r in group_rows for e in r.entries if e.run is not None
@@ -433,8 +543,13 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
         if classes:
             heading += f" (classes {', '.join(classes)}" + (f"; positive {positive})" if len(classes) == 2 else ")")
         report.heading(heading)
+        report.text(methods_paragraph(group_rows, classes, positive))
         table, css = display_table(group_rows, classes)
-        report.table(table, caption=f"{dataset} / {task}: test results", row_classes=css)
+        report.table(table, caption=f"{dataset} / {task}: test results; ★ = chosen on validation", row_classes=css)
+        for row in group_rows:
+            if row.trials:
+                report.table(trials_table(row), caption=f"{row.name}: Optuna trials (validation only; the test "
+                             "score is shown once, for the chosen trial, in the table above)")
         if classes:
             curves = [c for c in (row_curve(r, classes, positive) for r in group_rows if not r.failed) if c]
             if curves:

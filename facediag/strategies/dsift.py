@@ -19,7 +19,7 @@ from facediag.dsift import DenseSiftBow, make_svm
 from facediag.estimators import save_estimator
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
-from facediag.svm import decision_scores, select_svm
+from facediag.svm import VAL_SOURCE, decision_scores, select_svm
 
 log = logging.getLogger(__name__)
 VOCABULARY = "dsift_bow.skops"  # the fitted DenseSiftBow; each variant's SVM is <variant>.skops
@@ -68,7 +68,12 @@ class DSIFT:
             )
             log.info("DSIFT %s: C=%s (grouped CV accuracy %s)", kind, selected.C, selected.cv_accuracy)
             job.info[f"svm_{kind}_C"] = selected.C
-            job.info.setdefault("val_score", max(selected.cv_accuracy.values(), default=None))
+            val_score = max(selected.cv_accuracy.values(), default=None)
+            # each variant is a row of the results table, selected on its own grouped-CV accuracy
+            job.info.setdefault("variant_info", {})[f"svm_{kind}"] = {
+                "svm_C": selected.C, "val_score": val_score, "val_accuracy": val_score,
+                "val_source": VAL_SOURCE,
+            }
             scores = decision_scores(selected.estimator, features[test], len(job.classes))
             variant = f"svm_{kind}"
             job.info["model_files"][variant] = save_estimator(selected.estimator, job.out_dir / f"{variant}.skops").name

@@ -23,6 +23,8 @@ from facediag.results import prediction_frame
 from facediag.strategies.job import Job
 
 log = logging.getLogger(__name__)
+VAL_SOURCE = "accuracy of the best checkpoint on the validation split (people held out from training; also used " \
+    "for early stopping)"
 
 
 def top_k_error(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
@@ -185,11 +187,15 @@ class DTL1:
         # the test pass runs once, in this process, on one device: under ddp_spawn every rank would test a shard
         tester = job.make_trainer(devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False)
         tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        # the best checkpoint's accuracy on the validation split: the validation score comparable across strategies
+        (validated,) = tester.validate(model, datamodule=datamodule, verbose=False)
         job.info.update(
             checkpoint=checkpoint_in_run(best, job.out_dir),
             best_checkpoint=best,
             best_val_loss=float(score),
             val_score=-float(score),
+            val_accuracy=1.0 - float(validated["val/top1_error"]),
+            val_source=VAL_SOURCE,
             epochs=epochs,
             stopped_epoch=stopped_epoch,
         )

@@ -28,7 +28,7 @@ from facediag.data.datamodule import FaceCrops
 from facediag.feature_cache import FeatureCache
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
-from facediag.svm import decision_scores, select_svm
+from facediag.svm import VAL_SOURCE, decision_scores, select_svm
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "val", "test")
@@ -188,6 +188,8 @@ class DTL2:
             svm_C=callback.selected.C,
             svm_cv_accuracy=callback.selected.cv_accuracy,
             val_score=max(callback.selected.cv_accuracy.values(), default=None),
+            val_accuracy=max(callback.selected.cv_accuracy.values(), default=None),
+            val_source=VAL_SOURCE,
             features_s=round(time.perf_counter() - started, 2),
         )
         assert callback.predictions is not None

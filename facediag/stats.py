@@ -1,0 +1,270 @@
+"""Uncertainty at the level of people, and paired comparisons of methods scored on the same test images.
+
+* **Person-level intervals.** Photos of one person are correlated; resampling images as if they were
+  independent makes intervals too narrow. When any person has more than one test image (within one CV
+  repeat), accuracy, balanced accuracy, sensitivity, specificity and AUC get a percentile **cluster
+  bootstrap** interval: people are drawn with replacement (``N_RESAMPLES`` = 2,000 resamples, seeded) and
+  each image counts as often as its person was drawn (vectorised: one (resamples × images) weight matrix).
+  With one image per person, accuracy and the binary sensitivity / specificity keep the Wilson score
+  interval (``facediag.metrics.wilson_interval``); balanced accuracy, AUC and the multiclass macro rates are
+  bootstrapped (people = images). When every resample gives the same value (every image right, or every
+  image wrong, or a single person: the percentile interval collapses to a point), the interval is the
+  Wilson interval of that rate at n = the number of people, as if each person were a single observation.
+  Resamples in which a rate is undefined (no positives drawn) are left out of its interval.
+* **Paired comparisons.** Two rows of a table scored on the same test images are compared per person:
+  a person counts for method A when A classifies a larger fraction of that person's images (over all CV
+  repeats) correctly than B, for B when smaller; McNemar's exact test (statsmodels) runs on those
+  discordant people (a sign test; with one image per person it is McNemar's test on images). The
+  accuracy difference A − B gets a paired person-bootstrap interval (the same people drawn for both).
+  Several comparisons against one chosen row are Holm-adjusted (statsmodels ``multipletests``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+N_RESAMPLES = 2000
+SEED = 0
+CONFIDENCE = 0.95
+INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc")
+BOOTSTRAP, WILSON, WILSON_PEOPLE = "person bootstrap", "wilson", "wilson (people)"
+
+__all__ = [
+    "N_RESAMPLES",
+    "INTERVAL_METRICS",
+    "PairedComparison",
+    "holm",
+    "metric_intervals",
+    "paired_comparison",
+    "person_weights",
+    "resampled_metrics",
+]
+
+
+def person_weights(groups: Sequence[Any], n_resamples: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(n_resamples, N) weights: how often each sample's person is drawn in each resample of the people."""
+    _, person = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_people = int(person.max()) + 1
+    draws = np.random.default_rng(seed).integers(0, n_people, size=(n_resamples, n_people))
+    offsets = (np.arange(n_resamples) * n_people)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_people).reshape(n_resamples, n_people)
+    return counts[:, person].astype(np.float64)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
+def _weighted_auc(weights: np.ndarray, is_positive: np.ndarray, ranking: np.ndarray) -> np.ndarray:
+    """AUC per resample with integer sample weights (ties count one half), NaN where one class is missing."""
+    order = np.argsort(ranking, kind="stable")
+    sorted_scores = ranking[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    w = weights[:, order]
+    positive = np.add.reduceat(w * is_positive[order], starts, axis=1)
+    negative = np.add.reduceat(w * ~is_positive[order], starts, axis=1)
+    below = np.cumsum(negative, axis=1) - negative
+    return _ratio((positive * (below + 0.5 * negative)).sum(axis=1), positive.sum(axis=1) * negative.sum(axis=1))
+
+
+def resampled_metrics(
+    weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, ranking: np.ndarray, positive_index: int | None
+) -> dict[str, np.ndarray]:
+    """INTERVAL_METRICS per resample (rows of ``weights``), by facediag.metrics' rules (NaN where undefined).
+
+    ``ranking``: (N, C) per-class ranking scores (``facediag.metrics.class_ranking_scores``).
+    """
+    n_classes = ranking.shape[1]
+    total = weights.sum(axis=1)
+    correct = weights @ (y_pred == y_true)
+    is_true, is_pred = np.eye(n_classes)[y_true], np.eye(n_classes)[y_pred]
+    true_w, pred_w, tp_w = weights @ is_true, weights @ is_pred, weights @ (is_true * is_pred)
+    recall = _ratio(tp_w, true_w)
+    specificity = _ratio(total[:, None] - true_w - pred_w + tp_w, total[:, None] - true_w)
+    auc = np.stack([_weighted_auc(weights, y_true == c, ranking[:, c]) for c in range(n_classes)], axis=1)
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        result = {"accuracy": correct / total, "balanced_accuracy": np.nanmean(recall, axis=1)}
+        if n_classes == 2:
+            assert positive_index is not None
+            result.update(sensitivity=recall[:, positive_index], specificity=specificity[:, positive_index],
+                          auc=auc[:, positive_index])
+        else:  # scikit-learn's macro set: classes present in y_true or predicted; zero_division=0
+            in_set = (true_w > 0) | (pred_w > 0)
+            result.update(
+                sensitivity=np.nanmean(np.where(in_set, np.nan_to_num(recall), np.nan), axis=1),
+                specificity=np.nanmean(np.where(in_set, np.nan_to_num(specificity), np.nan), axis=1),
+                auc=np.nanmean(auc, axis=1),
+            )
+    return result
+
+
+class _quiet_nanmean:
+    """Silence numpy's 'Mean of empty slice' for resamples where a rate is undefined everywhere."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.filterwarnings("ignore", message="Mean of empty slice")
+
+    def __exit__(self, *exc: Any) -> None:
+        self._catch.__exit__(*exc)
+
+
+def _percentile(values: np.ndarray, confidence: float) -> tuple[list[float] | None, bool]:
+    """The percentile interval of the defined values, and whether the bootstrap distribution is a single point."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, False
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return [float(low), float(high)], bool(values.min() == values.max())
+
+
+def _repeat_slices(repeats: np.ndarray | None, n: int) -> list[np.ndarray]:
+    if repeats is None:
+        return [np.arange(n)]
+    return [np.flatnonzero(repeats == r) for r in dict.fromkeys(repeats.tolist())]
+
+
+def metric_intervals(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    positive_index: int | None,
+    groups: Sequence[Any] | None = None,
+    repeats: Sequence[Any] | None = None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[dict[str, list[float] | None], dict[str, str]]:
+    """95% intervals of INTERVAL_METRICS and the method of each (see the module docstring).
+
+    ``groups``: the person of each sample (None: every sample its own person). ``repeats``: the CV repeat
+    of each sample when the samples are several repeats' pooled predictions of the same images; the metric is
+    then the mean over repeats, and every resample draws the same people for every repeat.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    from facediag.metrics import class_ranking_scores, wilson_interval
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n = y_true.size
+    groups_arr = np.arange(n).astype(str) if groups is None else np.asarray(groups, dtype=str)
+    repeats_arr = None if repeats is None else np.asarray(repeats)
+    slices = _repeat_slices(repeats_arr, n)
+    repeated_people = any(len(np.unique(groups_arr[s])) < len(s) for s in slices)
+    y_pred = scores.argmax(axis=1)
+    ranking = class_ranking_scores(scores)
+    weights = person_weights(groups_arr, n_resamples, seed)
+    per_repeat = [resampled_metrics(weights[:, s], y_true[s], y_pred[s], ranking[s], positive_index) for s in slices]
+    n_people = len(np.unique(groups_arr))
+    intervals: dict[str, list[float] | None] = {}
+    methods: dict[str, str] = {}
+    for key in INTERVAL_METRICS:
+        with np.errstate(invalid="ignore"), _quiet_nanmean():
+            values = np.nanmean(np.stack([r[key] for r in per_repeat]), axis=0) if len(slices) > 1 \
+                else per_repeat[0][key]
+        wilson_counts = None if repeated_people else _wilson_counts(key, y_true, y_pred, slices, positive_index,
+                                                                     scores.shape[1])
+        if wilson_counts is not None:
+            k, total = wilson_counts
+            intervals[key] = list(wilson_interval(k, total, confidence)) if total > 0 else None
+            methods[key] = WILSON
+            continue
+        interval, degenerate = _percentile(values, confidence)
+        if degenerate:  # every resample alike (all right / all wrong, or a single person): Wilson over people
+            point = float(values[np.isfinite(values)][0])
+            low, high = proportion_confint(point * n_people, n_people, alpha=1.0 - confidence, method="wilson")
+            interval = [max(0.0, float(low)), min(1.0, float(high))]
+            methods[key] = WILSON_PEOPLE
+        else:
+            methods[key] = BOOTSTRAP
+        intervals[key] = interval
+    return intervals, methods
+
+
+def _wilson_counts(
+    key: str, y_true: np.ndarray, y_pred: np.ndarray, slices: list[np.ndarray], positive_index: int | None,
+    n_classes: int,
+) -> tuple[int, int] | None:
+    """(successes, n) of a proportion with a Wilson interval (mean count over repeats); None for other metrics."""
+    binary = n_classes == 2 and positive_index is not None
+    if key == "accuracy":
+        masks = [np.ones(len(s), dtype=bool) for s in slices]
+        hits = [y_pred[s] == y_true[s] for s in slices]
+    elif key in ("sensitivity", "specificity") and binary:
+        wanted = positive_index if key == "sensitivity" else 1 - positive_index
+        masks = [y_true[s] == wanted for s in slices]
+        hits = [y_pred[s] == wanted for s in slices]
+    else:
+        return None
+    n = int(round(np.mean([m.sum() for m in masks])))
+    k = int(round(np.mean([(h & m).sum() for h, m in zip(hits, masks, strict=True)])))
+    return min(k, n), n
+
+
+@dataclass
+class PairedComparison:
+    """Method A vs method B on the same test images (see the module docstring)."""
+
+    unit: str  # "image" (one image per person) or "person"
+    n_units: int
+    n_a_better: int
+    n_b_better: int
+    p_value: float
+    accuracy_difference: float  # A - B
+    difference_ci: list[float]
+
+
+def paired_comparison(
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+    groups: Sequence[Any],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedComparison:
+    """McNemar's exact test on the people where A and B differ, and a paired person-bootstrap interval of
+    the accuracy difference A − B. ``correct_*``: per image (rows aligned), whether the method was right."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    correct_a = np.asarray(correct_a, dtype=bool)
+    correct_b = np.asarray(correct_b, dtype=bool)
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1 or correct_a.size == 0:
+        raise ValueError(f"paired_comparison: need two equal, non-empty 1-D arrays, got {correct_a.shape} and "
+                         f"{correct_b.shape}")
+    groups_arr = np.asarray(groups, dtype=str)
+    people, person = np.unique(groups_arr, return_inverse=True)
+    size = np.bincount(person)
+    share_a = np.bincount(person, weights=correct_a) / size
+    share_b = np.bincount(person, weights=correct_b) / size
+    a_better, b_better = int((share_a > share_b).sum()), int((share_a < share_b).sum())
+    ties = len(people) - a_better - b_better
+    p_value = 1.0 if a_better + b_better == 0 else float(
+        mcnemar([[ties, a_better], [b_better, 0]], exact=True).pvalue)
+    weights = person_weights(groups_arr, n_resamples, seed)
+    differences = (weights @ (correct_a.astype(float) - correct_b)) / weights.sum(axis=1)
+    interval, _ = _percentile(differences, confidence)
+    assert interval is not None
+    return PairedComparison(
+        "person" if size.max() > 1 else "image", len(people), a_better, b_better, p_value,
+        float(correct_a.mean() - correct_b.mean()), interval,
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (statsmodels ``multipletests(method="holm")``), in the given order."""
+    from statsmodels.stats.multitest import multipletests
+
+    if len(p_values) == 0:
+        return []
+    return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
