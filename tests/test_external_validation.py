@@ -111,3 +111,24 @@ def test_no_usable_external_image_is_an_error_listing_every_file_and_why(tiny_dt
         external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
     assert "wall.png: no_face (no face found" in str(error.value)
     assert "broken.jpg: error" in str(error.value)
+
+
+def test_resized_copies_and_mirrored_photos_of_training_people_are_named_in_warnings(
+    tiny_dtl2_run, other_people, tmp_path
+):
+    from PIL import Image, ImageOps
+
+    split = pd.read_csv(tiny_dtl2_run / "split.csv")
+    train = split[(split["role"] == "train") & (split["label"] == "male")]["path"]
+    resized, mirrored = train.iloc[0], train.iloc[1]
+    with Image.open(resized) as image:
+        image.resize((image.width // 2, image.height // 2)).save(other_people / "MALE" / "small_copy.jpg", quality=60)
+    with Image.open(mirrored) as image:
+        ImageOps.mirror(image).save(other_people / "MALE" / "mirrored.jpg", quality=85)
+    cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
+    warnings = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")["training_overlaps"]
+    (small,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "small_copy.jpg"))]
+    assert "near-duplicate" in small and Path(resized).name in small
+    (mirror,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "mirrored.jpg"))]
+    assert Path(mirrored).name in mirror and ("near-duplicate" in mirror or "same person" in mirror)
+    assert len(warnings) == 2  # the eight people the run never saw raise nothing

@@ -27,22 +27,59 @@ def run_class_aliases(run: TrainedRun) -> dict[str, list[str]]:
 
 
 def training_overlaps(run: TrainedRun, external: pd.DataFrame) -> list[str]:
-    """Warnings, one per external image, for images the run trained or validated on.
+    """Warnings, one per external image, for images the run trained or validated on (its strongest overlap).
 
-    Today: byte-identical files (sha256 of the external manifest vs the run's split.csv, roles train
-    and val). Near-duplicate and same-identity checks (facediag.data.identity) plug in here.
+    Byte-identical files (sha256 of the external manifest vs the run's split.csv, roles train and val);
+    where the training images are on this machine also near-duplicates (re-encoded, resized, lightly
+    cropped copies) and the same person (dlib identity descriptors), through facediag.data.identity.
     """
     split_csv = run.run_dir / "split.csv"
     if not split_csv.is_file() or "sha256" not in external:
         return [f"{run.run_dir}: no split.csv with sha256; overlap with the training images was not checked"]
     split = pd.read_csv(split_csv, dtype=str)
-    seen = split[split["role"].isin(["train", "val"])].drop_duplicates("sha256").set_index("sha256")
-    hits = external[external["sha256"].isin(seen.index)]
-    return [
-        f"{row.path} is byte-identical to {seen.at[row.sha256, 'path']}, a {seen.at[row.sha256, 'role']} image "
-        "of the run: external validation on it is not independent"
-        for row in hits.itertuples()
-    ]
+    seen = split[split["role"].isin(["train", "val"])].drop_duplicates("sha256")
+    role = dict(zip(seen["path"], seen["role"], strict=True))
+    present = seen[[Path(p).is_file() for p in seen["path"]]]
+    query = usable(external)
+    warnings: list[str] = []
+    if len(present) < len(seen):
+        warnings.append(
+            f"{len(seen) - len(present)} of {len(seen)} training/validation images of the run are not on this "
+            "machine: only their bytes (sha256) were compared, not near-duplicates or identities"
+        )
+        absent = seen[~seen["path"].isin(present["path"])].set_index("sha256")
+        for row in query[query["sha256"].isin(absent.index)].itertuples():
+            warnings.append(_overlap_warning("identical", row.path, absent.at[row.sha256, "path"], role))
+    if len(present) and len(query):
+        from facediag.data.identity import find_overlaps
+
+        pairs = find_overlaps(
+            list(zip(present["path"], present["sha256"], strict=True)),
+            list(zip(query["path"], query["sha256"], strict=True)),
+            run.preprocessor(),
+            run.cfg.preprocess,
+            run.cfg.paths.cache_dir,
+        )
+        strongest = pairs.assign(rank=pairs["kind"].map(OVERLAP_RANK)).sort_values(["rank", "distance"])
+        for p in strongest.drop_duplicates("query").itertuples():
+            warnings.append(_overlap_warning(p.kind, p.query, p.reference, role, p.distance))
+    return warnings
+
+
+OVERLAP_RANK = {"identical": 0, "near_duplicate": 1, "same_identity": 2}
+OVERLAP_WORDS = {
+    "identical": "is byte-identical to",
+    "near_duplicate": "is a near-duplicate (re-encoded, resized or cropped copy) of",
+    "same_identity": "shows the same person as",
+}
+
+
+def _overlap_warning(kind: str, path: str, reference: str, role: dict[str, str], distance: float | None = None) -> str:
+    where = f" (descriptor distance {distance:.3f})" if distance is not None and distance == distance else ""
+    return (
+        f"{path} {OVERLAP_WORDS[kind]} {reference}, a {role.get(reference, 'training')} image of the run{where}: "
+        "external validation on it is not independent"
+    )
 
 
 def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
