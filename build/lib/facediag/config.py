@@ -1,0 +1,28 @@
+"""Hydra glue: the config folder and the resolvers every entry point registers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+# the checkout holding train.py and conf/; an installed wheel has neither beside it, so the working directory
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "conf").is_dir() else Path.cwd()
+CONFIG_DIR = REPO_ROOT / "conf"
+RUN_ID_ENV = "FACEDIAG_RUN_ID"
+
+
+def run_id() -> str:
+    """A short random id, fixed per process tree (child processes inherit it) so run dirs never collide."""
+    if RUN_ID_ENV not in os.environ:
+        os.environ[RUN_ID_ENV] = secrets.token_hex(3)
+    return os.environ[RUN_ID_ENV]
+
+
+def register_resolvers() -> None:
+    """`${repo_root:}` and `${run_id:}` for the configs; safe to call repeatedly."""
+    OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)

@@ -1,0 +1,130 @@
+"""`<root>/<class>/<image>` trees (users' own data, external validation, the DSF release)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from facediag.data.records import Record, list_images, normalize_name
+
+
+class UnknownClassError(ValueError):
+    """A class folder whose name matches no configured class."""
+
+
+def resolve_class_names(
+    folder_names: Sequence[str], aliases: Mapping[str, Sequence[str]], root: str | os.PathLike
+) -> dict[str, str]:
+    """Map folder names to canonical classes by normalised name or alias; unknown names are an error."""
+    lookup: dict[str, str] = {}
+    for canonical, names in aliases.items():
+        for name in [canonical, *names]:
+            lookup[normalize_name(str(name))] = canonical
+    mapping: dict[str, str] = {}
+    unknown = []
+    for folder in folder_names:
+        canonical = lookup.get(normalize_name(folder))
+        if canonical is None:
+            unknown.append(folder)
+        else:
+            mapping[folder] = canonical
+    if unknown:
+        known = ", ".join(f"{c} ({', '.join(map(str, n))})" for c, n in aliases.items())
+        raise UnknownClassError(
+            f"{root}: class folder(s) {unknown} match no configured class; known classes and aliases: {known}"
+        )
+    return mapping
+
+
+def read_subject_csv(csv_path: str | os.PathLike, root: Path) -> pd.DataFrame:
+    """Read `path,label,subject,...`; paths may be relative to ``root``. Indexed by absolute path."""
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    if "path" not in table.columns:
+        raise ValueError(f"{csv_path}: needs a 'path' column (found {list(table.columns)})")
+    table["path"] = [
+        str((root / p).resolve()) if not os.path.isabs(p) else str(Path(p).resolve()) for p in table["path"]
+    ]
+    return table.set_index("path")
+
+
+class FolderDataset:
+    """Images in one folder per class.
+
+    ``classes``: None (every folder is a class, sorted), a list of the classes to keep, or a mapping
+    canonical name → aliases (folder names are matched tolerant of case, spaces and hyphens).
+    ``include``: the canonical classes of the task, in order; others are left out of the task
+    (listed in the manifest with status 'excluded: ...').
+    ``subjects_csv``: optional `path,label,subject,...` table for subject ids and metadata; without it
+    each file is its own subject.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        classes: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+        include: Sequence[str] | None = None,
+        positive: str | None = None,
+        subjects_csv: str | os.PathLike | None = None,
+        name: str = "folder",
+    ):
+        self.root = Path(root).expanduser()
+        self.name = name
+        self.aliases = self._aliases(classes)
+        self.include = list(include) if include else None
+        self.positive = positive
+        self.subjects_csv = subjects_csv
+        self._classes: list[str] | None = None
+
+    @staticmethod
+    def _aliases(classes: Mapping[str, Sequence[str]] | Sequence[str] | None) -> dict[str, list[str]] | None:
+        if classes is None:
+            return None
+        if isinstance(classes, Mapping):
+            return {str(k): [str(a) for a in (v or [])] for k, v in classes.items()}
+        return {str(c): [] for c in classes}
+
+    def _class_dirs(self) -> dict[Path, str]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.name} data folder not found: {self.root} (set data.root=<folder>)")
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not folders:
+            raise FileNotFoundError(f"{self.root}: no class folders (expected <root>/<class>/<image>)")
+        if self.aliases is None:
+            mapping = {f.name: f.name for f in folders}
+        else:
+            mapping = resolve_class_names([f.name for f in folders], self.aliases, self.root)
+        return {f: mapping[f.name] for f in folders}
+
+    @property
+    def classes(self) -> list[str]:
+        """The task's classes, in order (class index = position)."""
+        if self._classes is None:
+            if self.include:
+                self._classes = list(self.include)
+            elif self.aliases is not None:
+                self._classes = list(self.aliases)
+            else:
+                self._classes = sorted(set(self._class_dirs().values()))
+        return self._classes
+
+    def records(self) -> list[Record]:
+        """One record per file found under a class folder."""
+        table = read_subject_csv(self.subjects_csv, self.root) if self.subjects_csv else None
+        wanted = set(self.classes)
+        records = []
+        for folder, canonical in self._class_dirs().items():
+            for path in list_images(folder):
+                key = str(path.resolve())
+                meta: dict[str, object] = {}
+                subject = f"{canonical}/{path.relative_to(folder).as_posix()}"
+                if table is not None and key in table.index:
+                    row = table.loc[key]
+                    subject = row.get("subject") or subject
+                    meta = {k: v for k, v in row.items() if k not in ("label", "subject")}
+                status = "ok" if canonical in wanted else f"excluded: class {canonical} not in this task"
+                label = canonical if canonical in wanted else None
+                records.append(Record(str(path), label, str(subject), meta, status))
+        return records

@@ -1,0 +1,137 @@
+"""Leakage-free splits: a person (subject) and an image (sha256) never sit on two sides.
+
+Every function is pure: arrays of labels and subjects in, an array of roles out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+TRAIN, VAL, TEST = "train", "val", "test"
+
+
+class LeakError(ValueError):
+    """The same person or the same image bytes appear on two sides of a split, or under two labels."""
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def paper_split(
+    labels: Sequence[str], subjects: Sequence[str], n_train: int = 40, n_test: int = 30, seed: int = 0
+) -> np.ndarray:
+    """The paper's fixed per-class split: ``n_test`` test and up to ``n_train`` train images per class.
+
+    Subjects are drawn whole (seeded); images beyond ``n_train + n_test`` in a class get role ''.
+    """
+    labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
+    roles = np.full(len(labels), "", dtype=object)
+    rng = _rng(seed)
+    for label in sorted(set(labels)):
+        in_class = labels == label
+        people = np.array(sorted(set(subjects[in_class])), dtype=object)
+        rng.shuffle(people)
+        if in_class.sum() < n_test + 1:
+            raise ValueError(f"class {label!r} has {in_class.sum()} images; the split needs more than {n_test}")
+        filled = {TEST: 0, TRAIN: 0}
+        for person in people:
+            rows = in_class & (subjects == person)
+            role = TEST if filled[TEST] < n_test else (TRAIN if filled[TRAIN] < n_train else "")
+            roles[rows] = role
+            if role:
+                filled[role] += int(rows.sum())
+    return roles
+
+
+def kfold_split(
+    labels: Sequence[str], subjects: Sequence[str], n_folds: int = 5, fold: int = 0, seed: int = 0
+) -> np.ndarray:
+    """Stratified k-fold grouped by subject: fold ``fold`` is the test part, the rest is training.
+
+    Repeated k-fold = the same call with another ``seed``.
+    """
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must be in [0, {n_folds}), got {fold}")
+    labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    _, test_idx = list(splitter.split(np.zeros(len(labels)), labels, subjects))[fold]
+    roles = np.full(len(labels), TRAIN, dtype=object)
+    roles[test_idx] = TEST
+    return roles
+
+
+def carve_validation(
+    roles: np.ndarray, labels: Sequence[str], subjects: Sequence[str], val_size: float = 0.2, seed: int = 0
+) -> np.ndarray:
+    """Move about ``val_size`` of the training part (whole subjects, stratified) to validation.
+
+    Only rows with role 'train' are touched: the test part is never used for early stopping or selection.
+    """
+    roles = np.asarray(roles, dtype=object).copy()
+    if val_size <= 0:
+        return roles
+    train_idx = np.flatnonzero(roles == TRAIN)
+    labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
+    wanted = max(2, int(round(1.0 / val_size)))
+    train_labels, train_subjects = labels[train_idx], subjects[train_idx]
+    people = {lab: len(set(train_subjects[train_labels == lab])) for lab in set(train_labels)}
+    n_splits = min(wanted, min(people.values()))
+    if n_splits < 2:
+        raise ValueError(f"cannot carve a validation part by person: the training part has {people} people per class")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, val_local = next(splitter.split(np.zeros(len(train_idx)), train_labels, train_subjects))
+    roles[train_idx[val_local]] = VAL
+    return roles
+
+
+def check_no_leak(table: pd.DataFrame, role_column: str = "role") -> None:
+    """Refuse a split where a subject or identical image bytes cross sides, or one image has two labels.
+
+    ``table`` needs `path, label, subject, sha256` and the role column; the error names the files.
+    """
+    problems: list[str] = []
+    placed = table[table[role_column].isin([TRAIN, VAL, TEST])]
+    for key, what in (("subject", "subject"), ("sha256", "identical image bytes")):
+        sides = placed.groupby(key)[role_column].nunique()
+        for value in sides[sides > 1].index:
+            rows = placed[placed[key] == value]
+            listing = ", ".join(f"{p} ({r})" for p, r in zip(rows["path"], rows[role_column], strict=True))
+            problems.append(f"{what} {value} on several sides: {listing}")
+    labelled = table[table["label"].notna() & table["sha256"].notna()]
+    labels_per_image = labelled.groupby("sha256")["label"].nunique()
+    for digest in labels_per_image[labels_per_image > 1].index:
+        rows = labelled[labelled["sha256"] == digest]
+        listing = ", ".join(f"{p} ({lab})" for p, lab in zip(rows["path"], rows["label"], strict=True))
+        problems.append(f"identical image bytes under several labels: {listing}")
+    if problems:
+        raise LeakError("split refused, it would leak:\n  " + "\n  ".join(problems))
+
+
+def make_split(
+    table: pd.DataFrame,
+    kind: str = "kfold",
+    n_folds: int = 5,
+    fold: int = 0,
+    split_seed: int = 0,
+    val_size: float = 0.2,
+    n_train: int = 40,
+    n_test: int = 30,
+) -> pd.DataFrame:
+    """`path,subject,label,role,fold` for the usable rows of a manifest, checked for leaks."""
+    labels, subjects = table["label"].to_numpy(), table["subject"].to_numpy()
+    if kind == "paper":
+        roles = paper_split(labels, subjects, n_train=n_train, n_test=n_test, seed=split_seed)
+        fold = -1
+    elif kind == "kfold":
+        roles = kfold_split(labels, subjects, n_folds=n_folds, fold=fold, seed=split_seed)
+    else:
+        raise ValueError(f"split kind must be 'paper' or 'kfold', got {kind!r}")
+    roles = carve_validation(roles, labels, subjects, val_size=val_size, seed=split_seed)
+    split = table.assign(role=roles, fold=fold)
+    check_no_leak(split)
+    return split.loc[split["role"] != "", ["path", "subject", "label", "role", "fold", "sha256"]].reset_index(drop=True)

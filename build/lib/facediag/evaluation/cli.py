@@ -1,0 +1,50 @@
+"""What `evaluate.py` does with its config: evaluate one run or a sweep and print a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from facediag.evaluation.single import evaluate_run
+from facediag.evaluation.sweep import display_table, evaluate_sweep, group_rows_by_table
+from facediag.results import DISCLAIMER
+
+
+def evaluate(
+    run: str | None, sweep: str | Sequence[str] | None, out_dir: str | Path, data: DictConfig | None = None
+) -> dict[str, Any]:
+    """Exactly one of ``run`` (a run dir) and ``sweep`` (dir, list or glob); reports go to ``out_dir``.
+
+    ``run`` with ``data`` (e.g. data=folder data.root=<folder>) is external validation of that run.
+    """
+    if (run is None) == (sweep is None):
+        raise ValueError("evaluate.py: give exactly one of run=<run dir> or sweep=<dir, list or glob>")
+    if data is not None and run is None:
+        raise ValueError("evaluate.py: data=... (external validation) goes with run=<run dir>")
+    out_dir = Path(out_dir)
+    if run is not None:
+        if data is not None:
+            from facediag.evaluation.external import external_validation
+
+            summary = external_validation(run, data, out_dir)
+            source = f"the run's model applied to {data.get('root')}"
+        else:
+            summary = evaluate_run(run, out_dir=out_dir)
+            source = f"{run}/predictions.csv"
+        print(f"\nrecomputed from {source}:")
+        for name, m in summary["variants"].items():
+            low, high = m["accuracy_ci"]
+            print(f"  {name:<12} accuracy {m['accuracy']:.4f}  [95% CI {low:.3f}-{high:.3f}]  "
+                  f"({m['n_correct']}/{m['n']})")
+        print(f"  report: {out_dir / 'report.html'}\n  {DISCLAIMER}\n")
+        return summary
+    result = evaluate_sweep(sweep, out_dir=out_dir)
+    for (dataset, task, classes), rows in group_rows_by_table(result.rows).items():
+        table, _ = display_table(rows, list(classes))
+        print(f"\n{dataset} / {task}")
+        print(table.to_string(index=False))
+    print(f"\n  report: {out_dir / 'report.html'} (csv: {out_dir / 'report.csv'})\n  {DISCLAIMER}\n")
+    return {"rows": len(result.rows), "runs": len(result.runs)}

@@ -1,0 +1,48 @@
+"""Per-image feature cache keyed by (backbone, weights, feature layer, preprocessing, crop, image sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class FeatureCache:
+    """One ``.npy`` per image under ``<root>/<key hash>/``; ``key.json`` there says what the key was."""
+
+    def __init__(self, root: str | os.PathLike, key: Mapping[str, Any]):
+        text = json.dumps(dict(key), sort_keys=True, default=str)
+        self.key = dict(key)
+        self.folder = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.json"
+        if not key_file.exists():
+            key_file.write_text(text)
+
+    def _file(self, digest: str) -> Path:
+        return self.folder / f"{digest}.npy"
+
+    def get(self, digest: str) -> np.ndarray | None:
+        """The cached feature vector of an image, or None (a damaged entry counts as missing)."""
+        path = self._file(digest)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, digest: str, feature: np.ndarray) -> None:
+        """Store atomically (a crash never leaves a half-written entry)."""
+        tmp = self.folder / f".{digest}.{os.getpid()}.tmp.npy"
+        np.save(tmp, np.asarray(feature, dtype=np.float32), allow_pickle=False)
+        os.replace(tmp, self._file(digest))
+
+    def missing(self, digests: Sequence[str]) -> list[str]:
+        return [d for d in digests if not self._file(d).is_file()]

@@ -1,0 +1,227 @@
+"""Every classification metric, one code path for every strategy (DTL1, DTL2, DSIFT, evaluation).
+
+Conventions (decided once, here):
+
+* ``scores`` is an (N, C) array of per-class scores: probabilities or decision values / logits. The
+  prediction is the row's argmax (ties go to the lowest class index).
+* AUC ranks the samples of each class ``c`` by its probability ``scores[:, c]`` when rows are
+  probabilities (non-negative, summing to 1), otherwise by the softmax log-odds
+  ``scores[:, c] - logsumexp(scores[:, others])``, which orders samples exactly as the softmax
+  probability does but never saturates to tied values of 1.0 for large decision values. In the binary
+  case this is the margin ``scores[:, pos] - scores[:, neg]``, so SVM decision values ``d`` passed as
+  ``np.column_stack([-d, d])`` give the usual SVM AUC.
+* Binary tasks (C == 2): precision, sensitivity, specificity, F1 and AUC are those of the positive
+  class (the disease; ``positive``, default ``classes[1]``).
+* Multiclass tasks: precision, sensitivity, specificity and F1 are macro averages of the per-class
+  values; AUC is one-vs-rest, macro-averaged. For probability rows it equals
+  ``roc_auc_score(y, scores, multi_class="ovr", average="macro")``.
+* Undefined values are ``None`` (JSON ``null``), never a crash or a warning: precision of a class that
+  is never predicted, sensitivity / AUC of a class absent from ``y_true``, specificity when every
+  sample is of that class. Macro averages are over the classes where the value is defined (``None``
+  when it is defined for none).
+* ``top3_error`` is ``None`` when C <= 3: every prediction is then trivially in the top 3.
+* Accuracy carries a Wilson score interval (``accuracy_ci``), which behaves well at small n and at
+  accuracies near 0 or 1, unlike the normal-approximation interval.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import norm
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+__all__ = ["wilson_interval", "classification_metrics", "class_ranking_scores"]
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (no continuity correction) for a binomial proportion ``successes / n``."""
+    if isinstance(successes, bool) or isinstance(n, bool):
+        raise TypeError("wilson_interval: successes and n must be integers, not booleans")
+    if int(successes) != successes or int(n) != n:
+        raise ValueError(f"wilson_interval: successes={successes!r} and n={n!r} must be whole numbers")
+    successes, n = int(successes), int(n)
+    if n <= 0:
+        raise ValueError(
+            f"wilson_interval: n must be positive, got n={n} (no samples: the rate is undefined)"
+        )
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes must be in [0, n={n}], got {successes}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"wilson_interval: confidence must be in (0, 1), got {confidence}")
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    proportion = successes / n
+    z2_over_n = z * z / n
+    centre = (proportion + z2_over_n / 2.0) / (1.0 + z2_over_n)
+    spread = math.sqrt(proportion * (1.0 - proportion) / n + z2_over_n / (4.0 * n))
+    half_width = z * spread / (1.0 + z2_over_n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == n else min(1.0, centre + half_width)
+    return low, high
+
+
+def _defined(value: float) -> float | None:
+    """A JSON-friendly float, or None for NaN / infinity."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _mean_defined(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def _check_inputs(
+    y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], positive: str | None
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    classes = list(classes)
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise ValueError(f"classification_metrics: need at least 2 classes, got {classes}")
+    if len(set(classes)) != n_classes:
+        raise ValueError(f"classification_metrics: duplicate class names in {classes}")
+    y_true = np.asarray(y_true)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y_true.ndim != 1 or y_true.size == 0:
+        raise ValueError(
+            f"classification_metrics: y_true must be a non-empty 1-D array, got shape {y_true.shape}"
+        )
+    if not np.issubdtype(y_true.dtype, np.integer):
+        if not np.all(np.isfinite(y_true.astype(np.float64))) or np.any(y_true != np.round(y_true)):
+            raise ValueError("classification_metrics: y_true must hold integer class indices")
+        y_true = y_true.astype(np.int64)
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(
+            f"classification_metrics: y_true holds indices outside [0, {n_classes - 1}] "
+            f"(min {y_true.min()}, max {y_true.max()}) for classes {classes}"
+        )
+    if scores.shape != (y_true.size, n_classes):
+        hint = " (binary SVM decision values d: pass np.column_stack([-d, d]))" if scores.ndim == 1 else ""
+        raise ValueError(
+            f"classification_metrics: scores must have shape (N, C) = ({y_true.size}, {n_classes}), "
+            f"got {scores.shape}{hint}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("classification_metrics: scores contain NaN or infinite values")
+    positive_index: int | None = None
+    if positive is not None:
+        if positive not in classes:
+            raise ValueError(f"classification_metrics: positive class {positive!r} is not one of {classes}")
+        positive_index = classes.index(positive)
+    elif n_classes == 2:
+        positive_index = 1
+    return y_true.astype(np.int64), scores, positive_index
+
+
+def _binary_auc(is_positive: np.ndarray, ranking_score: np.ndarray) -> float | None:
+    if is_positive.all() or not is_positive.any():
+        return None
+    return float(roc_auc_score(is_positive, ranking_score))
+
+
+def _are_probabilities(scores: np.ndarray) -> bool:
+    return bool(np.all(scores >= 0.0) and np.allclose(scores.sum(axis=1), 1.0, rtol=0.0, atol=1e-6))
+
+
+def class_ranking_scores(scores: np.ndarray) -> np.ndarray:
+    """Per-class scores that order samples like the class probability (softmax log-odds otherwise)."""
+    if _are_probabilities(scores):
+        return scores
+    columns = np.arange(scores.shape[1])
+    return np.column_stack([scores[:, c] - logsumexp(scores[:, columns != c], axis=1) for c in columns])
+
+
+def classification_metrics(
+    y_true: np.ndarray | Sequence[int],
+    scores: np.ndarray,
+    classes: Sequence[str],
+    positive: str | None = None,
+) -> dict[str, Any]:
+    """All metrics of a set of predictions, as JSON-serialisable values (see the module docstring).
+
+    ``y_true``: (N,) integer class indices into ``classes``; ``scores``: (N, C) per-class scores whose
+    row argmax is the prediction; ``positive``: the positive (disease) class of a binary task.
+    """
+    y_true, scores, positive_index = _check_inputs(np.asarray(y_true), scores, classes, positive)
+    classes = list(classes)
+    n_classes = len(classes)
+    labels = np.arange(n_classes)
+    y_pred = scores.argmax(axis=1)
+    n = int(y_true.size)
+    n_correct = int((y_pred == y_true).sum())
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=np.nan
+    )
+    per_class_confusion = multilabel_confusion_matrix(y_true, y_pred, labels=labels)  # [[tn, fp], [fn, tp]]
+    negatives = per_class_confusion[:, 0, 0] + per_class_confusion[:, 0, 1]
+    specificity = np.where(negatives > 0, per_class_confusion[:, 0, 0] / np.maximum(negatives, 1), np.nan)
+
+    class_ranking = class_ranking_scores(scores)
+    per_class_auc = [_binary_auc(y_true == c, class_ranking[:, c]) for c in labels]
+
+    per_class = {
+        name: {
+            "precision": _defined(precision[c]),
+            "sensitivity": _defined(recall[c]),
+            "specificity": _defined(specificity[c]),
+            "f1": _defined(f1[c]),
+            "accuracy": _defined(recall[c]),
+            "auc": per_class_auc[c],
+            "n": int(support[c]),
+        }
+        for c, name in enumerate(classes)
+    }
+
+    if n_classes == 2:
+        assert positive_index is not None
+        block = per_class[classes[positive_index]]
+        summary = {key: block[key] for key in ("precision", "sensitivity", "specificity", "f1")}
+        auc = block["auc"]
+    else:
+        summary = {
+            key: _mean_defined([per_class[name][key] for name in classes])
+            for key in ("precision", "sensitivity", "specificity", "f1")
+        }
+        auc = _mean_defined(per_class_auc)
+
+    with warnings.catch_warnings():
+        # Raised when a class is absent from y_true (then left out of the mean) or only one class occurs.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        balanced_accuracy = balanced_accuracy_score(y_true, y_pred)
+
+    accuracy = float(accuracy_score(y_true, y_pred))
+    if n_classes > 3:
+        top3_error: float | None = 1.0 - float(top_k_accuracy_score(y_true, scores, k=3, labels=labels))
+    else:
+        top3_error = None
+    low, high = wilson_interval(n_correct, n)
+    return {
+        "classes": classes,
+        "positive": classes[positive_index] if positive_index is not None else None,
+        "n": n,
+        "n_correct": n_correct,
+        "accuracy": accuracy,
+        "accuracy_ci": [low, high],
+        **summary,
+        "balanced_accuracy": _defined(balanced_accuracy),
+        "auc": auc,
+        "top1_error": 1.0 - accuracy,
+        "top3_error": top3_error,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
+        "per_class": per_class,
+    }

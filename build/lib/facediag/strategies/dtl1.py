@@ -1,0 +1,228 @@
+"""DTL1: fine-tune a pretrained CNN with a fresh last layer (SGD, early stopping on validation).
+
+The best checkpoint by validation loss is restored for the test pass: EarlyStopping alone would test
+the last, over-trained weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+from facediag.data.datamodule import FaceDataModule, build_augment
+from facediag.models.face_backbone import NormalizedHead
+from facediag.results import prediction_frame
+from facediag.strategies.job import Job
+
+log = logging.getLogger(__name__)
+
+
+def top_k_error(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Fraction of samples whose true class is not among the k highest logits."""
+    k = min(k, logits.shape[1])
+    hits = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
+    return 1.0 - hits.float().mean()
+
+
+class FineTune(pl.LightningModule):
+    """A backbone with a ``num_classes`` head, trained with SGD (head lr multiplier, frozen stages)."""
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        num_classes: int,
+        lr: float = 5e-5,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        head_lr_mult: float = 1.0,
+        freeze_stages: int = 0,
+        head_norm: bool = False,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        # create() hands over an eval-mode network: training mode for fine-tuning
+        self.net = backbone.replace_head(num_classes, normalize=head_norm).train()
+        if freeze_stages:
+            self.net.freeze_stages(freeze_stages)
+        self.test_scores: list[np.ndarray] = []
+        self.test_rows: list[np.ndarray] = []
+
+    def fit_head_norm(self) -> None:
+        """A standardising head (``head_norm``) is fitted once on the training features before any step."""
+        head = self.net.head
+        if not isinstance(head, NormalizedHead) or bool(head.fitted):
+            return
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            features = [
+                self.net.penultimate(self.net.preprocess(images, device=self.device))
+                for images, _, _ in self.trainer.datamodule.train_dataloader()
+            ]
+        head.fit(torch.cat(features).float())
+        self.net.train(was_training)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last on CUDA (faster convolutions with AMP), the default layout elsewhere."""
+        cuda = self.device.type == "cuda" and self.hparams.get("channels_last", True)
+        return torch.channels_last if cuda else torch.contiguous_format
+
+    def on_fit_start(self) -> None:
+        if self.memory_format == torch.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.fit_head_norm()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.net.preprocess(images, device=self.device, memory_format=self.memory_format))
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        images, targets, _ = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, targets)
+        size = len(targets)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(f"{stage}/top1_error", top_k_error(logits, targets, 1), on_step=False, on_epoch=True, batch_size=size)
+        if logits.shape[1] > 3:
+            self.log(
+                f"{stage}/top3_error", top_k_error(logits, targets, 3), on_step=False, on_epoch=True, batch_size=size
+            )
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_scores, self.test_rows = [], []
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+        images, _, rows = batch
+        self.test_scores.append(torch.softmax(self(images).float(), dim=1).cpu().numpy())
+        self.test_rows.append(rows.cpu().numpy())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        groups = self.net.param_groups(hp.lr, hp.head_lr_mult)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        return torch.optim.SGD(
+            [g for g in groups if g["params"]], lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+
+
+class DTL1:
+    """Fine-tuning with early stopping on the validation split; tests the best checkpoint."""
+
+    def __init__(
+        self,
+        name: str = "dtl1",
+        lr: float = 5e-5,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        head_lr_mult: float = 1.0,
+        freeze_stages: int = 0,
+        head_norm: bool = False,
+        max_epochs: int = 100,
+        patience: int = 10,
+        monitor: str = "val/loss",
+        batch_size: int = 32,
+    ):
+        self.name = name
+        self.optim = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            head_lr_mult=head_lr_mult,
+            freeze_stages=freeze_stages,
+            head_norm=head_norm,
+        )
+        self.max_epochs, self.patience, self.monitor, self.batch_size = max_epochs, patience, monitor, batch_size
+
+    def run(self, job: Job) -> pd.DataFrame:
+        rows, crops = job.crops(*job.backbone_crop)
+        if not (rows["role"] == "val").any():
+            raise ValueError("DTL1 needs a validation part for early stopping: set data.val_size > 0")
+        datamodule = FaceDataModule(
+            rows, crops, job.classes, batch_size=self.batch_size, augment=build_augment(job.augment()), seed=job.seed
+        )
+        model = FineTune(job.make_backbone(), len(job.classes), **self.optim)
+        checkpoints = ModelCheckpoint(
+            dirpath=job.out_dir / "checkpoints",
+            filename="best",
+            monitor=self.monitor,
+            mode="min",
+            save_last=True,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        )
+        stopping = EarlyStopping(monitor=self.monitor, mode="min", patience=self.patience)
+        trainer = job.make_trainer(callbacks=[checkpoints, stopping], max_epochs=self.max_epochs)
+        trainer.fit(
+            model,
+            datamodule=datamodule,
+            ckpt_path=resolve_ckpt(job.cfg.get("ckpt_path"), job.out_dir),
+            weights_only=True,
+        )
+        best, score, epochs, stopped_epoch = fit_outcome(checkpoints, stopping, trainer, job.out_dir)
+        if best is None or score is None or not torch.isfinite(score):
+            raise RuntimeError(
+                f"DTL1 did not converge: best {self.monitor} = {score} after {epochs} epoch(s); "
+                f"the loss diverged: lower strategy.lr (now {self.optim['lr']}) or raise strategy.freeze_stages"
+            )
+        log.info("DTL1: best checkpoint %s (%s=%s), %s epochs", best, self.monitor, float(score), epochs)
+        # the test pass runs once, in this process, on one device: under ddp_spawn every rank would test a shard
+        tester = job.make_trainer(devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False)
+        tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        job.info.update(
+            best_checkpoint=best,
+            best_val_loss=float(score),
+            val_score=-float(score),
+            epochs=epochs,
+            stopped_epoch=stopped_epoch,
+        )
+        order = np.concatenate(model.test_rows)
+        return prediction_frame(rows.iloc[order], np.concatenate(model.test_scores), job.classes, "dtl1")
+
+
+def fit_outcome(
+    checkpoints: ModelCheckpoint, stopping: EarlyStopping, trainer: pl.Trainer, out_dir: Path
+) -> tuple[str | None, torch.Tensor | None, int, int]:
+    """(best checkpoint, its monitored value, epochs run, early-stopping epoch) of a finished fit.
+
+    Under ddp_spawn the ranks trained in other processes (this process only gets the best path back): the
+    callbacks' state is read from last.ckpt.
+    """
+    if checkpoints.best_model_path and checkpoints.best_model_score is not None:
+        return checkpoints.best_model_path, checkpoints.best_model_score, trainer.current_epoch, stopping.stopped_epoch
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None, None, trainer.current_epoch, stopping.stopped_epoch
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    saved = {name.split("{")[0]: value for name, value in state.get("callbacks", {}).items()}
+    checkpoint_state = saved.get("ModelCheckpoint", {})
+    return (
+        checkpoint_state.get("best_model_path") or None,
+        checkpoint_state.get("best_model_score"),
+        int(state["epoch"]) + 1,
+        int(saved.get("EarlyStopping", {}).get("stopped_epoch", 0)),
+    )
+
+
+def resolve_ckpt(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """`last` → the run dir's checkpoints/last.ckpt (when it exists); otherwise the path as given."""
+    if ckpt_path == "last":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    return ckpt_path

@@ -1,0 +1,76 @@
+"""What a strategy gets from the training job: the data, aligned crops, the backbone and a Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from facediag.feature_cache import FeatureCache
+
+
+@dataclass
+class Job:
+    """One configured run. ``crops(size, template, padding)`` → (split rows that have a face, uint8 crops)."""
+
+    cfg: DictConfig
+    out_dir: Path
+    split: pd.DataFrame
+    classes: list[str]
+    positive: str | None
+    crops: Callable[[int, str, float], tuple[pd.DataFrame, np.ndarray]]
+    make_trainer: Callable[..., pl.Trainer]
+    tb_logger: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.seed)
+
+    def targets(self, rows: pd.DataFrame) -> np.ndarray:
+        """Class indices of ``rows``' labels."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return rows["label"].map(index).to_numpy(dtype=np.int64)
+
+    @property
+    def backbone_crop(self) -> tuple[int, str, float]:
+        """(size, template, padding) of the face crop the backbone was trained on."""
+        align = self.cfg.backbone.align
+        return int(align.size), str(align.template), float(align.padding)
+
+    def make_backbone(self) -> Any:
+        """The configured backbone with its verified pretrained weights."""
+        from facediag.models import create_from_config
+
+        return create_from_config(
+            OmegaConf.to_container(self.cfg.backbone, resolve=True),
+            OmegaConf.to_container(self.cfg.weights, resolve=True),
+        )
+
+    def feature_cache(self) -> FeatureCache:
+        """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop."""
+        weights = self.cfg.weights
+        key = {
+            "backbone": self.cfg.backbone.name,
+            "feature_layer": self.cfg.backbone.get("feature_layer"),
+            "weights": weights.name,
+            "weights_path": weights.get("path"),
+            "weights_sha256": weights.get("sha256"),
+            "preprocess": OmegaConf.to_container(self.cfg.preprocess, resolve=True),
+            "crop": self.backbone_crop,
+        }
+        key["preprocess"].pop("cache_dir", None)
+        key["preprocess"].pop("n_workers", None)
+        key["preprocess"].pop("progress", None)
+        return FeatureCache(Path(self.cfg.paths.cache_dir) / "features", key)
+
+    def augment(self) -> list[Any]:
+        """Instantiated albumentations transforms of ``data.augment`` (training only; none by default)."""
+        return [instantiate(t) for t in (self.cfg.data.get("augment") or [])]

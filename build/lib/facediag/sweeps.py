@@ -1,0 +1,150 @@
+"""Sweep support: check every weight file before a multirun starts; skip jobs already complete."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from facediag.config import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Weight files a sweep needs are not on this machine."""
+
+
+def _choices(config: DictConfig) -> dict[str, list[str]]:
+    """Every value each of `method`, `backbone`, `weights`, `strategy` takes in this (multi)run."""
+    choices = {key: [str(config.hydra.runtime.choices.get(key))] for key in ("backbone", "weights", "strategy")}
+    method = config.hydra.runtime.choices.get("method")
+    choices["method"] = [str(method)] if method not in (None, "null") else []
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    for override in OverridesParser.create().parse_overrides(lines):
+        key = override.get_key_element()
+        if key in choices:
+            choices[key] = [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() \
+                else [str(override.value())]
+    return choices
+
+
+def method_pair(method: str) -> tuple[str, str, str] | None:
+    """(backbone, weights, strategy) that `conf/method/<method>.yaml` selects; None when it uses no CNN."""
+    spec = OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml")
+    chosen: dict[str, str] = {}
+    for entry in spec.get("defaults", []):
+        for key, value in dict(entry).items():
+            chosen[key.replace("override /", "")] = str(value)
+    if chosen.get("strategy") == "dsift" or "backbone" not in chosen:
+        return None
+    return chosen["backbone"], chosen["weights"], chosen["strategy"]
+
+
+def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
+    """The (backbone, weights) pairs the jobs of this (multi)run will load."""
+    choices = _choices(config)
+    if choices["method"]:
+        triples = [method_pair(m) for m in choices["method"]]
+        return {(b, w) for t in triples if t for b, w, _ in [t]}
+    if all(s == "dsift" for s in choices["strategy"]):
+        return set()
+    return set(itertools.product(choices["backbone"], choices["weights"]))
+
+
+def missing_weight_files(config: DictConfig) -> list[str]:
+    """One placement message per weight file that is absent (nothing is downloaded here)."""
+    from facediag.models import load_spec
+    from facediag.models.weights import locate_weight_file
+
+    weights = config.get("weights") or {}
+    cache_dir = weights.get("cache_dir")
+    path = weights.get("path")
+    messages = []
+    for backbone, dataset in sorted(needed_pairs(config)):
+        try:
+            spec = load_spec(backbone, dataset)
+        except Exception as err:  # an impossible pair is reported like a missing file
+            messages.append(f"{backbone} x {dataset}: {err}")
+            continue
+        if not spec.needs_file or weights.get("download"):
+            continue
+        if locate_weight_file(spec, path, cache_dir) is None:
+            urls = " or ".join(spec.urls) if spec.urls else "(no public URL)"
+            messages.append(f"{backbone} x {dataset}: {spec.file} -> put it in {cache_dir}/ (source: {urls})")
+    return messages
+
+
+def check_weights(config: DictConfig) -> None:
+    """Raise MissingWeightsError listing every weight file this (multi)run needs that is absent."""
+    missing = missing_weight_files(config)
+    if missing:
+        raise MissingWeightsError(
+            f"{len(missing)} weight file(s) needed by this run are not on this machine:\n  "
+            + "\n  ".join(missing)
+            + "\n(or pass weights.download=true where the machine is online)"
+        )
+
+
+class CheckWeights(Callback):
+    """Stops a run or multirun before any job starts when weight files are missing, listing all of them.
+
+    Hydra 1.3 turns an exception raised in a callback into a warning and goes on, so the check exits
+    the process instead (``SystemExit`` with the list: printed on stderr, exit status 1).
+    """
+
+    def _check(self, config: DictConfig) -> None:
+        if config.hydra.job.name != "train":  # e.g. `python -m facediag.preprocess` loads no network
+            return
+        try:
+            check_weights(config)
+        except MissingWeightsError as err:
+            raise SystemExit(f"MissingWeightsError: {err}") from err
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+
+def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | None:
+    """The stored summary when ``out_dir`` already holds complete results of the same configuration."""
+    import json
+
+    from facediag.training import FAILED, RUN_CONFIG
+
+    metrics, config = out_dir / "metrics.json", out_dir / RUN_CONFIG
+    if not (metrics.is_file() and config.is_file()) or (out_dir / FAILED).exists():
+        return None
+    if config.read_text() != resolved_config:
+        return None
+    return json.loads(metrics.read_text())
+
+
+def optimized_value(summary: dict[str, Any], metric: str | None) -> float | None:
+    """``summary[metric]`` as a float for a hyper-parameter sweeper; None when no metric is set.
+
+    Only validation metrics (names starting with ``val``) may be optimised: the test part is used once,
+    to report, so tuning on it would leak. A job that could not compute the metric raises.
+    """
+    if not metric:
+        return None
+    if not str(metric).startswith("val"):
+        raise ValueError(
+            f"optimized_metric={metric!r} is not a validation metric: a sweeper may only optimise a "
+            "validation score (e.g. val_score), never a test metric"
+        )
+    value = summary.get(metric)
+    if value is None:
+        raise ValueError(
+            f"optimized_metric={metric!r} is missing from the run's summary (keys: {sorted(summary)}); "
+            "did the strategy compute a validation score?"
+        )
+    return float(value)

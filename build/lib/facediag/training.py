@@ -1,0 +1,189 @@
+"""The training job behind `train.py`: data → preprocessing → strategy → results."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from facediag.data.build import PreparedData, count_table, prepare_data
+from facediag.results import DISCLAIMER, RUN_CONFIG, write_results
+from facediag.strategies.job import Job
+from facediag.sweeps import completed_summary
+
+log = logging.getLogger(__name__)
+FAILED = "FAILED"
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """Instantiate every logger of the `logger` group (may be empty)."""
+    return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node and "_target_" in node]
+
+
+def tensorboard_of(loggers: Sequence[Any]) -> Any:
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    return next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+def preprocess_split(cfg: DictConfig, data: PreparedData, out_dir: Path, tb_logger: Any) -> tuple[Any, pd.DataFrame]:
+    """Landmarks for every split image (cached), preprocess_report.csv, QA grid; the rows with a face."""
+    preprocessor = instantiate(cfg.preprocess)
+    results = preprocessor.landmarks(list(data.split["path"]))
+    report = preprocessor.report(results)
+    report.to_csv(out_dir / "preprocess_report.csv", index=False)
+    usable = {r.path for r in results if r.has_crop}
+    for result in results:
+        if not result.has_crop:
+            log.warning("no crop for %s: %s %s", result.path, result.status, result.reason)
+    align = cfg.backbone.get("align") or {"size": 150, "template": "dlib", "padding": 0.25}
+    grid = preprocessor.qa_grid(
+        results, out_dir / "qa_grid.png", template=align["template"], padding=float(align["padding"])
+    )
+    if tb_logger is not None:
+        tb_logger.experiment.add_image("qa/aligned_faces", grid, 0, dataformats="HWC")
+    return preprocessor, data.split[data.split["path"].isin(usable)].reset_index(drop=True)
+
+
+def make_crop_source(preprocessor: Any, split: pd.DataFrame):
+    """crops(size, template, padding) → (split rows that got a crop, uint8 crops in the same order)."""
+
+    def crops(size: int, template: str, padding: float):
+        images, results = preprocessor.crops(list(split["path"]), size, template, padding)
+        position = {path: i for i, path in enumerate(split["path"])}
+        order = [position[r.path] for r in results]
+        return split.iloc[order].reset_index(drop=True), images
+
+    return crops
+
+
+def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
+    """MACs / parameters of the adapted model (with its num_classes head); None for DSIFT."""
+    if cfg.strategy.name == "dsift":
+        return None, None
+    from facediag.models.flops import count_macs
+
+    return count_macs(cfg.backbone.name, cfg.weights.name, num_classes)
+
+
+def run_info(cfg: DictConfig, data: PreparedData, split: pd.DataFrame) -> dict[str, Any]:
+    roles = split["role"].value_counts()
+    uses_cnn = cfg.strategy.name != "dsift"
+    return {
+        "task": str(cfg.data.task),
+        "dataset": str(cfg.data.name),
+        "classes": data.classes,
+        "positive": data.positive,
+        "backbone": str(cfg.backbone.name) if uses_cnn else None,
+        "weights": str(cfg.weights.name) if uses_cnn else None,
+        "strategy": str(cfg.strategy.name),
+        "n_train": int(roles.get("train", 0)),
+        "n_val": int(roles.get("val", 0)),
+        "n_test": int(roles.get("test", 0)),
+        "n_skipped": int(len(data.split) - len(split)),
+        "fold": int(cfg.data.fold) if cfg.data.split == "kfold" else None,
+        "split_seed": int(cfg.data.split_seed),
+    }
+
+
+def with_packaged_backbone(cfg: DictConfig) -> None:
+    """Fill ``cfg.backbone`` with the packaged definition, the group's non-null keys overriding it."""
+    from facediag.models.registry import backbone_config
+
+    if cfg.get("backbone") and cfg.backbone.get("name"):
+        merged = backbone_config(str(cfg.backbone.name), OmegaConf.to_container(cfg.backbone, resolve=True))
+        with open_dict(cfg):
+            cfg.backbone = OmegaConf.create(merged)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one configured job in ``cfg.paths.output_dir``; a failure leaves a FAILED file there."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(cfg, out_dir)
+    except Exception:  # recorded in the run dir (the sweep report lists it), then raised
+        (out_dir / FAILED).write_text(traceback.format_exc())
+        raise
+
+
+def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    pl.seed_everything(cfg.seed, workers=True)
+    with_packaged_backbone(cfg)
+    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    if cfg.get("skip_completed") and (done := completed_summary(out_dir, resolved)) is not None:
+        log.info("skipped: %s already holds complete results of this configuration", out_dir)
+        print(f"skipped: {out_dir} already holds complete results of this configuration")
+        return done
+    (out_dir / FAILED).unlink(missing_ok=True)
+    (out_dir / RUN_CONFIG).write_text(resolved)
+    data = prepare_data(cfg.data, out_dir, cache_dir=cfg.paths.cache_dir)
+    print(
+        f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} images found, "
+        f"{len(data.split)} in the split ({data.split['subject'].nunique()} subjects)"
+    )
+    print(count_table(data.split, data.classes).to_string())
+    if cfg.get("prepare_only"):
+        return {"run_dir": str(out_dir), "n_images": len(data.manifest)}
+
+    loggers = build_loggers(cfg)
+    tb_logger = tensorboard_of(loggers)
+    preprocessor, split = preprocess_split(cfg, data, out_dir, tb_logger)
+
+    extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+
+    def make_trainer(**overrides: Any) -> pl.Trainer:
+        callbacks = [*overrides.pop("callbacks", []), *extra_callbacks]
+        return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **overrides)
+
+    job = Job(
+        cfg=cfg,
+        out_dir=out_dir,
+        split=split,
+        classes=data.classes,
+        positive=data.positive,
+        crops=make_crop_source(preprocessor, split),
+        make_trainer=make_trainer,
+        tb_logger=tb_logger,
+    )
+    strategy = instantiate(cfg.strategy, _convert_="all")
+    predictions = strategy.run(job)
+
+    macs, params = macs_and_params(cfg, len(data.classes))
+    info = {
+        **run_info(cfg, data, split),
+        "macs": macs,
+        "params": params,
+        **job.info,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    summary = write_results(out_dir, predictions, data.classes, data.positive, info, tb_logger)
+    print_summary(summary, out_dir)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    """One screen: what ran and the test accuracy of every variant with its 95% interval."""
+    what = " / ".join(str(summary[k]) for k in ("dataset", "task", "backbone", "weights", "strategy") if summary.get(k))
+    print(f"\n{what}   (n_train={summary['n_train']}, n_val={summary['n_val']}, n_test={summary['n_test']})")
+    for name, m in summary["variants"].items():
+        low, high = m["accuracy_ci"]
+        auc = f"  AUC {m['auc']:.3f}" if m.get("auc") is not None else ""
+        print(
+            f"  {name:<12} accuracy {m['accuracy']:.3f}  [95% CI {low:.3f}-{high:.3f}]  "
+            f"({m['n_correct']}/{m['n']}){auc}"
+        )
+    print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")
+    print(f"  {DISCLAIMER}\n")
