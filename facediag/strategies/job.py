@@ -40,6 +40,11 @@ class Job:
         return rows["label"].map(index).to_numpy(dtype=np.int64)
 
     @property
+    def loader_options(self) -> dict[str, int]:
+        """``batch_size`` and ``num_workers`` of every DataLoader (``data.batch_size``, ``data.num_workers``)."""
+        return {"batch_size": int(self.cfg.data.batch_size), "num_workers": int(self.cfg.data.num_workers)}
+
+    @property
     def backbone_crop(self) -> tuple[int, str, float]:
         """(size, template, padding) of the face crop the backbone was trained on."""
         align = self.cfg.backbone.align
