@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.labels import class_index
 from facediag.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,7 @@ def metrics_for(
 ) -> dict[str, Any]:
     """classification_metrics of the ``role`` rows of one variant's predictions."""
     part = predictions[predictions["role"] == role]
-    index = {c: i for i, c in enumerate(classes)}
-    y_true = part["label"].map(index).to_numpy()
+    y_true = part["label"].map(class_index(classes)).to_numpy()
     return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive)
 
 

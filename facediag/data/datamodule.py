@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from facediag.data.splits import TEST, TRAIN, VAL
+from facediag.labels import encode_labels
 
 
 class FaceCrops(Dataset):
@@ -52,12 +53,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.split = split.reset_index(drop=True)
         self.images = images
         self.classes = list(classes)
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.targets = self.split["label"].map(index).to_numpy()
-        if np.isnan(self.targets.astype(float)).any():
-            unknown = sorted(set(self.split["label"]) - set(self.classes))
-            raise ValueError(f"labels {unknown} are not among the classes {self.classes}")
-        self.targets = self.targets.astype(np.int64)
+        self.targets = encode_labels(self.split["label"], self.classes)
         self.batch_size, self.num_workers, self.augment, self.seed = batch_size, num_workers, augment, seed
 
     def rows(self, role: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facediag.feature_cache import FeatureCache
+from facediag.labels import encode_labels
 
 
 @dataclass
@@ -36,8 +37,7 @@ class Job:
 
     def targets(self, rows: pd.DataFrame) -> np.ndarray:
         """Class indices of ``rows``' labels."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        return rows["label"].map(index).to_numpy(dtype=np.int64)
+        return encode_labels(rows["label"], self.classes)
 
     @property
     def loader_options(self) -> dict[str, int]:
