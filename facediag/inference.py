@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.training import RUN_CONFIG
+from facediag.results import RUN_CONFIG
 
 
 @dataclass

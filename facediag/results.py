@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "subject", "label", "pred", "role", "variant"]
 DISCLAIMER = "Research tool, not a diagnosis."
+FAILED = "FAILED"  # present in a run dir whose job failed: the exception text
 RUN_CONFIG = "run_config.yaml"  # the resolved config of a run: what evaluation and prediction rebuild it from
 
 

@@ -16,12 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facediag.data.build import PreparedData, count_table, prepare_data
-from facediag.results import DISCLAIMER, RUN_CONFIG, write_results
+from facediag.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
 from facediag.sweeps import completed_summary
 
 log = logging.getLogger(__name__)
-FAILED = "FAILED"
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> None:
 
     from hydra.utils import instantiate
 
-    from facediag.preprocess.pipeline import summarise
+    from facediag.preprocess.results import summarise
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
