@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
@@ -13,6 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from facediag.data.splits import TEST, TRAIN, VAL
 from facediag.labels import encode_labels
+
+if TYPE_CHECKING:  # albumentations is imported only where augmentations are built (DTL1 with data.augment)
+    import albumentations as A
 
 
 class FaceCrops(Dataset):
@@ -89,4 +92,8 @@ class FaceDataModule(pl.LightningDataModule):
 
 def build_augment(transforms: Sequence[A.BasicTransform] | None) -> A.Compose | None:
     """Compose instantiated albumentations transforms from config; None (the paper's default) when empty."""
-    return A.Compose(list(transforms)) if transforms else None
+    if not transforms:
+        return None
+    import albumentations
+
+    return albumentations.Compose(list(transforms))
