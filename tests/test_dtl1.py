@@ -30,3 +30,14 @@ def test_a_checkpoint_rebuilds_the_module_with_its_settings(tmp_path: Path):
     assert isinstance(loaded.net.head, NormalizedHead)
     optimizer = loaded.configure_optimizers()
     assert {group["lr"] for group in optimizer.param_groups} == {1e-3}
+
+
+def test_loaders_take_batch_size_and_workers_from_the_data_group(tmp_path: Path):
+    from facediag.strategies.job import Job
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, "data.batch_size=5", "data.num_workers=1")
+    job = Job(cfg, tmp_path, split=None, classes=[], positive=None, crops=None, make_trainer=None)
+    assert job.loader_options == {"batch_size": 5, "num_workers": 1}
+    for strategy in ("dtl1", "dtl2"):  # one source of truth: no strategy-level batch size
+        assert "batch_size" not in compose_train(tmp_path, f"strategy={strategy}").strategy
