@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from common import load_average, print_header, print_table, run_script
@@ -49,13 +50,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_imports_"))
-    demo = ("train.py", f"hydra.run.dir={work}/demo")
+    runs = iter(range(1000))
+
+    def demo() -> tuple[str, ...]:
+        """The demo in a fresh run dir (a finished one would be skipped as complete)."""
+        return "train.py", f"hydra.run.dir={work}/demo{next(runs)}"
+
     print_header("imports: warm demo vs bare library imports", repeats=args.repeats)
-    run_script(*demo).check("demo (filling the cache)")
+    run_script(*demo()).check("demo (filling the cache)")
     if args.repeats:
         time_commands(demo, args.repeats)
     baseline = imported(run_script("-X", "importtime", "-c", BASELINE).check("baseline").stderr)
-    for label, command in (("python train.py", ("-X", "importtime", *demo)),
+    for label, command in (("python train.py", ("-X", "importtime", *demo())),
                            ("python -m facediag.models", ("-X", "importtime", *LIST_MODELS))):
         modules = imported(run_script(*command).check(label).stderr)
         extra = beyond(modules, baseline)
@@ -65,12 +71,12 @@ def main() -> None:
     print(f"\nload average at the end: {load_average()}")
 
 
-def time_commands(demo: tuple[str, ...], repeats: int) -> None:
+def time_commands(demo: Callable[[], tuple[str, ...]], repeats: int) -> None:
     """Median wall seconds of the baseline, the warm demo and the model list, interleaved."""
     seconds: dict[str, list[float]] = {"baseline": [], "demo": [], "models": []}
     for _ in range(repeats):
         seconds["baseline"].append(run_script("-c", BASELINE).check("baseline").seconds)
-        seconds["demo"].append(run_script(*demo).check("demo").seconds)
+        seconds["demo"].append(run_script(*demo()).check("demo").seconds)
         seconds["models"].append(run_script(*LIST_MODELS).check("python -m facediag.models").seconds)
     base = statistics.median(seconds["baseline"])
     names = {"baseline": f"python -c '{BASELINE}'", "demo": "python train.py (warm demo)",
