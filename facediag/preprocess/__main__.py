@@ -36,7 +36,12 @@ def run(cfg: DictConfig) -> None:
     results = preprocessor.landmarks(paths)
     seconds = time.perf_counter() - start
     preprocessor.report(results).to_csv(out_dir / "preprocess_report.csv", index=False)
-    align = cfg.get("backbone", {}).get("align") or {"template": "dlib", "padding": 0.25}
+    from omegaconf import OmegaConf
+
+    from facediag.models.registry import backbone_config
+
+    # the crop geometry of the configured backbone: its packaged definition with the group's overrides
+    align = backbone_config(str(cfg.backbone.name), OmegaConf.to_container(cfg.backbone, resolve=True))["align"]
     preprocessor.qa_grid(
         results, out_dir / "qa_grid.png", template=str(align["template"]), padding=float(align["padding"])
     )
