@@ -69,8 +69,9 @@ class TrainedRun:
                 from facediag.strategies.dtl1 import FineTune
 
                 best = self.run_dir / "checkpoints" / "best.ckpt"
-                net = FineTune(self._backbone(), len(self.classes))
-                net.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+                # rebuilt with the run's own settings (head_norm changes the head's layers)
+                net = FineTune.load_from_checkpoint(best, map_location="cpu", weights_only=True,
+                                                    backbone=self._backbone())
                 self._model = net.eval()
             else:
                 from facediag.strategies.dtl2 import load_svm

@@ -93,6 +93,15 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
         assert any(not torch.equal(last_ckpt["state_dict"][k], state[k]) for k in state)
 
 
+def test_a_run_with_a_standardising_head_is_scored_again_from_its_checkpoint(london_dir, tmp_path, shared_cache):
+    # the CPU preset fine-tunes with head_norm: the head's layers differ from the default, so re-scoring must
+    # rebuild the module from the checkpoint's own settings
+    run(tmp_path, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1", "data.batch_size=8")
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    scored = TrainedRun(tmp_path).score(list(predictions["path"]))
+    np.testing.assert_allclose(scored.probabilities, predictions[["score_female", "score_male"]].to_numpy(), atol=1e-4)
+
+
 def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path, shared_cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
