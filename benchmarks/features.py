@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from common import print_header
 
+from facediag.config import data_dir
 from facediag.imageio import read_rgb
 from facediag.models import create, extract_features
 
@@ -36,7 +37,7 @@ def london_chips(count: int, sizes: set[tuple[int, float]]) -> dict[tuple[int, f
     """``count`` aligned crops per (size, padding), from the first London faces dlib finds."""
     import dlib
 
-    london = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces" / "neutral"
+    london = data_dir() / "london-faces" / "neutral"
     if not london.is_dir():
         raise SystemExit(f"London faces not found at {london} (set FACEDIAG_DATA_DIR)")
     models = importlib.resources.files("face_recognition_models") / "models"

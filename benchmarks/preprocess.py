@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facediag.config import data_dir
 from facediag.download import sha256_file
 from facediag.imageio import read_rgb
 from facediag.preprocess import DlibHogDetector, DlibLandmarker, Preprocessor
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def london_paths(limit: int | None) -> list[str]:
-    root = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
+    root = data_dir() / "london-faces"
     paths = sorted(str(p) for folder in ("neutral", "smiling") for p in (root / folder).glob("*.jpg"))
     if not paths:
         raise SystemExit(f"London faces not found at {root} (set FACEDIAG_DATA_DIR)")

@@ -12,13 +12,13 @@ the photos (per photo: the mean of its two eyes), and the worst single eye. Targ
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from facediag.config import data_dir
 from facediag.preprocess import DlibHogDetector, DlibLandmarker, Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="preprocessing cache (default: a fresh temp dir)")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
-    root = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
+    root = data_dir() / "london-faces"
     tems = sorted((root / "landmarks").glob("*_03.tem"))
     if not tems:
         raise SystemExit(f"no landmarks/*_03.tem under {root} (set FACEDIAG_DATA_DIR)")

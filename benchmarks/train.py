@@ -75,7 +75,7 @@ def main() -> None:
         "dtl1", "strategy=dtl1", f"strategy.max_epochs={args.epochs}", f"strategy.patience={args.epochs}"
     )
     gaps = epoch_seconds(workdir / "dtl1")
-    batch_size = OmegaConf.load(workdir / "dtl1" / "run_config.yaml").strategy.batch_size
+    batch_size = OmegaConf.load(workdir / "dtl1" / "run_config.yaml").data.batch_size
     rows.append({"run": f"DTL1 {args.epochs} epochs, warm cache", "wall s": dtl1.seconds,
                  "in-job s": metrics["wall_time_s"], "accuracy": metrics["accuracy"],
                  "n_test": metrics["n_test"]})  # fmt: skip

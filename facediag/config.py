@@ -8,9 +8,18 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+_CHECKOUT = Path(__file__).resolve().parents[1]
+# the checkout holding train.py and conf/; an installed wheel has neither beside it, so the working directory
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "conf").is_dir() else Path.cwd()
 CONFIG_DIR = REPO_ROOT / "conf"
 RUN_ID_ENV = "FACEDIAG_RUN_ID"
+DATA_ENV = "FACEDIAG_DATA_DIR"
+
+
+def data_dir() -> Path:
+    """The folder holding the demo data (``london-faces/``): ``$FACEDIAG_DATA_DIR`` (relative to the working
+    directory), else ``<checkout>/data``; always absolute, so symlinks and child processes see the same folder."""
+    return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data").expanduser().resolve()
 
 
 def run_id() -> str:
@@ -21,6 +30,7 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}` and `${run_id:}` for the configs; safe to call repeatedly."""
+    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs; safe to call repeatedly."""
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
+    OmegaConf.register_new_resolver("data_dir", lambda: str(data_dir()), replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
+
+from facediag.files import atomic_write
 
 CHUNK = 1 << 20
 
@@ -39,6 +40,17 @@ def verify_sha256(path: str | os.PathLike, expected: str | None) -> str:
     return actual
 
 
+def _fetch_checked(url: str, out: IO[bytes], expected: str | None, timeout: float) -> None:
+    """Stream ``url`` into ``out``; ChecksumError when its sha256 differs from ``expected`` (it never lands)."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        for block in iter(lambda: response.read(CHUNK), b""):
+            digest.update(block)
+            out.write(block)
+    if expected and digest.hexdigest() != expected.lower():
+        raise ChecksumError(f"{url}: sha256 {digest.hexdigest()} does not match the expected {expected.lower()}")
+
+
 def download_verified(
     urls: str | Sequence[str],
     dest: str | os.PathLike,
@@ -58,21 +70,13 @@ def download_verified(
     candidates = [urls] if isinstance(urls, str) else list(urls)
     failures: list[str] = []
     for url in candidates:
-        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, out, CHUNK)
-            verify_sha256(tmp_name, sha256)
-            os.replace(tmp_name, dest)
-            return dest
+            return atomic_write(dest, lambda out, url=url: _fetch_checked(url, out, sha256, timeout), suffix=".part")
         except ChecksumError as err:
             failures.append(f"{url}: {err}")
         except urllib.error.HTTPError as err:
             failures.append(f"{url}: HTTP {err.code} {err.reason}")
         except (urllib.error.URLError, OSError, ValueError) as err:
             failures.append(f"{url}: {getattr(err, 'reason', err)}")
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
     tried = "\n  ".join(failures) or "(no URL configured)"
     raise DownloadError(f"could not fetch {dest.name} into {dest.parent}; tried:\n  {tried}")

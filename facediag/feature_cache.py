@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from facediag.files import atomic_write, canonical_json, config_hash
+
 
 class FeatureCache:
     """One ``.npy`` per image under ``<root>/<key hash>/``; ``key.json`` there says what the key was."""
 
     def __init__(self, root: str | os.PathLike, key: Mapping[str, Any]):
-        text = json.dumps(dict(key), sort_keys=True, default=str)
+        text = canonical_json(key)
         self.key = dict(key)
-        self.folder = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.folder = Path(root) / config_hash(key)
         self.folder.mkdir(parents=True, exist_ok=True)
         key_file = self.folder / "key.json"
         if not key_file.exists():
@@ -40,9 +40,8 @@ class FeatureCache:
 
     def put(self, digest: str, feature: np.ndarray) -> None:
         """Store atomically (a crash never leaves a half-written entry)."""
-        tmp = self.folder / f".{digest}.{os.getpid()}.tmp.npy"
-        np.save(tmp, np.asarray(feature, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, self._file(digest))
+        atomic_write(self._file(digest), lambda handle: np.save(handle, np.asarray(feature, dtype=np.float32),
+                                                                allow_pickle=False))
 
     def missing(self, digests: Sequence[str]) -> list[str]:
         return [d for d in digests if not self._file(d).is_file()]

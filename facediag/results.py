@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.labels import class_index
+
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "subject", "label", "pred", "role", "variant"]
 DISCLAIMER = "Research tool, not a diagnosis."
+FAILED = "FAILED"  # present in a run dir whose job failed: the exception text
 RUN_CONFIG = "run_config.yaml"  # the resolved config of a run: what evaluation and prediction rebuild it from
 
 
@@ -40,8 +43,7 @@ def metrics_for(
     from facediag.metrics import classification_metrics  # scipy.stats: not needed to apply a run
 
     part = predictions[predictions["role"] == role]
-    index = {c: i for i, c in enumerate(classes)}
-    y_true = part["label"].map(index).to_numpy()
+    y_true = part["label"].map(class_index(classes)).to_numpy()
     return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive,
                                   groups=subjects_of(part))
 

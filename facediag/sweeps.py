@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from facediag.config import CONFIG_DIR
 
@@ -36,15 +36,20 @@ def _choices(config: DictConfig) -> dict[str, list[str]]:
 
 
 def method_pair(method: str) -> tuple[str, str, str] | None:
-    """(backbone, weights, strategy) that `conf/method/<method>.yaml` selects; None when it uses no CNN."""
-    spec = OmegaConf.load(CONFIG_DIR / "method" / f"{method}.yaml")
-    chosen: dict[str, str] = {}
-    for entry in spec.get("defaults", []):
-        for key, value in dict(entry).items():
-            chosen[key.replace("override /", "")] = str(value)
-    if chosen.get("strategy") == "dsift" or "backbone" not in chosen:
+    """(backbone, weights, strategy) of the `train` config composed by Hydra with ``method=<method>``;
+    None when that strategy uses no CNN."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"method={method}"]
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CheckWeights callback)
+        cfg = compose(config_name="train", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides)
+    if cfg.strategy.name == "dsift":
         return None
-    return chosen["backbone"], chosen["weights"], chosen["strategy"]
+    return str(cfg.backbone.name), str(cfg.weights.name), str(cfg.strategy.name)
 
 
 def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
@@ -118,7 +123,7 @@ def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | N
     """The stored summary when ``out_dir`` already holds complete results of the same configuration."""
     import json
 
-    from facediag.training import FAILED, RUN_CONFIG
+    from facediag.results import FAILED, RUN_CONFIG
 
     metrics, config = out_dir / "metrics.json", out_dir / RUN_CONFIG
     if not (metrics.is_file() and config.is_file()) or (out_dir / FAILED).exists():

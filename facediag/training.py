@@ -13,15 +13,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facediag.data.build import PreparedData, count_table, prepare_data
-from facediag.results import DISCLAIMER, RUN_CONFIG, write_results
+from facediag.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
 from facediag.sweeps import completed_summary
 
 log = logging.getLogger(__name__)
-FAILED = "FAILED"
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
@@ -95,6 +94,16 @@ def run_info(cfg: DictConfig, data: PreparedData, split: pd.DataFrame) -> dict[s
     }
 
 
+def with_packaged_backbone(cfg: DictConfig) -> None:
+    """Fill ``cfg.backbone`` with the packaged definition, the group's non-null keys overriding it."""
+    from facediag.models.registry import backbone_config
+
+    if cfg.get("backbone") and cfg.backbone.get("name"):
+        merged = backbone_config(str(cfg.backbone.name), OmegaConf.to_container(cfg.backbone, resolve=True))
+        with open_dict(cfg):
+            cfg.backbone = OmegaConf.create(merged)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one configured job in ``cfg.paths.output_dir``; a failure leaves a FAILED file there."""
     out_dir = Path(cfg.paths.output_dir)
@@ -111,6 +120,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(cfg.seed, workers=True)
+    with_packaged_backbone(cfg)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if cfg.get("skip_completed") and (done := completed_summary(out_dir, resolved)) is not None:
         log.info("skipped: %s already holds complete results of this configuration", out_dir)

@@ -10,20 +10,23 @@ import pytest
 import torch
 from PIL import Image
 
+from facediag.config import data_dir
+from facediag.data.locate import DemoDataUnavailable, london_faces
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data"))
-LONDON = DATA_DIR / "london-faces"
+DATA_DIR = data_dir()  # the demo's resolver: FACEDIAG_DATA_DIR (made absolute), else <repo>/data
 
 
 @pytest.fixture(scope="session")
 def london_dir() -> Path:
-    """The London set folder; skips the test when it is not on this machine."""
-    if not (LONDON / "london_info.csv").is_file():
-        pytest.skip(f"London faces not found at {LONDON} (set FACEDIAG_DATA_DIR to the folder holding london-faces)")
-    return LONDON
+    """The London set folder, found (or fetched) as the demo does; skips the test with the reason otherwise."""
+    try:
+        return london_faces()
+    except DemoDataUnavailable as err:
+        pytest.skip(str(err))
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (24, 24)) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import os
 import warnings
 from pathlib import Path
 
@@ -22,9 +21,6 @@ from threadpoolctl import threadpool_limits
 
 from facediag.dsift import Chi2SVC, DenseSiftBow, dense_sift_descriptors, make_svm
 from facediag.metrics import classification_metrics
-
-REPO = Path(__file__).resolve().parents[1]
-LONDON = Path(os.environ.get("FACEDIAG_DATA_DIR", REPO / "data")) / "london-faces"
 
 
 @pytest.fixture(autouse=True)
@@ -210,20 +206,18 @@ def _detect_and_align(path: Path, detector, predictor) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def london_expression_crops() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def london_expression_crops(london_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Aligned 150 px crops of the first 10 London people, neutral (0) and smiling (1); groups = person."""
-    if not (LONDON / "neutral").is_dir():
-        pytest.skip(f"London faces not found at {LONDON} (set FACEDIAG_DATA_DIR to the folder holding london-faces)")
     import dlib
 
     models = importlib.resources.files("face_recognition_models") / "models"
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    people = sorted(path.stem.split("_")[0] for path in (LONDON / "neutral").glob("*_03.jpg"))[:10]
+    people = sorted(path.stem.split("_")[0] for path in (london_dir / "neutral").glob("*_03.jpg"))[:10]
     crops, labels, groups = [], [], []
     for person in people:
         for label, relative in enumerate((f"neutral/{person}_03.jpg", f"smiling/{person}_08.jpg")):
-            crops.append(_detect_and_align(LONDON / relative, detector, predictor))
+            crops.append(_detect_and_align(london_dir / relative, detector, predictor))
             labels.append(label)
             groups.append(person)
     return np.stack(crops), np.array(labels), np.array(groups)

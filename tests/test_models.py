@@ -273,6 +273,16 @@ def test_create_from_hydra_style_config(tmp_path: Path):
     assert model.align["padding"] == 0.3
 
 
+def test_the_hydra_group_selects_the_packaged_backbone_and_overrides_only_what_it_sets(tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    group = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "backbone" / "dlib_resnet.yaml"))
+    assert backbone_config("dlib_resnet", group) == backbone_config("dlib_resnet")  # nulls keep the package's values
+    group["align"]["padding"] = 0.3
+    model = create_from_config(group, {"name": "none", "cache_dir": str(tmp_path)})
+    assert model.align == {"template": "dlib", "padding": 0.3, "size": 150} and model.feature_layer == "descriptor"
+
+
 @pytest.mark.slow
 def test_registry_table_lists_every_pair_and_where_its_file_is(tmp_path: Path, capsys):
     from facediag.models.__main__ import main

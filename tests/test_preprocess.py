@@ -35,7 +35,8 @@ from facediag.preprocess.align import (
     transform_points,
     warp,
 )
-from facediag.preprocess.pipeline import REPORT_COLUMNS, downscale, summarise
+from facediag.preprocess.pipeline import downscale
+from facediag.preprocess.results import REPORT_COLUMNS, summarise
 from tests.conftest import REPO, compose_train
 
 ASTRONAUT_FACE = (175, 75, 270, 175)  # x0, y0, x1, y1 around the face in skimage's astronaut()

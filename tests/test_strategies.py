@@ -82,7 +82,7 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
         "strategy.max_epochs=4",
         "strategy.patience=4",
         "strategy.lr=0.02",
-        "strategy.batch_size=8",
+        "data.batch_size=8",
     )
     best, last = tmp_path / "checkpoints" / "best.ckpt", tmp_path / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file() and summary["best_checkpoint"] == str(best)
@@ -97,6 +97,15 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
     if best_ckpt["epoch"] != last_ckpt["epoch"]:
         state = best_ckpt["state_dict"]
         assert any(not torch.equal(last_ckpt["state_dict"][k], state[k]) for k in state)
+
+
+def test_a_run_with_a_standardising_head_is_scored_again_from_its_checkpoint(london_dir, tmp_path, shared_cache):
+    # the CPU preset fine-tunes with head_norm: the head's layers differ from the default, so re-scoring must
+    # rebuild the module from the checkpoint's own settings
+    run(tmp_path, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1", "data.batch_size=8")
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    scored = TrainedRun(tmp_path).score(list(predictions["path"]))
+    np.testing.assert_allclose(scored.probabilities, predictions[["score_female", "score_male"]].to_numpy(), atol=1e-4)
 
 
 def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path, shared_cache):
@@ -122,7 +131,7 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
 
 
 def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tmp_path, shared_cache):
-    run(tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "strategy.batch_size=8")
+    run(tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=8")
     last = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 0
@@ -131,7 +140,7 @@ def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tm
     torch.save(checkpoint, last)
     (tmp_path / "metrics.json").unlink()  # as if the job had been killed before it finished
     resumed, _ = run(
-        tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=3", "strategy.batch_size=8", "ckpt_path=last"
+        tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=3", "data.batch_size=8", "ckpt_path=last"
     )
     final = torch.load(last, weights_only=True)
     assert final["epoch"] == 2 and resumed["epochs"] == 3
@@ -144,7 +153,7 @@ def test_dtl1_on_two_ddp_ranks_tests_every_image_once_in_the_main_process(london
         shared_cache,
         "strategy=dtl1",
         "strategy.max_epochs=1",
-        "strategy.batch_size=8",
+        "data.batch_size=8",
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",

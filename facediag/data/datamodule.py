@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
@@ -12,6 +12,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from facediag.data.splits import TEST, TRAIN, VAL
+from facediag.labels import encode_labels
+
+if TYPE_CHECKING:  # albumentations is imported only where augmentations are built (DTL1 with data.augment)
+    import albumentations as A
 
 
 class FaceCrops(Dataset):
@@ -52,12 +56,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.split = split.reset_index(drop=True)
         self.images = images
         self.classes = list(classes)
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.targets = self.split["label"].map(index).to_numpy()
-        if np.isnan(self.targets.astype(float)).any():
-            unknown = sorted(set(self.split["label"]) - set(self.classes))
-            raise ValueError(f"labels {unknown} are not among the classes {self.classes}")
-        self.targets = self.targets.astype(np.int64)
+        self.targets = encode_labels(self.split["label"], self.classes)
         self.batch_size, self.num_workers, self.augment, self.seed = batch_size, num_workers, augment, seed
 
     def rows(self, role: str) -> np.ndarray:
@@ -93,4 +92,8 @@ class FaceDataModule(pl.LightningDataModule):
 
 def build_augment(transforms: Sequence[A.BasicTransform] | None) -> A.Compose | None:
     """Compose instantiated albumentations transforms from config; None (the paper's default) when empty."""
-    return A.Compose(list(transforms)) if transforms else None
+    if not transforms:
+        return None
+    import albumentations
+
+    return albumentations.Compose(list(transforms))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from facediag.download import sha256_file
+from facediag.files import atomic_write
 from facediag.imageio import DEFAULT_MAX_PIXELS, BadImageError, check_decodes
 
 MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status", "subject_source"]
@@ -84,10 +85,7 @@ class FactCache:
 
     def save(self) -> None:
         if self.file is not None and self.dirty:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.facts))
-            os.replace(tmp, self.file)
+            atomic_write(self.file, lambda handle: handle.write(json.dumps(self.facts).encode()))
 
 
 def _inspect(record: Record, facts: FactCache) -> dict[str, object]:

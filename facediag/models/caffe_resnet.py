@@ -12,7 +12,7 @@ Differences from torchvision's ResNet-50 (which is "ResNet v1.5"):
 Loading these weights into torchvision's ResNet-50 runs without error but computes a different
 network. Module names follow the published ``*_dag`` layout closely so that the spec's ``key_map`` is
 four regex renames, e.g. ``conv3_2_1x1_reduce_bn.weight`` -> ``conv3.2.reduce_bn.weight``
-(conf/weights/spec/resnet50_vggface2.yaml).
+(facediag/models/specs/weights/resnet50_vggface2.yaml).
 """
 
 from __future__ import annotations

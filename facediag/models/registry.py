@@ -1,7 +1,8 @@
 """The backbone registry and ``create``: (backbone, weights) -> a verified, loaded FaceBackbone.
 
-Backbones (Hydra group ``backbone``, ``conf/backbone/<name>.yaml``: default feature layer and the
-face-alignment geometry of its crops) and their architectures:
+Backbones (package data ``facediag/models/specs/backbones/<name>.yaml``: default feature layer and the
+face-alignment geometry of its crops; the Hydra group ``backbone`` selects one and overrides its keys)
+and their architectures:
 
 | backbone | architecture(s) | DTL2 feature layer | final layer |
 |---|---|---|---|
@@ -28,7 +29,6 @@ import torch
 import yaml
 from torch import nn
 
-from facediag.config import CONFIG_DIR
 from facediag.models.caffe_resnet import CaffeResNet50
 from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE, Architecture, FaceBackbone
 from facediag.models.weights import (
@@ -41,7 +41,7 @@ from facediag.models.weights import (
     resolve_weight_file,
 )
 
-BACKBONE_DIR = CONFIG_DIR / "backbone"
+BACKBONE_DIR = Path(__file__).resolve().parent / "specs" / "backbones"
 
 #: DTL2 feature layers of each backbone: name -> where it is taken (input or output of the final layer).
 FEATURE_LAYERS: dict[str, dict[str, str]] = {
@@ -182,15 +182,27 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def backbone_config(backbone: str) -> dict[str, Any]:
-    """``conf/backbone/<backbone>.yaml`` as a dict (name, feature_layer, align)."""
+def backbone_config(backbone: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The packaged definition ``specs/backbones/<backbone>.yaml`` (name, feature_layer, align), with the
+    non-null values of ``overrides`` (the Hydra ``backbone`` group) merged over it."""
     path = BACKBONE_DIR / f"{backbone}.yaml"
     if backbone not in FEATURE_LAYERS or not path.is_file():
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {list(BACKBONES)}")
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict) or config.get("name") != backbone:
         raise ValueError(f"{path}: expected a mapping with name: {backbone}")
-    return config
+    return _merge_set(config, overrides or {})
+
+
+def _merge_set(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with every non-null leaf of ``overrides`` (nested mappings merged key by key)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            merged[key] = _merge_set(dict(merged.get(key) or {}), value)
+        elif value is not None:
+            merged[key] = value
+    return merged
 
 
 def available_pairs() -> list[tuple[str, str]]:
@@ -259,18 +271,19 @@ def create(
 def create_from_config(
     backbone: Mapping[str, Any], weights: Mapping[str, Any], num_classes: int | None = None
 ) -> FaceBackbone:
-    """``create`` from the Hydra ``backbone`` and ``weights`` groups (``cfg.backbone``, ``cfg.weights``)."""
+    """``create`` from the Hydra ``backbone`` and ``weights`` groups (``cfg.backbone``, ``cfg.weights``):
+    the group's non-null backbone keys override the packaged definition."""
+    config = backbone_config(backbone["name"], backbone)
     cache_dir = weights.get("cache_dir")
     model = create(
-        backbone["name"],
+        config["name"],
         weights["name"],
         path=weights.get("path"),
         download=bool(weights.get("download", False)),
         cache_dir=Path(cache_dir) if cache_dir else None,
         sha256=weights.get("sha256"),
-        feature_layer=backbone.get("feature_layer"),
+        feature_layer=config.get("feature_layer"),
         num_classes=num_classes,
     )
-    if backbone.get("align"):  # command-line overrides of the crop geometry win over the YAML file's
-        model.align = dict(backbone["align"])
+    model.align = dict(config["align"])
     return model

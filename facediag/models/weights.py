@@ -1,7 +1,7 @@
 """Weight specs (one YAML per weight file) and verified loading: path -> cache -> package -> download.
 
-A spec lives at ``conf/weights/spec/<backbone>_<dataset>.yaml`` and says where a weight file comes
-from (file name, URLs, the Python package that ships it), how to check it (sha256, size), how the
+A spec is package data, ``facediag/models/specs/weights/<backbone>_<dataset>.yaml``, and says where a
+weight file comes from (file name, URLs, the Python package that ships it), how to check it (sha256, size), how the
 network expects its input (size, channel order, value range, mean, std) and how the file's state-dict
 keys map onto this package's modules (``key_map``: ordered ``[regex, replacement]`` pairs; a key takes
 the first rule that matches). ``weights: none`` needs no file: random initialisation.
@@ -26,12 +26,11 @@ import torch
 import yaml
 from torch import nn
 
-from facediag.config import CONFIG_DIR
 from facediag.download import ChecksumError, DownloadError, download_verified, verify_sha256
 
 logger = logging.getLogger(__name__)
 
-SPEC_DIR = CONFIG_DIR / "weights" / "spec"
+SPEC_DIR = Path(__file__).resolve().parent / "specs" / "weights"
 NO_WEIGHTS = "none"
 DATASETS = ("imagenet", "vggface", "vggface2", "ms1m_vggface2", "dlib_faces", NO_WEIGHTS)
 FORMATS = ("torch", "dlib_dat", NO_WEIGHTS)
@@ -136,7 +135,7 @@ def spec_path(backbone: str, dataset: str) -> Path:
 
 
 def list_specs() -> list[WeightSpec]:
-    """Every weight spec in ``conf/weights/spec``, sorted by (backbone, dataset)."""
+    """Every weight spec in ``specs/weights`` (package data), sorted by (backbone, dataset)."""
     specs = [read_spec(path) for path in sorted(SPEC_DIR.glob("*.yaml"))]
     return sorted(specs, key=lambda spec: spec.pair)
 

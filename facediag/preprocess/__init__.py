@@ -6,7 +6,8 @@
 from facediag.preprocess.aligners import ResizeAligner, SimilarityAligner
 from facediag.preprocess.detectors import DlibHogDetector, FanDetector
 from facediag.preprocess.landmarks import DlibLandmarker, FanLandmarker
-from facediag.preprocess.pipeline import FaceResult, Preprocessor, results_frame, summarise
+from facediag.preprocess.pipeline import Preprocessor
+from facediag.preprocess.results import FaceResult, results_frame, summarise
 from facediag.preprocess.weights import ModelUnavailableError
 
 __all__ = [

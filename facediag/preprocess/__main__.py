@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> None:
 
     from hydra.utils import instantiate
 
-    from facediag.preprocess.pipeline import summarise
+    from facediag.preprocess.results import summarise
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,12 @@ def run(cfg: DictConfig) -> None:
     results = preprocessor.landmarks(paths)
     seconds = time.perf_counter() - start
     preprocessor.report(results).to_csv(out_dir / "preprocess_report.csv", index=False)
-    align = cfg.get("backbone", {}).get("align") or {"template": "dlib", "padding": 0.25}
+    from omegaconf import OmegaConf
+
+    from facediag.models.registry import backbone_config
+
+    # the crop geometry of the configured backbone: its packaged definition with the group's overrides
+    align = backbone_config(str(cfg.backbone.name), OmegaConf.to_container(cfg.backbone, resolve=True))["align"]
     preprocessor.qa_grid(
         results, out_dir / "qa_grid.png", template=str(align["template"]), padding=float(align["padding"])
     )

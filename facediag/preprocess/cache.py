@@ -11,34 +11,22 @@ never leave a half-written entry; a corrupt entry reads as a miss.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facediag import files
+from facediag.files import atomic_write
+
 CACHE_FORMAT = 1
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Short stable hash of a JSON-serialisable configuration."""
-    text = json.dumps({"format": CACHE_FORMAT, **config}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    """Cache folder name of a preprocessing configuration (with the cache format)."""
+    return files.config_hash({"format": CACHE_FORMAT, **config})
 
 
 class PreprocessCache:
@@ -70,7 +58,7 @@ class PreprocessCache:
     def put_result(self, sha256: str, record: dict[str, Any]) -> None:
         if self.root is not None:
             payload = json.dumps(record).encode()
-            _atomic_write(self._result_path(sha256), lambda handle: handle.write(payload))
+            atomic_write(self._result_path(sha256), lambda handle: handle.write(payload))
 
     def get_crop(self, sha256: str, crop_key: str) -> np.ndarray | None:
         if self.root is None:
@@ -82,4 +70,4 @@ class PreprocessCache:
 
     def put_crop(self, sha256: str, crop_key: str, crop: np.ndarray) -> None:
         if self.root is not None:
-            _atomic_write(self._crop_path(sha256, crop_key), lambda handle: np.save(handle, crop))
+            atomic_write(self._crop_path(sha256, crop_key), lambda handle: np.save(handle, crop))

@@ -86,7 +86,8 @@ class FanLandmarker(LazyModel):
         )
 
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        found = self.model.get_landmarks_from_image(image, detected_faces=[np.asarray(box, dtype=np.float32)])
+        # float64: face-alignment's crop writes the box scale into a torch tensor, which refuses a numpy.float32
+        found = self.model.get_landmarks_from_image(image, detected_faces=[np.asarray(box, dtype=np.float64)])
         if not found:
             raise ValueError("FAN returned no landmarks for the detected face")
         points = np.asarray(found[0], dtype=np.float32)[:, :2]

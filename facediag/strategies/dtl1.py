@@ -6,7 +6,9 @@ the last, over-trained weights.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +36,33 @@ def top_k_error(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Te
     return 1.0 - hits.float().mean()
 
 
-class FineTune(pl.LightningModule):
-    """A backbone with a ``num_classes`` head, trained with SGD (head lr multiplier, frozen stages)."""
+@dataclass(frozen=True)
+class SGDSettings:
+    """How DTL1 fine-tunes (the paper's SGD by default); ``strategy.*`` keys of ``conf/strategy/dtl1.yaml``."""
 
-    def __init__(
-        self,
-        backbone: torch.nn.Module,
-        num_classes: int,
-        lr: float = 5e-5,
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,
-        head_lr_mult: float = 1.0,
-        freeze_stages: int = 0,
-        head_norm: bool = False,
-        channels_last: bool = True,
-    ):
+    lr: float = 5e-5
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    head_lr_mult: float = 1.0  # the new head's lr = lr x this
+    freeze_stages: int = 0  # freeze the first k stages of the backbone
+    head_norm: bool = False  # BatchNorm1d (no affine) before the new head
+
+
+class FineTune(pl.LightningModule):
+    """A backbone with a ``num_classes`` head, trained with SGD (``SGDSettings`` as keyword arguments).
+
+    The settings are flat hyper-parameters, so ``load_from_checkpoint(path, backbone=...)`` rebuilds the module.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, num_classes: int, channels_last: bool = True, **settings: Any):
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone"])
+        sgd = SGDSettings(**settings)
+        self.save_hyperparameters({"num_classes": num_classes, "channels_last": channels_last,
+                                   **dataclasses.asdict(sgd)})
         # create() hands over an eval-mode network: training mode for fine-tuning
-        self.net = backbone.replace_head(num_classes, normalize=head_norm).train()
-        if freeze_stages:
-            self.net.freeze_stages(freeze_stages)
+        self.net = backbone.replace_head(num_classes, normalize=sgd.head_norm).train()
+        if sgd.freeze_stages:
+            self.net.freeze_stages(sgd.freeze_stages)
         self.test_scores: list[np.ndarray] = []
         self.test_rows: list[np.ndarray] = []
 
@@ -128,38 +136,20 @@ class DTL1:
     """Fine-tuning with early stopping on the validation split; tests the best checkpoint."""
 
     def __init__(
-        self,
-        name: str = "dtl1",
-        lr: float = 5e-5,
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,
-        head_lr_mult: float = 1.0,
-        freeze_stages: int = 0,
-        head_norm: bool = False,
-        max_epochs: int = 100,
-        patience: int = 10,
-        monitor: str = "val/loss",
-        batch_size: int = 32,
+        self, name: str = "dtl1", max_epochs: int = 100, patience: int = 10, monitor: str = "val/loss", **settings: Any
     ):
         self.name = name
-        self.optim = dict(
-            lr=lr,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            head_lr_mult=head_lr_mult,
-            freeze_stages=freeze_stages,
-            head_norm=head_norm,
-        )
-        self.max_epochs, self.patience, self.monitor, self.batch_size = max_epochs, patience, monitor, batch_size
+        self.sgd = SGDSettings(**settings)
+        self.max_epochs, self.patience, self.monitor = max_epochs, patience, monitor
 
     def run(self, job: Job) -> pd.DataFrame:
         rows, crops = job.crops(*job.backbone_crop)
         if not (rows["role"] == "val").any():
             raise ValueError("DTL1 needs a validation part for early stopping: set data.val_size > 0")
         datamodule = FaceDataModule(
-            rows, crops, job.classes, batch_size=self.batch_size, augment=build_augment(job.augment()), seed=job.seed
+            rows, crops, job.classes, augment=build_augment(job.augment()), seed=job.seed, **job.loader_options
         )
-        model = FineTune(job.make_backbone(), len(job.classes), **self.optim)
+        model = FineTune(job.make_backbone(), len(job.classes), **dataclasses.asdict(self.sgd))
         checkpoints = ModelCheckpoint(
             dirpath=job.out_dir / "checkpoints",
             filename="best",
@@ -181,7 +171,7 @@ class DTL1:
         if best is None or score is None or not torch.isfinite(score):
             raise RuntimeError(
                 f"DTL1 did not converge: best {self.monitor} = {score} after {epochs} epoch(s); "
-                f"the loss diverged: lower strategy.lr (now {self.optim['lr']}) or raise strategy.freeze_stages"
+                f"the loss diverged: lower strategy.lr (now {self.sgd.lr}) or raise strategy.freeze_stages"
             )
         log.info("DTL1: best checkpoint %s (%s=%s), %s epochs", best, self.monitor, float(score), epochs)
         # the test pass runs once, in this process, on one device: under ddp_spawn every rank would test a shard

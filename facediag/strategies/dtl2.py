@@ -157,11 +157,10 @@ class DTL2:
         cv_folds: int = 5,
         standardize: bool = True,
         probability: bool = True,
-        batch_size: int = 32,
     ):
         self.name = name
         self.C_grid, self.cv_folds = list(C_grid), cv_folds
-        self.standardize, self.probability, self.batch_size = standardize, probability, batch_size
+        self.standardize, self.probability = standardize, probability
 
     def run(self, job: Job) -> pd.DataFrame:
         started = time.perf_counter()
@@ -170,7 +169,7 @@ class DTL2:
         module = FrozenFeatures(job.make_backbone, job.feature_cache(), digests)
         callback = FeatureSVMCallback(job, rows, self.C_grid, self.cv_folds, self.standardize, self.probability)
         loader = DataLoader(
-            FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), batch_size=self.batch_size, shuffle=False
+            FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
         )
         # one device, in this process: the callback needs every image's features (no sharding across ranks)
         trainer = job.make_trainer(

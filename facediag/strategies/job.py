@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facediag.feature_cache import FeatureCache, backbone_feature_cache
+from facediag.labels import encode_labels
 
 
 @dataclass
@@ -36,8 +37,12 @@ class Job:
 
     def targets(self, rows: pd.DataFrame) -> np.ndarray:
         """Class indices of ``rows``' labels."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        return rows["label"].map(index).to_numpy(dtype=np.int64)
+        return encode_labels(rows["label"], self.classes)
+
+    @property
+    def loader_options(self) -> dict[str, int]:
+        """``batch_size`` and ``num_workers`` of every DataLoader (``data.batch_size``, ``data.num_workers``)."""
+        return {"batch_size": int(self.cfg.data.batch_size), "num_workers": int(self.cfg.data.num_workers)}
 
     @property
     def backbone_crop(self) -> tuple[int, str, float]:

@@ -1,0 +1,78 @@
+"""preprocess=fan through face-alignment's real loading path, offline: its own network classes with seeded
+random weights, saved under the file names and in the folder face-alignment reads (torch hub checkpoints).
+
+This checks file lookup, the sha256 check, ``compile=False`` and the box -> landmark plumbing. It says
+nothing about landmark accuracy, which needs the real weights.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facediag.download import sha256_file
+from facediag.preprocess import FanDetector, FanLandmarker, ModelUnavailableError, Preprocessor
+from facediag.preprocess import weights as preprocess_weights
+
+FAN_FILE, S3FD_FILE = "2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"
+
+
+@pytest.fixture
+def random_fan_weights(tmp_path: Path, monkeypatch) -> Path:
+    """Seeded random FAN and S3FD state dicts in ``$TORCH_HOME/hub/checkpoints`` (the folder face-alignment uses)."""
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(FAN(4).state_dict(), folder / FAN_FILE)
+    torch.save(s3fd().state_dict(), folder / S3FD_FILE)
+    return folder
+
+
+def pin(monkeypatch, folder: Path) -> None:
+    """Pin the random files' checksums in place of the published ones."""
+    pinned = {name: (url, sha256_file(folder / name)) for name, (url, _) in preprocess_weights.FAN_WEIGHTS.items()}
+    monkeypatch.setattr(preprocess_weights, "FAN_WEIGHTS", pinned)
+
+
+def face_image(tmp_path: Path) -> str:
+    from PIL import Image
+    from skimage.data import astronaut
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()[::3, ::3]).save(path)  # 171 x 171
+    return str(path)
+
+
+def test_files_in_the_hub_folder_with_the_wrong_checksum_are_refused(random_fan_weights):
+    with pytest.raises(ModelUnavailableError, match=rf"(?s){FAN_FILE}.*checksum mismatch.*{random_fan_weights}"):
+        FanLandmarker(download=False).prepare()
+
+
+def test_fan_loads_face_alignments_own_networks_uncompiled_and_lands_points_in_the_box(
+    random_fan_weights, monkeypatch, tmp_path
+):
+    from face_alignment.models import FAN
+
+    pin(monkeypatch, random_fan_weights)
+    landmarker = FanLandmarker(download=False)
+    net = landmarker.model.face_alignment_net
+    assert type(net) is FAN  # compile=False: the eager module, not a torch.compile wrapper
+    saved = torch.load(random_fan_weights / FAN_FILE, weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items())
+
+    preprocessor = Preprocessor(FanDetector(threshold=0.0, download=False), landmarker, n_workers=1, progress=False,
+                                retry_upsampled=False)
+    (result,) = preprocessor.landmarks([face_image(tmp_path)])
+    assert result.status == "ok", result.reason
+    assert result.landmarks.shape == (68, 2) and np.isfinite(result.landmarks).all()
+    x0, y0, x1, y1 = result.box
+    # FAN reads a square crop of side 200 * (w + h) / 195 around the box centre raised by 0.12 h: every point
+    # lies in it (a swapped axis or a crop in the wrong image scale puts them elsewhere)
+    half = 0.55 * ((x1 - x0) + (y1 - y0))
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2 - 0.12 * (y1 - y0)])
+    assert (np.abs(result.landmarks - centre) < half).all()
