@@ -260,7 +260,9 @@ def overlay(crop: np.ndarray, saliency: np.ndarray, landmarks: np.ndarray | None
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps (scipy)."""
+    """Spearman rank correlation of two maps (scipy); NaN when one map is constant."""
     from scipy.stats import spearmanr
 
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
