@@ -86,7 +86,8 @@ def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: i
                 "s / photo": f"{seconds / max(count, 1):.2f}",
             })  # fmt: skip
         rho = [spearman(a, b) for a, b in zip(maps["trained"], maps["randomised"], strict=True)]
-        for row in rows[-2:]:
+        for row, name in zip(rows[-2:], models, strict=True):
+            row["flat maps"] = int(sum(np.ptp(m) == 0 for m in maps[name]))
             row["Spearman trained vs randomised"] = mean_ci(rho)
     return rows
 

@@ -180,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facediag.results import DISCLAIMER
 
     inputs, options = parse(sys.argv[1:] if argv is None else argv)
-    run = TrainedRun(options["run"])
-    explainer = Explainer(run, options.get("method"))
     try:
+        run = TrainedRun(options["run"])
+        explainer = Explainer(run, options.get("method"))
         explainer.target_index(options.get("target"))
-    except ValueError as err:
+    except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from None
     out_dir = Path(options.get("out", Path(options["run"]) / "explain"))
     explained = explainer.explain(image_paths(inputs), options.get("target"))

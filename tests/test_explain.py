@@ -89,8 +89,10 @@ def test_gradcam_through_the_svm_matches_the_runs_scores_and_changes_when_weight
     module = explainer.cnn()
     np.testing.assert_allclose(module_scorer(module)(explained.crops), explained.scores, rtol=1e-4, atol=1e-4)
     shuffled = gradcam(randomized(module), explained.crops, explained.targets)
+    assert all(np.ptp(m) > 0 for m in explained.saliency)
     rho = [spearman(a, b) for a, b in zip(explained.saliency, shuffled, strict=True)]
-    assert np.nanmean(rho) < 0.5, rho  # Adebayo et al.: a saliency method must notice the model is gone
+    # Adebayo et al.: a saliency method must notice the model is gone (a flat map of the shuffled model counts)
+    assert all(r < 0.5 or (np.isnan(r) and np.ptp(m) == 0) for r, m in zip(rho, shuffled, strict=True)), rho
 
 
 def test_explain_by_occlusion_of_a_named_class(tiny_dtl2_run, tmp_path):
@@ -126,7 +128,7 @@ def test_explain_a_dsift_run_by_occlusion(tmp_path, shared_cache, london_dir):
     photo = test_photos(run_dir, 1)[0]
     try:
         code = main([photo, f"run={run_dir}", f"out={tmp_path / 'out'}"])
-    except ValueError as err:
+    except SystemExit as err:
         if "dsift" in str(err):
             pytest.skip(f"TrainedRun does not load DSIFT runs yet (issue 11): {err}")
         raise

@@ -104,12 +104,14 @@ def to_tensorboard(run_dir: Path, images: dict[str, Path]) -> bool:
     return True
 
 
-def _feature_set(trained: Any, run_dir: Path) -> Any:
+def _feature_set(run_dir: Path, strategy: str) -> Any:
     """Train, val and test features of the run (DTL1 / DTL2 via facediag.neighbours; DSIFT's dsift_features.npz)."""
     from facediag.neighbours import FeatureSet, run_features
 
-    if trained.strategy in ("dtl1", "dtl2"):
-        return run_features(trained, ("train", "val", "test"))
+    if strategy in ("dtl1", "dtl2"):
+        from facediag.inference import TrainedRun
+
+        return run_features(TrainedRun(run_dir), ("train", "val", "test"))
     stored = run_dir / "dsift_features.npz"
     if not stored.is_file():
         return None
@@ -126,15 +128,19 @@ def add_explanations(report: Report, run: Any, variant: str, figures: Path) -> d
     Never fails the report: when the run's model cannot be loaded the section says why.
     """
     report.heading("What the model looks at")
-    try:
-        return _explanations(report, run, variant, figures)
-    except Exception as err:  # a missing weight file or model must not cost the rest of the report
-        log.warning("explanations skipped: %s", err)
-        report.text(f"Not available for this run: {type(err).__name__}: {err}")
-        return {}
+    written: dict[str, Path] = {}
+    for part, what in ((_saliency_figures, "saliency"), (_feature_map, "feature map")):
+        try:
+            written.update(part(report, run, variant, figures))
+        except Exception as err:  # a missing weight file or model must not cost the rest of the report
+            log.warning("%s skipped: %s", what, err)
+            report.text(f"No {what} for this run: {type(err).__name__}: {err}")
+    if to_tensorboard(Path(run.path), written):
+        report.text(f"Gallery and feature map also written to TensorBoard: {Path(run.path) / 'tensorboard'}.")
+    return written
 
 
-def _explanations(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
+def _saliency_figures(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
     from facediag.explain import Explainer
     from facediag.inference import TrainedRun
     from facediag.saliency import overlay
@@ -158,11 +164,12 @@ def _explanations(report: Report, run: Any, variant: str, figures: Path) -> dict
         report.text(f"{variant}: no misclassified test photo" + (" with a crop." if len(wrong) else "."))
     else:
         pictures, captions = [], []
-        for item in shown.itertuples(index=False):
-            i = row[str(item.path)]
+        for _, item in shown.iterrows():
+            i = row[str(item["path"])]
             pictures.append(overlay(explained.crops[i], explained.saliency[i], explained.landmarks[i]))
-            score = getattr(item, f"score_{item.pred}", float("nan"))
-            captions.append(f"{Path(str(item.path)).name}\ntrue {item.label} / pred {item.pred}\nscore {score:.2f}")
+            score = float(item.get(f"score_{item['pred']}", float("nan")))
+            captions.append(f"{Path(str(item['path'])).name}\ntrue {item['label']} / pred {item['pred']}\n"
+                            f"score {score:.2f}")
         title = f"{variant}: misclassified test photos ({len(shown)} of {int((test['label'] != test['pred']).sum())})"
         written["explain/misclassified"] = gallery_figure(pictures, captions, figures / "misclassified.png", title)
         report.figure(written["explain/misclassified"], caption=f"{title}; score = the predicted class's score")
@@ -182,18 +189,23 @@ def _explanations(report: Report, run: Any, variant: str, figures: Path) -> dict
         report.figure(png, caption="Mean saliency per class over correctly classified test photos (each map scaled "
                       "to [0, 1] first), drawn on the mean aligned test face with the mean landmarks")
 
-    features = _feature_set(trained, Path(run.path))
+    return written
+
+
+def _feature_map(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
+    strategy = str(run.setting("strategy.name"))
+    features = _feature_set(Path(run.path), strategy)
+    written: dict[str, Path] = {}
+    test = run.predictions[(run.predictions["variant"] == variant) & (run.predictions["role"] == "test")]
     if features is not None and len(features) >= 5:
         embedded = tsne(features.features)
         missed = set(test.loc[test["label"] != test["pred"], "path"].astype(str))
         crossed = (features.roles == "test") & np.isin(features.paths.astype(str), list(missed))
-        title = f"t-SNE of the {trained.strategy} features: {int((features.roles != 'test').sum())} train/val, " \
+        title = f"t-SNE of the {strategy} features: {int((features.roles != 'test').sum())} train/val, " \
                 f"{int((features.roles == 'test').sum())} test photos"
         written["explain/feature_map"] = feature_map_figure(embedded, features.labels, features.roles, crossed,
                                                             list(run.classes), figures / "feature_map.png", title)
         report.figure(written["explain/feature_map"], caption=f"{title}; coloured by true class, misclassified test "
                       "photos crossed in red. Clusters by class suggest the features separate the classes; "
                       "clusters by anything else (session, camera) deserve a look")
-    if to_tensorboard(Path(run.path), {k: v for k, v in written.items()}):
-        report.text(f"Gallery and feature map also written to TensorBoard: {Path(run.path) / 'tensorboard'}.")
     return written
