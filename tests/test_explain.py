@@ -162,7 +162,7 @@ def test_neighbours_of_a_dtl1_run_use_the_fine_tuned_features(tiny_dtl1_run, tmp
     written = show_neighbours(run, [photo], crops, 2, tmp_path)
     assert [p.name for p in written] == [f"{Path(photo).stem}_neighbours.png"]
     cached = np.load(tiny_dtl1_run / "features" / "dtl1_train.npz")
-    assert cached["features"].shape == (len(cached["paths"]), 512)  # dlib ResNet penultimate layer
+    assert cached["features"].shape == (len(cached["paths"]), 256)  # dlib ResNet: the head's 256 inputs
 
 
 def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_tensorboard(tiny_dtl2_run, tmp_path):
@@ -180,7 +180,11 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
     done = python("evaluate.py", f"run={run}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "eval" / "report.html").read_text()
-    for caption in ("misclassified test photos (1 of 1)", "Mean saliency per class", "t-SNE of the dtl2 features"):
+    test = predictions[predictions["role"] == "test"]
+    split = pd.read_csv(run / "split.csv")
+    wrong = int((test["label"] != test["pred"]).sum())
+    for caption in (f"misclassified test photos ({wrong} of {wrong})", "Mean saliency per class",
+                    f"t-SNE of the dtl2 features: {len(split) - len(test)} train/val, {len(test)} test photos"):
         assert caption in page
     for png in ("misclassified.png", "mean_saliency.png", "feature_map.png"):
         assert (tmp_path / "eval" / "figures" / png).is_file()
