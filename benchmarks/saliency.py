@@ -1,12 +1,14 @@
 """Saliency sanity checks on finished London expression runs: model randomisation and the mouth region.
 
-    python benchmarks/saliency.py <run dir> [<run dir> ...] [--photos 34] [--occlusion-photos 8]
+    python benchmarks/saliency.py <run dir> [...] [--labels smiling neutral] [--photos 34] [--occlusion-photos 8]
 
-For the test photos of ``--label`` (default smiling) of each run: Grad-CAM and occlusion saliency of that
+For the test photos of each of ``--labels`` (default smiling) of each run: Grad-CAM and occlusion saliency of that
 class, for the trained model and for the same model with every weight tensor shuffled (Adebayo et al.
 2018). Prints, per run × method × model: the share of positive saliency mass inside the mouth region
 (convex hull of landmarks 48-67, dilated by 10% of the mouth width) next to the region's share of the crop
-area, and the Spearman rank correlation between the trained and the randomised model's maps.
+area, the Spearman rank correlation between the trained and the randomised model's maps, and how the class's
+score changes when the mouth region is replaced by a blurred copy (Gaussian, sigma 1/16 of the crop) next to
+the same shape blurred 1/3 of the crop higher (a baseline-free check of whether the mouth matters at all).
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def mean_ci(values: list[float]) -> str:
     return f"{data.mean():.3f} [{low:.3f}, {high:.3f}]"
 
 
+def blurred_region(crops: np.ndarray, masks: list[np.ndarray], shift: int = 0) -> np.ndarray:
+    """Crops with ``masks`` (moved up by ``shift`` pixels) replaced by a strongly blurred copy."""
+    import cv2
+
+    out = crops.copy()
+    for crop, image, mask in zip(crops, out, masks, strict=True):
+        region = np.roll(mask, -shift, axis=0)
+        image[region] = cv2.GaussianBlur(crop, (0, 0), crop.shape[0] / 16)[region]
+    return out
+
+
 def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: int) -> list[dict[str, object]]:
     from facediag.inference import TrainedRun
     from facediag.saliency import (
@@ -63,10 +76,14 @@ def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: i
     trained = class_score_module(run)
     models = {"trained": trained, "randomised": randomized(trained, seed)}
     softmax = run.strategy == "dtl1"
-    accuracy = {
-        name: float((module_scorer(model, softmax)(crops).argmax(axis=1) == target).mean())
-        for name, model in models.items()
-    }
+    accuracy, ablation = {}, {}
+    for name, model in models.items():
+        score = module_scorer(model, softmax)
+        base = score(crops)
+        accuracy[name] = float((base.argmax(axis=1) == target).mean())
+        mouth = score(blurred_region(crops, masks))[:, target] - base[:, target]
+        above = score(blurred_region(crops, masks, crops.shape[1] // 3))[:, target] - base[:, target]
+        ablation[name] = (mean_ci(list(mouth)), mean_ci(list(above)))
     rows = []
     for method in ("gradcam", "occlusion"):
         count = len(crops) if method == "gradcam" else min(n_occlusion, len(crops))
@@ -81,9 +98,10 @@ def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: i
             shares = [mass_share(m, mask) for m, mask in zip(maps[name], masks, strict=False)]
             rows.append({
                 "run": f"{run.cfg.backbone.name} {run.strategy}", "method": method, "model": name, "photos": count,
-                f"{label} predicted": f"{accuracy[name]:.2f}",
+                "class": label, "predicted as class": f"{accuracy[name]:.2f}",
                 "mouth saliency share": mean_ci(shares), "mouth area share": mean_ci(area[:count]),
                 "s / photo": f"{seconds / max(count, 1):.2f}",
+                "Δscore mouth blurred": ablation[name][0], "Δscore same area higher blurred": ablation[name][1],
             })  # fmt: skip
         rho = [spearman(a, b) for a, b in zip(maps["trained"], maps["randomised"], strict=True)]
         for row, name in zip(rows[-2:], models, strict=True):
@@ -95,19 +113,20 @@ def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
-    parser.add_argument("--label", default="smiling")
+    parser.add_argument("--labels", nargs="+", default=["smiling"], help="explain this class on its test photos")
     parser.add_argument("--photos", type=int, default=34, help="test photos of --label for Grad-CAM")
     parser.add_argument("--occlusion-photos", type=int, default=8, help="of those, for occlusion (~100 scorings each)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     torch.set_num_threads(1)
-    print_header("Saliency sanity checks", torch_threads=1, label=args.label, photos=args.photos,
+    print_header("Saliency sanity checks", torch_threads=1, labels=args.labels, photos=args.photos,
                  occlusion_photos=args.occlusion_photos, seed=args.seed)
     started = time.perf_counter()
     rows = []
     for run_dir in args.runs:
-        rows += check_run(run_dir, args.label, args.photos, args.occlusion_photos, args.seed)
+        for label in args.labels:
+            rows += check_run(run_dir, label, args.photos, args.occlusion_photos, args.seed)
     print_table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s wall; load average at the end {load_average()} "
           "(shared machine)")
