@@ -6,7 +6,7 @@ and an overlay. Grad-CAM for DTL1 / DTL2 runs (default), occlusion sensitivity f
 
 - ``<stem>_crop.png``: the aligned crop (uint8 RGB)
 - ``<stem>_saliency.npy``: float32 (crop height, crop width), larger = more important
-- ``<stem>_landmarks.npy``: float32 (68, 2), the landmarks in crop pixels (x, y)
+- ``<stem>_landmarks.npy``: float32 (68, 2), the landmarks in crop pixels (x, y); NaN for a centre-crop fallback
 - ``<stem>_overlay.png``: the saliency as a heat map over the crop, landmarks as dots
 
 plus ``explain.csv`` (one row per photo: status, predicted class, explained class, scores). A photo without
@@ -62,6 +62,8 @@ class Explainer:
         self.method = method or ("gradcam" if run.strategy in ("dtl1", "dtl2") else "occlusion")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        if self.method == "gradcam" and run.strategy not in ("dtl1", "dtl2"):
+            raise ValueError(f"Grad-CAM needs a CNN run (dtl1 / dtl2), not {run.strategy}: use method=occlusion")
         self._cnn: Any = None
 
     def cnn(self) -> Any:
