@@ -206,3 +206,21 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
 
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     assert {"explain/misclassified", "explain/feature_map"} <= set(events.Tags()["images"])
+
+
+def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_stems_apart(tmp_path):
+    from types import SimpleNamespace
+
+    from facediag.explain import Explainer, image_paths, unique_stems
+
+    dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"])
+    with pytest.raises(ValueError, match="method=occlusion"):
+        Explainer(dsift, "gradcam")
+    assert Explainer(dsift).method == "occlusion"
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "face.jpg").write_bytes(b"")
+    (tmp_path / "x" / "notes.txt").write_text("not a photo")
+    found = image_paths([str(tmp_path)])
+    assert [Path(p).parent.name for p in found] == ["x", "y"]
+    assert list(unique_stems(found).values()) == ["face", "y_face"]
