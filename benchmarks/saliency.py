@@ -49,7 +49,9 @@ def blurred_region(crops: np.ndarray, masks: list[np.ndarray], shift: int = 0) -
     return out
 
 
-def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: int) -> list[dict[str, object]]:
+def check_run(
+    run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: int, window: int | None = None
+) -> list[dict[str, object]]:
     from facediag.inference import TrainedRun
     from facediag.saliency import (
         class_score_module,
@@ -93,11 +95,13 @@ def check_run(run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: i
             if method == "gradcam":
                 maps[name] = gradcam(model, crops[:count], [target] * count)
             else:
-                maps[name] = occlusion(module_scorer(model, softmax), crops[:count], [target] * count)
+                stride = window // 2 if window else None
+                maps[name] = occlusion(module_scorer(model, softmax), crops[:count], [target] * count, window, stride)
             seconds = time.perf_counter() - started
             shares = [mass_share(m, mask) for m, mask in zip(maps[name], masks, strict=False)]
             rows.append({
-                "run": f"{run.cfg.backbone.name} {run.strategy}", "method": method, "model": name, "photos": count,
+                "run": f"{run.cfg.backbone.name} {run.strategy}", "method": method if method == "gradcam" or not window
+                else f"occlusion {window}px", "model": name, "photos": count,
                 "class": label, "predicted as class": f"{accuracy[name]:.2f}",
                 "mouth saliency share": mean_ci(shares), "mouth area share": mean_ci(area[:count]),
                 "s / photo": f"{seconds / max(count, 1):.2f}",
@@ -117,16 +121,18 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=34, help="test photos of --label for Grad-CAM")
     parser.add_argument("--occlusion-photos", type=int, default=8, help="of those, for occlusion (~100 scorings each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--occlusion-window", type=int, default=None,
+                        help="square side in pixels, stride half of it (default: facediag.saliency.occlusion_window)")
     args = parser.parse_args()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     torch.set_num_threads(1)
     print_header("Saliency sanity checks", torch_threads=1, labels=args.labels, photos=args.photos,
-                 occlusion_photos=args.occlusion_photos, seed=args.seed)
+                 occlusion_photos=args.occlusion_photos, occlusion_window=args.occlusion_window, seed=args.seed)
     started = time.perf_counter()
     rows = []
     for run_dir in args.runs:
         for label in args.labels:
-            rows += check_run(run_dir, label, args.photos, args.occlusion_photos, args.seed)
+            rows += check_run(run_dir, label, args.photos, args.occlusion_photos, args.seed, args.occlusion_window)
     print_table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s wall; load average at the end {load_average()} "
           "(shared machine)")
