@@ -2,7 +2,8 @@
 
 For each photo: the aligned crop the model saw, a saliency map of the predicted class (or ``target``)
 and an overlay. Grad-CAM for DTL1 / DTL2 runs (default), occlusion sensitivity for every strategy
-(DSIFT's default). Output per photo, in ``out`` (default ``<run>/explain``):
+(DSIFT's default; ``window=<px>`` sets its square, stride half of it). Output per photo, in ``out``
+(default ``<run>/explain``):
 
 - ``<stem>_crop.png``: the aligned crop (uint8 RGB)
 - ``<stem>_saliency.npy``: float32 (crop height, crop width), larger = more important
@@ -35,9 +36,9 @@ from facediag.saliency import (
 
 USAGE = (
     "usage: python -m facediag.explain <photo|folder> [...] run=<run dir> "
-    "[method=gradcam|occlusion] [target=<class>] [out=<folder>]"
+    "[method=gradcam|occlusion] [target=<class>] [window=<px>] [out=<folder>]"
 )
-OPTIONS = {"run", "method", "target", "out"}
+OPTIONS = {"run", "method", "target", "window", "out"}
 
 
 @dataclass
@@ -57,8 +58,9 @@ class Explained:
 class Explainer:
     """Saliency maps of a ``TrainedRun``: Grad-CAM through its CNN, or occlusion through ``run.score_crops``."""
 
-    def __init__(self, run: Any, method: str | None = None):
+    def __init__(self, run: Any, method: str | None = None, window: int | None = None):
         self.run = run
+        self.window = window  # occlusion square side (stride half of it); None: facediag.saliency.occlusion_window
         self.method = method or ("gradcam" if run.strategy in ("dtl1", "dtl2") else "occlusion")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
@@ -80,7 +82,7 @@ class Explainer:
         """(N, H, W) float32 maps of class ``targets[i]`` for each crop."""
         if self.method == "gradcam":
             return gradcam(self.cnn(), crops, targets)
-        return occlusion(self.scores, crops, targets)
+        return occlusion(self.scores, crops, targets, self.window, self.window // 2 if self.window else None)
 
     def target_index(self, target: str | None) -> int | None:
         if target is None:
@@ -170,6 +172,8 @@ def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         raise SystemExit(USAGE + (f"\nunknown option(s): {sorted(unknown)}" if unknown else ""))
     if options.get("method", "gradcam") not in METHODS:
         raise SystemExit(f"{USAGE}\nmethod must be one of {METHODS}, got {options['method']!r}")
+    if not options.get("window", "2").isdigit() or int(options.get("window", "2")) < 2:
+        raise SystemExit(f"{USAGE}\nwindow must be a whole number of pixels >= 2, got {options['window']!r}")
     return inputs, options
 
 
@@ -184,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs, options = parse(sys.argv[1:] if argv is None else argv)
     try:
         run = TrainedRun(options["run"])
-        explainer = Explainer(run, options.get("method"))
+        window = int(options["window"]) if "window" in options else None
+        explainer = Explainer(run, options.get("method"), window)
         explainer.target_index(options.get("target"))
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from None

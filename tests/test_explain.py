@@ -100,7 +100,8 @@ def test_explain_by_occlusion_of_a_named_class(tiny_dtl2_run, tmp_path):
 
     photo = test_photos(tiny_dtl2_run, 1)[0]
     classes = json.loads((tiny_dtl2_run / "metrics.json").read_text())["classes"]
-    assert main([photo, f"run={tiny_dtl2_run}", "method=occlusion", f"target={classes[0]}", f"out={tmp_path}"]) == 0
+    args = [photo, f"run={tiny_dtl2_run}", "method=occlusion", f"target={classes[0]}", "window=50", f"out={tmp_path}"]
+    assert main(args) == 0
     row = pd.read_csv(tmp_path / "explain.csv").iloc[0]
     assert row["explained"] == classes[0] and row["method"] == "occlusion"
     check_contract(tmp_path, row["stem"], 150)
@@ -108,6 +109,8 @@ def test_explain_by_occlusion_of_a_named_class(tiny_dtl2_run, tmp_path):
         main([photo, f"run={tiny_dtl2_run}", "target=unicorn", f"out={tmp_path}"])
     with pytest.raises(SystemExit, match="method must be one of"):
         main([photo, f"run={tiny_dtl2_run}", "method=lime"])
+    with pytest.raises(SystemExit, match="window must be"):
+        main([photo, f"run={tiny_dtl2_run}", "method=occlusion", "window=big"])
 
 
 def test_explain_a_dtl1_run_with_gradcam(tiny_dtl1_run, tmp_path):
