@@ -15,10 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import TINY, compose_train
+from tests.conftest import REPO, TINY, compose_train
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
@@ -128,6 +127,11 @@ def test_explain_a_dsift_run_by_occlusion(tmp_path, shared_cache, london_dir):
     run_dir = tmp_path / "dsift"
     train(compose_train(run_dir, *TINY, "strategy=dsift", "strategy.classifiers=[linear]", "strategy.n_words=32",
                         "strategy.C_grid=[1.0]", cache_dir=shared_cache))
+    from facediag.evaluation import evaluate_run
+
+    evaluate_run(run_dir, out_dir=tmp_path / "eval")  # the report's feature map reads dsift_features.npz
+    assert (tmp_path / "eval" / "figures" / "feature_map.png").is_file()
+    assert "t-SNE of the dsift features" in (tmp_path / "eval" / "report.md").read_text()
     photo = test_photos(run_dir, 1)[0]
     try:
         code = main([photo, f"run={run_dir}", f"out={tmp_path / 'out'}"])
