@@ -5,6 +5,7 @@ SVM scores) and the top 3, saves the aligned crop, and refuses with the reason w
 A folder (searched recursively), a glob or several photos: one CSV row per file (``path, status,
 reason, top1, score_<class>..., p_<class>...``; ``status`` ok / center_crop / no_face / error /
 not_image), keeps going past bad files, shows a progress bar on stderr and scores the crops in batches.
+``neighbours=k`` also lists and draws the k most similar training photos (``facediag.neighbours``).
 Research tool, not a diagnosis.
 """
 
@@ -29,6 +30,7 @@ OPTIONS: dict[str, str] = {
     "variant": "DSIFT: svm_linear or svm_chi2 (default: the run's first variant, as in its metrics.json)",
     "workers": "preprocessing processes for a folder (default min(CPU cores, 8))",
     "cache_dir": "where landmarks and crops are cached (default the run's cache)",
+    "neighbours": "k: also list and draw the k most similar training photos (DTL1 / DTL2 runs; default 0)",
 }
 USAGE = "usage: python -m facediag.predict <photo|folder|glob> [...] run=<run dir> [key=value ...]\n" + "\n".join(
     f"  {name}=  {text}" for name, text in OPTIONS.items()
@@ -136,6 +138,10 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
     from facediag.inference import TrainedRun
 
     run_dir = Path(options["run"])
+    neighbours = options.get("neighbours", "0")
+    if not neighbours.isdigit():
+        raise SystemExit(f"{USAGE}\nneighbours must be a whole number, got {neighbours!r}")
+    neighbours = int(neighbours)
     run = TrainedRun(
         run_dir,
         variant=options.get("variant") or None,
@@ -149,6 +155,10 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
     scored = run.score(images, n_workers=1 if one else workers, cache_dir=options.get("cache_dir"), progress=not one)
     tta = f", tta={run.tta}" if run.tta else ""
     print(f"run {run_dir} ({run.description}{tta}); {DISCLAIMER}")
+    if neighbours and scored.paths:
+        from facediag.neighbours import show_neighbours
+
+        show_neighbours(run, scored.paths, scored.crops, neighbours, crop_dir)
     if one:
         refused = print_one(run, scored, crop_dir)
         if options.get("out", "").lower().endswith(".csv"):

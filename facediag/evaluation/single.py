@@ -237,6 +237,10 @@ def evaluate_run(
             report.table(missing.head(MAX_LISTED))
     if subgroup_frames:
         pd.concat(subgroup_frames, ignore_index=True).to_csv(out_dir / "subgroups.csv", index=False)
+    if predictions_df is None:
+        from facediag.evaluation.explanations import add_explanations
+
+        add_explanations(report, run, summary["variant"], figures)
     report.write(out_dir)
     return summary
 

@@ -1,0 +1,268 @@
+"""What a trained run looks at: Grad-CAM through the CNN, occlusion sensitivity through any scoring function.
+
+Grad-CAM (pytorch-grad-cam) needs one torch module from the normalised image to the class scores:
+DTL1 is the fine-tuned network itself; DTL2 is the frozen backbone followed by a ``torch.nn.Linear``
+holding the linear SVM (its StandardScaler folded into the weights), so the SVM's decision value
+back-propagates to the convolution maps. Occlusion sensitivity (captum) only needs a function
+crops → scores, so it serves every strategy, DSIFT included.
+
+Every saliency map is float32 with the crop's height × width; larger = more important for the class.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+METHODS = ("gradcam", "occlusion")
+MOUTH = tuple(range(48, 68))  # iBUG 68-point indices of the outer and inner lips
+Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, H, W, 3) -> scores (N, C)
+
+
+# ---------------------------------------------------------------------- torch modules of a run
+
+
+def svm_as_linear(estimator: Any, n_classes: int) -> nn.Linear:
+    """A fitted linear SVM (optionally ``Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear"))])``)
+    as one ``Linear(D, n_classes)``.
+
+    Binary: exactly ``facediag.svm.decision_scores`` ([-d, d]). Multiclass: per class the summed one-vs-one
+    decision values (the confidences sklearn breaks vote ties with); the votes themselves are not
+    differentiable, so Grad-CAM explains this linear score.
+    """
+    steps = list(estimator.named_steps.values()) if hasattr(estimator, "named_steps") else [estimator]
+    svm = steps[-1]
+    if getattr(svm, "kernel", "linear") != "linear":
+        raise ValueError(f"Grad-CAM through an SVM needs a linear kernel, got {svm.kernel!r}")
+    coef = svm.coef_.toarray() if hasattr(svm.coef_, "toarray") else np.asarray(svm.coef_)
+    coef, intercept = coef.astype(np.float64), np.asarray(svm.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:
+        weight, bias = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+    else:
+        weight, bias = np.zeros((n_classes, coef.shape[1])), np.zeros(n_classes)
+        pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]  # sklearn's one-vs-one order
+        for k, (i, j) in enumerate(pairs):
+            weight[i] += coef[k]
+            weight[j] -= coef[k]
+            bias[i] += intercept[k]
+            bias[j] -= intercept[k]
+    for step in steps[:-1]:  # fold StandardScaler: w·(x - m)/s + b = (w/s)·x + (b - (w/s)·m)
+        scale = getattr(step, "scale_", None)
+        mean = getattr(step, "mean_", None) if getattr(step, "with_mean", True) else None
+        if scale is not None:
+            weight = weight / scale
+        if mean is not None:
+            bias = bias - weight @ mean
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight).float())
+        linear.bias.copy_(torch.from_numpy(bias).float())
+    return linear
+
+
+class FeaturesThenLinear(nn.Module):
+    """Normalised images → backbone features (DTL2's feature layer) → a linear layer (the SVM)."""
+
+    def __init__(self, backbone: nn.Module, linear: nn.Linear):
+        super().__init__()
+        self.backbone, self.linear = backbone, linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.backbone.features(x))
+
+
+def class_score_module(run: Any) -> nn.Module:
+    """The torch module of a DTL1 / DTL2 ``TrainedRun`` from ``backbone_of(module).preprocess(crops)`` to the class
+    scores (DTL1 logits; DTL2 the SVM decision values). DSIFT has no such module (use occlusion).
+
+    The one place that reads ``TrainedRun.model()`` (DTL1: the FineTune module; DTL2: (backbone, svm, platt)).
+    """
+    if run.strategy == "dtl1":
+        return run.model().net.eval()
+    if run.strategy == "dtl2":
+        backbone, svm = run.model()[:2]
+        return FeaturesThenLinear(backbone, svm_as_linear(svm, len(run.classes))).eval()
+    raise ValueError(f"{run.run_dir}: Grad-CAM needs a CNN run (dtl1 / dtl2), not {run.strategy}; use method=occlusion")
+
+
+def randomized(module: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy with every weight tensor shuffled (same values and scale, no learned structure): the model
+    randomisation check of Adebayo et al. (2018)."""
+    clone = copy.deepcopy(module)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in clone.parameters():
+            flat = parameter.detach().reshape(-1)
+            parameter.copy_(flat[torch.randperm(flat.numel(), generator=generator)].reshape(parameter.shape))
+    return clone.eval()
+
+
+def backbone_of(module: nn.Module) -> Any:
+    """The FaceBackbone inside a ``class_score_module`` (or a ``randomized`` copy of it)."""
+    return module.backbone if isinstance(module, FeaturesThenLinear) else module
+
+
+def module_scorer(module: nn.Module, softmax: bool = False, batch_size: int = 32) -> Scorer:
+    """crops → scores of ``module`` (softmax probabilities with ``softmax``), batched, without gradients."""
+    backbone = backbone_of(module)
+
+    @torch.no_grad()
+    def score(crops: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(crops), batch_size):
+            logits = module(backbone.preprocess(crops[start : start + batch_size])).float()
+            outputs.append((torch.softmax(logits, dim=1) if softmax else logits).numpy())
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0))
+
+    return score
+
+
+def cam_layer(backbone: Any, min_side: int = 7) -> nn.Module:
+    """The Grad-CAM layer: the last module of the deepest stage whose output is still ≥ ``min_side`` pixels
+    wide (EfficientNet-Lite0: its 7×7 head conv; dlib's ResNet: the 8×8 stage, not its 2×2 last one)."""
+    stages = backbone.stages()
+    sides: dict[int, int] = {}
+    hooks = [
+        modules[-1].register_forward_hook(lambda _m, _i, out, k=k: sides.__setitem__(k, int(out.shape[-1])))
+        for k, modules in enumerate(stages)
+    ]
+    try:
+        size = int(backbone.input_size)
+        with torch.no_grad():
+            backbone.penultimate(torch.zeros(1, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    wide = [k for k, side in sides.items() if side >= min_side]
+    return stages[max(wide) if wide else 0][-1]
+
+
+# ---------------------------------------------------------------------- saliency
+
+
+def gradcam(
+    module: nn.Module, crops: np.ndarray, targets: Sequence[int], layer: nn.Module | None = None, batch_size: int = 16
+) -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] of class ``targets[i]`` for each crop (pytorch-grad-cam); ``layer``
+    defaults to ``cam_layer`` of the module's backbone."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    backbone = backbone_of(module)
+    layer = layer if layer is not None else cam_layer(backbone)
+    maps = []
+    with GradCAM(model=module, target_layers=[layer]) as cam:
+        for start in range(0, len(crops), batch_size):
+            x = backbone.preprocess(crops[start : start + batch_size]).requires_grad_(True)
+            chosen = [ClassifierOutputTarget(int(t)) for t in targets[start : start + batch_size]]
+            maps.append(cam(input_tensor=x, targets=chosen))
+    return np.concatenate(maps).astype(np.float32) if maps else np.zeros((0, *crops.shape[1:3]), np.float32)
+
+
+def occlusion_window(size: int) -> tuple[int, int]:
+    """(window, stride) in pixels for a ``size`` crop: non-overlapping squares of about 1/8 of the crop that
+    tile it exactly where possible (150 px: 15, a 10×10 grid; 224 px: 28, 8×8): 64-100 scorings per photo."""
+    target = size / 8
+    divisors = [w for w in range(4, size // 2 + 1) if size % w == 0 and abs(w - target) <= target / 3]
+    window = min(divisors, key=lambda w: abs(w - target)) if divisors else max(4, round(target))
+    return window, window
+
+
+def occlusion(
+    scorer: Scorer, crops: np.ndarray, targets: Sequence[int], window: int | None = None, stride: int | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Occlusion sensitivity (N, H, W) (captum): the drop of class ``targets[i]``'s score when a grey
+    ``window`` square covers each pixel, averaged over the windows covering it. Negative where covering helps."""
+    from captum.attr import Occlusion
+
+    if len(crops) == 0:
+        return np.zeros((0, *crops.shape[1:3]), np.float32)
+    size = crops.shape[1]
+    default_window, default_stride = occlusion_window(size)
+    window, stride = window or default_window, stride or default_stride
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        pixels = images.round().clamp(0, 255).to(torch.uint8).numpy()
+        return torch.from_numpy(np.asarray(scorer(pixels), dtype=np.float64))
+
+    explainer = Occlusion(forward)
+    maps = []
+    for crop, target in zip(crops, targets, strict=True):
+        attribution = explainer.attribute(
+            torch.from_numpy(crop[None].astype(np.float64)),
+            sliding_window_shapes=(window, window, 3),
+            strides=(stride, stride, 3),
+            baselines=128.0,
+            target=int(target),
+            perturbations_per_eval=batch_size,
+        )
+        maps.append(attribution[0].mean(dim=-1).numpy())
+    return np.stack(maps).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- landmarks, regions, pictures
+
+
+def crop_landmarks(preprocessor: Any, results: Sequence[Any], size: int, template: str, padding: float) -> np.ndarray:
+    """(N, 68, 2) float32 landmarks in crop pixels (the alignment's affine applied); NaN where none."""
+    from facediag.preprocess.align import transform_points
+
+    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
+    for i, result in enumerate(results):
+        if result.landmarks is not None:
+            matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
+            points[i] = transform_points(result.landmarks, matrix)
+    return points
+
+
+def region_mask(landmarks: np.ndarray, size: int, indices: Sequence[int] = MOUTH, dilate: float = 0.1) -> np.ndarray:
+    """Boolean (size, size) mask: the convex hull of ``landmarks[indices]`` grown by ``dilate`` × its width."""
+    points = landmarks[list(indices)]
+    mask = np.zeros((size, size), np.uint8)
+    if not np.isfinite(points).all():
+        return mask.astype(bool)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    radius = max(1, round(dilate * float(np.ptp(points[:, 0]))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask, kernel).astype(bool)
+
+
+def mass_share(saliency: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the positive saliency mass inside ``mask`` (NaN when the map has no positive mass)."""
+    positive = np.clip(saliency, 0, None)
+    total = float(positive.sum())
+    return float(positive[mask].sum()) / total if total > 0 else float("nan")
+
+
+def normalised(saliency: np.ndarray) -> np.ndarray:
+    """The positive part scaled to [0, 1] (for display)."""
+    positive = np.clip(np.nan_to_num(saliency), 0, None)
+    top = float(positive.max())
+    return positive / top if top > 0 else positive
+
+
+def overlay(crop: np.ndarray, saliency: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """uint8 RGB: the crop with the saliency as a jet heat map (pytorch-grad-cam), landmarks as dots."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    picture = show_cam_on_image(crop.astype(np.float32) / 255.0, normalised(saliency), use_rgb=True, image_weight=0.6)
+    if landmarks is not None and np.isfinite(landmarks).all():
+        for x, y in np.round(landmarks).astype(int):
+            cv2.circle(picture, (int(x), int(y)), 1, (255, 255, 255), -1)
+    return picture
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps (scipy); NaN when one map is constant."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)
