@@ -126,7 +126,7 @@ def train_cli(run_dir: Path, cache_dir: Path, *overrides: str) -> Path:
 def tiny_dtl1_run(tmp_path_factory, shared_cache, london_dir) -> Path:
     """A finished tiny DTL1 run, `strategy=dtl1` defaults (no head_norm): dlib ResNet fine-tuned for one epoch."""
     run_dir = tmp_path_factory.mktemp("tiny_dtl1_run")
-    return train_cli(run_dir, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "strategy.batch_size=16")
+    return train_cli(run_dir, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16")
 
 
 @pytest.fixture(scope="session")

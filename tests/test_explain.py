@@ -15,21 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO, TINY, compose_train
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_dtl1_run(tmp_path_factory, shared_cache, london_dir) -> Path:
-    """A tiny DTL1 run (dlib ResNet fine-tuned one epoch on 12 London people)."""
-    from facediag.training import train
-
-    run_dir = tmp_path_factory.mktemp("tiny_dtl1_run")
-    train(compose_train(run_dir, *TINY, "strategy=dtl1", "strategy.max_epochs=1", "strategy.batch_size=8",
-                        cache_dir=shared_cache))
-    return run_dir
 
 
 def test_photos(run_dir: Path, n: int) -> list[str]:
@@ -120,26 +109,16 @@ def test_explain_a_dtl1_run_with_gradcam(tiny_dtl1_run, tmp_path):
     check_contract(tmp_path, Path(photo).stem, 150)
 
 
-def test_explain_a_dsift_run_by_occlusion(tmp_path, shared_cache, london_dir):
-    from facediag.explain import main
-    from facediag.training import train
-
-    run_dir = tmp_path / "dsift"
-    train(compose_train(run_dir, *TINY, "strategy=dsift", "strategy.classifiers=[linear]", "strategy.n_words=32",
-                        "strategy.C_grid=[1.0]", cache_dir=shared_cache))
+def test_explain_a_dsift_run_by_occlusion(tiny_dsift_run, tmp_path):
     from facediag.evaluation import evaluate_run
+    from facediag.explain import main
 
-    evaluate_run(run_dir, out_dir=tmp_path / "eval")  # the report's feature map reads dsift_features.npz
+    evaluate_run(tiny_dsift_run, out_dir=tmp_path / "eval")  # the report's feature map reads dsift_features.npz
     assert (tmp_path / "eval" / "figures" / "feature_map.png").is_file()
     assert "t-SNE of the dsift features" in (tmp_path / "eval" / "report.md").read_text()
-    photo = test_photos(run_dir, 1)[0]
-    try:
-        code = main([photo, f"run={run_dir}", f"out={tmp_path / 'out'}"])
-    except SystemExit as err:
-        if "dsift" in str(err):
-            pytest.skip(f"TrainedRun does not load DSIFT runs yet (issue 11): {err}")
-        raise
-    assert code == 0 and pd.read_csv(tmp_path / "out" / "explain.csv")["method"].iloc[0] == "occlusion"
+    photo = test_photos(tiny_dsift_run, 1)[0]
+    assert main([photo, f"run={tiny_dsift_run}", f"out={tmp_path / 'out'}"]) == 0
+    assert pd.read_csv(tmp_path / "out" / "explain.csv")["method"].iloc[0] == "occlusion"
     check_contract(tmp_path / "out", Path(photo).stem, 150)
 
 
