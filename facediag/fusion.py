@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -133,6 +133,24 @@ def fit_stacked(
     return Stacked(model.fit(X, y), selected)
 
 
+def stacked_predict(
+    X_train: np.ndarray, y_train: np.ndarray, groups: np.ndarray, X_test: np.ndarray, blocks: Sequence[int],
+    source_C: Sequence[float], n_folds: int, seed: int,
+) -> np.ndarray:
+    """What ``stacking(blocks, source_C, <person-grouped inner folds>)`` fitted on the training rows predicts for
+    ``X_test``, computed on plain arrays (no per-fit column selection: the CV below runs it many times)."""
+    inner = grouped_splits(y_train, groups, n_folds, seed)
+    level1_train, level1_test = [], []
+    for columns, C in zip(block_slices(blocks), source_C, strict=True):
+        base = linear_svm(StandardScaler()).set_params(svm__C=float(C))
+        out_of_fold = cross_val_predict(base, X_train[:, columns], y_train, cv=inner, method="decision_function")
+        level1_train.append(out_of_fold.reshape(len(y_train), -1))
+        level1_test.append(base.fit(X_train[:, columns], y_train).decision_function(X_test[:, columns])
+                           .reshape(len(X_test), -1))
+    meta = LogisticRegression(max_iter=1000).fit(np.hstack(level1_train), y_train)
+    return meta.predict(np.hstack(level1_test))
+
+
 def stacked_cv_accuracy(
     X: np.ndarray, y: np.ndarray, groups: np.ndarray, blocks: Sequence[int], source_C: Sequence[float],
     n_folds: int, seed: int,
@@ -143,9 +161,8 @@ def stacked_cv_accuracy(
     groups = np.asarray(groups)
     scores = []
     for train, test in grouped_splits(y, groups, n_folds, seed):
-        inner = grouped_splits(y[train], groups[train], n_folds, seed)
-        model = stacking(blocks, source_C, inner).fit(X[train], y[train])
-        scores.append(float(np.mean(model.predict(X[test]) == y[test])))
+        predicted = stacked_predict(X[train], y[train], groups[train], X[test], blocks, source_C, n_folds, seed)
+        scores.append(float(np.mean(predicted == y[test])))
     return float(np.mean(scores))
 
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from facediag.fusion import BlockScaler, choose_rule, fit_stacked
+from facediag.fusion import BlockScaler, choose_rule, fit_stacked, grouped_splits, stacked_predict, stacking
 
 
 def two_blocks(n_people: int = 30, seed: int = 0, informative: bool = True):
@@ -88,3 +88,13 @@ def test_unknown_rules_are_refused():
     X, y, groups = two_blocks(n_people=10)
     with pytest.raises(ValueError, match="fusion rules must be among"):
         choose_rule(X, y, groups, [8, 400], ["average"])
+
+
+def test_stacking_cv_shortcut_predicts_what_the_saved_stacking_model_predicts():
+    X, y, groups = two_blocks(n_people=30, seed=2)
+    y = np.repeat(np.arange(30) % 3, 2)  # three classes: decision values have one column per class
+    X[:, :8] += 0.3 * y[:, None]
+    train, test = grouped_splits(y, groups, 3, 0)[0]
+    model = stacking([8, 400], [0.1, 0.01], grouped_splits(y[train], groups[train], 3, 0)).fit(X[train], y[train])
+    shortcut = stacked_predict(X[train], y[train], groups[train], X[test], [8, 400], [0.1, 0.01], 3, 0)
+    np.testing.assert_array_equal(shortcut, model.predict(X[test]))
