@@ -27,12 +27,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from facediag.svm import SelectedSVM, grouped_folds, select_svm
+from facediag.svm import grouped_folds, select_svm
 
 RULES = ("concat", "block_scaled", "stacked")
 
@@ -101,11 +101,50 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -
 
 
 @dataclass
+class SourceFit:
+    """One source's linear SVM over the person-grouped folds: the chosen C (best mean fold accuracy, the
+    first on ties, as select_svm), every C's accuracy and the out-of-fold decision values at that C."""
+
+    C: float
+    cv_accuracy: dict[float, float]
+    out_of_fold: np.ndarray
+
+
+def source_fits(
+    X: np.ndarray, y: np.ndarray, blocks: Sequence[int], C_grid: Sequence[float],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+) -> list[SourceFit]:
+    """Per block and C, one fit per fold: the C choice and the stacking's level-1 features in one pass."""
+    fits = []
+    for columns in block_slices(blocks):
+        Z = X[:, columns]
+        best: SourceFit | None = None
+        accuracy: dict[float, float] = {}
+        for C in (float(c) for c in C_grid):
+            out_of_fold, scores = None, []
+            for train, test in splits:
+                svm = linear_svm(StandardScaler()).set_params(svm__C=C).fit(Z[train], y[train])
+                decision = svm.decision_function(Z[test]).reshape(len(test), -1)
+                if out_of_fold is None:
+                    out_of_fold = np.zeros((len(y), decision.shape[1]))
+                out_of_fold[test] = decision
+                scores.append(float(np.mean(svm.predict(Z[test]) == y[test])))
+            accuracy[C] = float(np.mean(scores))
+            if best is None or accuracy[C] > max(best.cv_accuracy.values()):
+                best = SourceFit(C, dict(accuracy), out_of_fold)
+        assert best is not None
+        best.cv_accuracy = accuracy
+        fits.append(best)
+    return fits
+
+
+@dataclass
 class Stacked:
-    """A fitted stacking model and the per-source SVM selections behind it (each fitted on its block alone)."""
+    """A fitted stacking model, its person-grouped CV accuracy and the per-source fits behind it."""
 
     estimator: StackingClassifier
-    sources: list[SelectedSVM]
+    cv_accuracy: float
+    sources: list[SourceFit]
 
 
 def stacking(blocks: Sequence[int], source_C: Sequence[float], splits: list[tuple[np.ndarray, np.ndarray]]
@@ -122,48 +161,23 @@ def fit_stacked(
     n_folds: int, seed: int,
 ) -> Stacked:
     """Per-source linear SVMs (C by person-grouped CV) stacked by a logistic regression on their
-    out-of-fold decision values (person-grouped inner folds).
+    out-of-fold decision values (the same person-grouped folds).
 
-    The inner folds are index lists of these rows: refit a clone only on the same rows (its logistic
-    regression already gives probabilities, no Platt scaling on subsets needed).
+    CV accuracy: the logistic regression cross-validated on the sources' out-of-fold decision values, on the
+    folds that chose the Cs (as the block-scaled SVM's C is chosen on the folds that score it). The level-1
+    values are not re-nested inside each fold: a logistic regression on 2-8 decision values has little room
+    to exploit that, and nesting costs five times the SVM fits.
+
+    The folds are index lists of these rows: refit a clone only on the same rows (its logistic regression
+    already gives probabilities, no Platt scaling on subsets needed).
     """
-    selected = [select_svm(linear_svm(StandardScaler()), X[:, cols], y, groups, C_grid, n_folds, seed, param="svm__C")
-                for cols in block_slices(blocks)]
-    model = stacking(blocks, [s.C for s in selected], grouped_splits(y, groups, n_folds, seed))
-    return Stacked(model.fit(X, y), selected)
-
-
-def stacked_predict(
-    X_train: np.ndarray, y_train: np.ndarray, groups: np.ndarray, X_test: np.ndarray, blocks: Sequence[int],
-    source_C: Sequence[float], n_folds: int, seed: int,
-) -> np.ndarray:
-    """What ``stacking(blocks, source_C, <person-grouped inner folds>)`` fitted on the training rows predicts for
-    ``X_test``, computed on plain arrays (no per-fit column selection: the CV below runs it many times)."""
-    inner = grouped_splits(y_train, groups, n_folds, seed)
-    level1_train, level1_test = [], []
-    for columns, C in zip(block_slices(blocks), source_C, strict=True):
-        base = linear_svm(StandardScaler()).set_params(svm__C=float(C))
-        out_of_fold = cross_val_predict(base, X_train[:, columns], y_train, cv=inner, method="decision_function")
-        level1_train.append(out_of_fold.reshape(len(y_train), -1))
-        level1_test.append(base.fit(X_train[:, columns], y_train).decision_function(X_test[:, columns])
-                           .reshape(len(X_test), -1))
-    meta = LogisticRegression(max_iter=1000).fit(np.hstack(level1_train), y_train)
-    return meta.predict(np.hstack(level1_test))
-
-
-def stacked_cv_accuracy(
-    X: np.ndarray, y: np.ndarray, groups: np.ndarray, blocks: Sequence[int], source_C: Sequence[float],
-    n_folds: int, seed: int,
-) -> float:
-    """Mean person-grouped CV accuracy of stacking with the sources' Cs (inner CV nested in each fold), on
-    the folds select_svm uses. The Cs were chosen on these folds, as the block-scaled SVM's C is: the
-    rules compare on equal terms."""
-    groups = np.asarray(groups)
-    scores = []
-    for train, test in grouped_splits(y, groups, n_folds, seed):
-        predicted = stacked_predict(X[train], y[train], groups[train], X[test], blocks, source_C, n_folds, seed)
-        scores.append(float(np.mean(predicted == y[test])))
-    return float(np.mean(scores))
+    splits = grouped_splits(y, groups, n_folds, seed)
+    sources = source_fits(X, y, blocks, C_grid, splits)
+    level1 = np.hstack([s.out_of_fold for s in sources])
+    scores = [float(np.mean(LogisticRegression(max_iter=1000).fit(level1[train], y[train]).predict(level1[test])
+                            == y[test])) for train, test in splits]
+    model = stacking(blocks, [s.C for s in sources], splits).fit(X, y)
+    return Stacked(model, float(np.mean(scores)), sources)
 
 
 @dataclass
@@ -193,7 +207,7 @@ def choose_rule(
     for rule in rules:
         if rule == "stacked":
             fitted[rule] = (stacked.estimator, None)
-            accuracy[rule] = stacked_cv_accuracy(X, y, groups, blocks, [s.C for s in stacked.sources], n_folds, seed)
+            accuracy[rule] = stacked.cv_accuracy
             continue
         scaler = BlockScaler(blocks) if rule == "block_scaled" else StandardScaler()
         selected = select_svm(linear_svm(scaler), X, y, groups, C_grid, n_folds, seed, param="svm__C")

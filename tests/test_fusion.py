@@ -7,7 +7,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from facediag.fusion import BlockScaler, choose_rule, fit_stacked, grouped_splits, stacked_predict, stacking
+from facediag.fusion import BlockScaler, choose_rule, fit_stacked
 
 
 def two_blocks(n_people: int = 30, seed: int = 0, informative: bool = True):
@@ -90,11 +90,24 @@ def test_unknown_rules_are_refused():
         choose_rule(X, y, groups, [8, 400], ["average"])
 
 
-def test_stacking_cv_shortcut_predicts_what_the_saved_stacking_model_predicts():
-    X, y, groups = two_blocks(n_people=30, seed=2)
+
+def test_stacking_sources_choose_c_like_select_svm_and_feed_the_saved_model_their_out_of_fold_scores():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from facediag.fusion import linear_svm
+    from facediag.svm import select_svm
+
+    X, _, groups = two_blocks(n_people=30, seed=2)
     y = np.repeat(np.arange(30) % 3, 2)  # three classes: decision values have one column per class
     X[:, :8] += 0.3 * y[:, None]
-    train, test = grouped_splits(y, groups, 3, 0)[0]
-    model = stacking([8, 400], [0.1, 0.01], grouped_splits(y[train], groups[train], 3, 0)).fit(X[train], y[train])
-    shortcut = stacked_predict(X[train], y[train], groups[train], X[test], [8, 400], [0.1, 0.01], 3, 0)
-    np.testing.assert_array_equal(shortcut, model.predict(X[test]))
+    stacked = fit_stacked(X, y, groups, [8, 400], C_grid=[0.01, 0.1, 1.0], n_folds=3, seed=0)
+    for source, columns in zip(stacked.sources, (slice(0, 8), slice(8, 408)), strict=True):
+        reference = select_svm(linear_svm(StandardScaler()), X[:, columns], y, groups, [0.01, 0.1, 1.0], 3, 0,
+                               param="svm__C")
+        assert source.C == reference.C
+        assert source.cv_accuracy == pytest.approx(reference.cv_accuracy)
+        assert source.out_of_fold.shape == (len(y), 3)
+    meta = LogisticRegression(max_iter=1000).fit(np.hstack([s.out_of_fold for s in stacked.sources]), y)
+    np.testing.assert_allclose(stacked.estimator.final_estimator_.coef_, meta.coef_, rtol=1e-5, atol=1e-7)
+    assert 0.0 <= stacked.cv_accuracy <= 1.0
