@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facediag.config import CONFIG_DIR
 
@@ -52,15 +52,24 @@ def method_pair(method: str) -> tuple[str, str, str] | None:
     return str(cfg.backbone.name), str(cfg.weights.name), str(cfg.strategy.name)
 
 
+def strategy_pairs(strategy: str) -> set[tuple[str, str]]:
+    """The (backbone, weights) sources a strategy config lists itself (fused DTL2); empty for the others."""
+    file = CONFIG_DIR / "strategy" / f"{strategy}.yaml"
+    sources = OmegaConf.load(file).get("sources") if file.is_file() else None
+    return {(str(s["backbone"]), str(s["weights"])) for s in sources or []}
+
+
 def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
     """The (backbone, weights) pairs the jobs of this (multi)run will load."""
     choices = _choices(config)
     if choices["method"]:
         triples = [method_pair(m) for m in choices["method"]]
-        return {(b, w) for t in triples if t for b, w, _ in [t]}
+        pairs = {(b, w) for t in triples if t for b, w, _ in [t]}
+        return pairs.union(*(strategy_pairs(t[2]) for t in triples if t))
     if all(s == "dsift" for s in choices["strategy"]):
         return set()
-    return set(itertools.product(choices["backbone"], choices["weights"]))
+    pairs = set(itertools.product(choices["backbone"], choices["weights"]))
+    return pairs.union(*(strategy_pairs(s) for s in choices["strategy"]))
 
 
 def missing_weight_files(config: DictConfig) -> list[str]:

@@ -60,7 +60,7 @@ def test_every_experiment_preset_composes_into_a_multirun(experiment, tmp_path):
         ("paper_table4", {"dtl2"}, 4),
         ("paper_table5", {"dtl1", "dtl2", "dsift"}, 9),
         ("paper_table6", {"dtl2"}, 4),
-        ("london_table", {"dtl1", "dtl2", "dsift"}, 8),
+        ("london_table", {"dtl1", "dtl2", "dtl2_fused", "dsift"}, 10),
     ],
 )
 def test_table_presets_sweep_the_rows_of_their_table(experiment, strategies, n_jobs, tmp_path):
@@ -116,7 +116,9 @@ def test_dsf_presets_list_every_missing_weight_file_and_where_to_put_it(experime
     assert message.count(f"put it in {tmp_path}/cache/weights/") == len(pairs)
 
 
-@pytest.mark.parametrize("experiment", ["london_table", "london_cv", "optuna_dtl2_C", "optuna_dtl1_lr"])
+@pytest.mark.parametrize(
+    "experiment", ["london_table", "london_cv", "optuna_dtl2_C", "optuna_dtl1_lr", "london_learning_curve"]
+)
 def test_london_presets_need_no_weight_file_beyond_the_installed_packages(experiment, tmp_path):
     assert missing_weight_files(compose_hydra(tmp_path, f"experiment={experiment}")) == []
 
@@ -172,3 +174,37 @@ def test_gpu_and_ddp_trainers_compose_with_mixed_precision(trainer, expected, tm
     cfg = compose_hydra(tmp_path, f"trainer={trainer}", "experiment=london_table")
     assert {key: cfg.trainer[key] for key in expected} == expected
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+def test_london_learning_curve_sweeps_training_people_per_class_on_fixed_folds(tmp_path):
+    cfg = compose_hydra(tmp_path, "experiment=london_learning_curve")
+    jobs = sweep_jobs(cfg)
+    assert {job["data.train_subjects_per_class"] for job in jobs} == {"5", "10", "20", "null"}
+    assert {job["data.task"] for job in jobs} == {"sex", "expression", "sex_expression"}
+    assert {job["data.split_seed"] for job in jobs} == {"0", "1"} and cfg.data.n_folds == 5
+    strategies = {(method_pair(job["method"].strip()) or ("", "", "dsift"))[2] for job in jobs}
+    assert strategies == {"dsift", "dtl2", "dtl2_fused", "dtl1"}
+    assert len(jobs) == 3 * 5 * 4 * 2 * 5
+    # the option subsamples the training part only (the data stage reads it; null = every person)
+    assert compose_hydra(tmp_path).data.train_subjects_per_class is None
+
+
+def test_fused_method_lists_both_sources_and_the_weight_check_covers_them(tmp_path):
+    from facediag.sweeps import needed_pairs
+
+    cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused")
+    assert cfg.strategy.name == "dtl2_fused" and cfg.strategy._target_ == "facediag.strategies.fused.FusedDTL2"
+    sources = {(s.backbone, s.weights) for s in cfg.strategy.sources}
+    assert sources == {("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
+    assert (cfg.backbone.name, cfg.weights.name) == ("dlib_resnet", "dlib_faces")
+    assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) >= sources
+
+
+def test_efficientnet_dtl1_cpu_preset_fine_tunes_with_config_augmentation(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose_hydra(tmp_path, "method=efficientnet_lite0_imagenet_dtl1_cpu")
+    assert (cfg.backbone.name, cfg.weights.name, cfg.strategy.name) == ("efficientnet_lite0", "imagenet", "dtl1")
+    assert cfg.strategy.freeze_stages > 0 and cfg.strategy.head_lr_mult > 1 and cfg.strategy.max_epochs <= 15
+    transforms = [instantiate(t) for t in cfg.data.augment]
+    assert [type(t).__name__ for t in transforms] == ["HorizontalFlip", "Affine", "RandomBrightnessContrast"]

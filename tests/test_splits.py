@@ -9,6 +9,7 @@ from facediag.data.splits import (
     kfold_split,
     make_split,
     paper_split,
+    subsample_training,
 )
 
 
@@ -147,3 +148,48 @@ def test_a_short_class_under_the_paper_split_is_named_with_its_count(capsys):
     warn_short_classes(pd.DataFrame({"label": labels}), cfg)
     out = capsys.readouterr().out
     assert "{'b': 40}" in out and "data.split=kfold" in out
+
+
+def expression_table(n_people: int = 40) -> pd.DataFrame:
+    """London-like: every person has a neutral and a smiling photo (one person, two classes)."""
+    subjects = np.repeat([f"p{i:03d}" for i in range(n_people)], 2)
+    labels = np.tile(["neutral", "smiling"], n_people)
+    paths = [f"{s}_{lab}.jpg" for s, lab in zip(subjects, labels, strict=True)]
+    return pd.DataFrame({"path": paths, "subject": subjects, "label": labels, "sha256": paths})
+
+
+@pytest.mark.parametrize("kind", ["kfold", "paper"])
+def test_train_subjects_per_class_keeps_the_test_part_identical(kind):
+    labels, subjects = people(n_people=80)
+    table = pd.DataFrame({"path": [f"{i}.jpg" for i in range(len(labels))], "subject": subjects, "label": labels})
+    table["sha256"] = table["path"]
+    options = dict(kind=kind, n_folds=4, fold=2, split_seed=7, n_train=40, n_test=20)
+    full = make_split(table, **options)
+    small = make_split(table, train_subjects_per_class=5, **options)
+    test = full.loc[full.role == "test", "path"].tolist()
+    assert small.loc[small.role == "test", "path"].tolist() == test
+    fit = small[small.role.isin(["train", "val"])]
+    assert fit.groupby("label")["subject"].nunique().to_dict() == {"c0": 5, "c1": 5}
+    assert (small.role == "val").any() and set(fit["subject"]) <= set(full.loc[full.role != "test", "subject"])
+
+
+def test_train_subsets_are_nested_and_count_people_per_class_they_have_photos_in():
+    table = expression_table()
+    roles = kfold_split(table["label"], table["subject"], n_folds=5, fold=0, seed=1)
+    kept = {}
+    for n in (5, 10, 20):
+        sub = subsample_training(roles, table["label"], table["subject"], n, seed=1)
+        assert (sub[roles == "test"] == "test").all()
+        train = table[sub == "train"]
+        # one person has a photo in both classes: n people give each class n people (not 2n)
+        assert train.groupby("label")["subject"].nunique().to_dict() == {"neutral": n, "smiling": n}
+        kept[n] = set(train["subject"])
+    assert kept[5] < kept[10] < kept[20]
+
+
+def test_train_subjects_per_class_refuses_more_people_than_the_training_part_has():
+    labels, subjects = people(n_people=20)
+    roles = kfold_split(labels, subjects, n_folds=2, fold=0, seed=0)
+    with pytest.raises(ValueError, match=r"class 'c\d' has 5 people in the training part, fewer than "
+                                         r"train_subjects_per_class=6"):
+        subsample_training(roles, labels, subjects, 6)

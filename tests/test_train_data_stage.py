@@ -58,3 +58,19 @@ def test_two_runs_started_together_get_separate_run_dirs(london_dir, tmp_path):
         assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
     run_dirs = [p.parent for p in Path(tmp_path, "runs").rglob("split.csv")]
     assert len(set(run_dirs)) == 2
+
+
+@pytest.mark.slow
+def test_train_subjects_per_class_subsamples_training_people_and_keeps_the_test_fold(london_dir, tmp_path):
+    splits = {}
+    for size in ("null", "5"):
+        result = run_train("data=london", "data.task=sex_expression", "data.n_folds=5", "data.fold=1",
+                           f"data.train_subjects_per_class={size}", "prepare_only=true",
+                           f"hydra.run.dir={tmp_path / size}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        splits[size] = pd.read_csv(tmp_path / size / "split.csv", dtype={"subject": str})
+    full, small = splits["null"], splits["5"]
+    assert small.loc[small.role == "test", "path"].tolist() == full.loc[full.role == "test", "path"].tolist()
+    fit = small[small.role.isin(["train", "val"])]
+    assert fit.groupby("label")["subject"].nunique().tolist() == [5, 5, 5, 5]
+    assert len(full[full.role.isin(["train", "val"])]) > 3 * len(fit)

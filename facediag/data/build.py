@@ -42,7 +42,11 @@ class PreparedData:
 def split_kwargs(data_cfg: DictConfig) -> dict[str, Any]:
     """The split options of a `data` config."""
     keys = ("n_folds", "fold", "split_seed", "val_size", "n_train", "n_test")
-    return {"kind": data_cfg.split, **{k: data_cfg[k] for k in keys}}
+    return {
+        "kind": data_cfg.split,
+        **{k: data_cfg[k] for k in keys},
+        "train_subjects_per_class": data_cfg.get("train_subjects_per_class"),
+    }
 
 
 def count_table(split: pd.DataFrame, classes: list[str]) -> pd.DataFrame:

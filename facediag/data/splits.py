@@ -108,6 +108,38 @@ def carve_validation(
     return roles
 
 
+def subsample_training(
+    roles: np.ndarray, labels: Sequence[str], subjects: Sequence[str], per_class: int, seed: int = 0
+) -> np.ndarray:
+    """Keep ``per_class`` people of every class in the training part; its other rows get role ''.
+
+    Only rows with role 'train' are touched, so the test part stays exactly the same (learning curves:
+    accuracy against training people per class on one fixed test fold). People are drawn in a seeded
+    order per class and counted per class they have photos in (a person with a neutral and a smiling
+    photo counts for both expression classes), so smaller sizes give subsets of larger ones.
+    """
+    if per_class < 1:
+        raise ValueError(f"train_subjects_per_class must be >= 1, got {per_class}")
+    roles = np.asarray(roles, dtype=object).copy()
+    labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
+    train = roles == TRAIN
+    rng = _rng(seed)
+    keep: set[str] = set()
+    for label in sorted(set(labels[train])):
+        people = sorted(set(subjects[train & (labels == label)]))
+        if len(people) < per_class:
+            raise ValueError(
+                f"class {label!r} has {len(people)} people in the training part, fewer than "
+                f"train_subjects_per_class={per_class}"
+            )
+        for person in rng.permutation(np.array(people, dtype=object)):
+            if len(keep.intersection(people)) >= per_class:
+                break
+            keep.add(person)
+    roles[train & ~np.isin(subjects, list(keep))] = ""
+    return roles
+
+
 def check_no_leak(
     table: pd.DataFrame, role_column: str = "role", near_duplicates: Sequence[tuple[str, str, float]] = ()
 ) -> None:
@@ -169,9 +201,14 @@ def make_split(
     n_train: int = 40,
     n_test: int = 30,
     near_duplicates: Sequence[tuple[str, str, float]] = (),
+    train_subjects_per_class: int | None = None,
 ) -> pd.DataFrame:
     """`path,subject,label,role,fold,sha256[,subject_source]` for the usable rows of a manifest, checked for
-    leaks (``near_duplicates``: see ``check_no_leak``)."""
+    leaks (``near_duplicates``: see ``check_no_leak``).
+
+    ``train_subjects_per_class`` keeps that many people per class in the training part only (before the
+    validation part is carved from it); the test part is the one the full split has.
+    """
     labels, subjects = table["label"].to_numpy(), table["subject"].to_numpy()
     if kind == "paper":
         roles = paper_split(labels, subjects, n_train=n_train, n_test=n_test, seed=split_seed)
@@ -180,6 +217,8 @@ def make_split(
         roles = kfold_split(labels, subjects, n_folds=n_folds, fold=fold, seed=split_seed)
     else:
         raise SplitError(f"data.split must be 'paper' or 'kfold', got {kind!r}")
+    if train_subjects_per_class:
+        roles = subsample_training(roles, labels, subjects, int(train_subjects_per_class), seed=split_seed)
     roles = carve_validation(roles, labels, subjects, val_size=val_size, seed=split_seed)
     split = table.assign(role=roles, fold=fold)
     check_no_leak(split, near_duplicates=near_duplicates)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
+from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, plot_roc_curves, roc_curves, roc_inputs
 from facediag.evaluation.methods import methods_paragraph
@@ -569,6 +570,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
                                         title=f"{row.name}\nfold-averaged, row-normalised", normalize=True)
             report.figure(png, caption=f"{row.name}: confusion matrix, row-normalised per fold, averaged over "
                           f"{len(row.cv.folds)} folds (rows = true class)")
+    curve_files = add_learning_curves(result.rows, report, out_dir)  # sweeps over data.train_subjects_per_class
     failed = [e for e in entries if e.error is not None]
     if failed:
         report.heading("Failed runs")
@@ -577,5 +579,5 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     runs.to_csv(out_dir / "report.csv", index=False)
     if not result.cv.empty:
         result.cv.to_csv(out_dir / "cv.csv", index=False)
-    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv"}
+    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv", **curve_files}
     return result

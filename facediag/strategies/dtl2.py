@@ -99,17 +99,7 @@ class FeatureSVMCallback(pl.Callback):
         self.predictions = self.fit_and_score()
 
     def dump_features(self) -> None:
-        folder = self.job.out_dir / "features"
-        folder.mkdir(exist_ok=True)
-        for role in ROLES:
-            mask = (self.rows["role"] == role).to_numpy()
-            np.savez_compressed(
-                folder / f"{role}.npz",
-                features=self.features[mask],
-                labels=self.rows.loc[mask, "label"].to_numpy(dtype=str),
-                paths=self.rows.loc[mask, "path"].to_numpy(dtype=str),
-                subjects=self.rows.loc[mask, "subject"].to_numpy(dtype=str),
-            )
+        dump_features(self.job.out_dir / "features", self.rows, self.features)
 
     def estimator(self) -> Pipeline:
         steps = [("scale", StandardScaler())] if self.standardize else []
@@ -193,6 +183,20 @@ class DTL2:
         )
         assert callback.predictions is not None
         return callback.predictions
+
+
+def dump_features(folder: Path, rows: pd.DataFrame, features: np.ndarray) -> None:
+    """``<folder>/<role>.npz`` (features, labels, paths, subjects) per role; ``features[i]`` is ``rows``' row i."""
+    folder.mkdir(exist_ok=True)
+    for role in ROLES:
+        mask = (rows["role"] == role).to_numpy()
+        np.savez_compressed(
+            folder / f"{role}.npz",
+            features=features[mask],
+            labels=rows.loc[mask, "label"].to_numpy(dtype=str),
+            paths=rows.loc[mask, "path"].to_numpy(dtype=str),
+            subjects=rows.loc[mask, "subject"].to_numpy(dtype=str),
+        )
 
 
 def platt_scaled(estimator: Any, features: np.ndarray, y: np.ndarray, groups: Any, n_folds: int, seed: int) -> Any:

@@ -47,25 +47,37 @@ class Job:
     @property
     def backbone_crop(self) -> tuple[int, str, float]:
         """(size, template, padding) of the face crop the backbone was trained on."""
-        align = self.cfg.backbone.align
-        return int(align.size), str(align.template), float(align.padding)
+        return crop_of(self.cfg.backbone)
 
-    def make_backbone(self) -> Any:
-        """The configured backbone with its verified pretrained weights."""
+    def make_backbone(self, backbone: Any = None, weights: Any = None) -> Any:
+        """The configured backbone (or the given ``backbone`` / ``weights`` nodes) with its verified weights."""
         from facediag.models import create_from_config
 
         return create_from_config(
-            OmegaConf.to_container(self.cfg.backbone, resolve=True),
-            OmegaConf.to_container(self.cfg.weights, resolve=True),
+            OmegaConf.to_container(backbone if backbone is not None else self.cfg.backbone, resolve=True),
+            OmegaConf.to_container(weights if weights is not None else self.cfg.weights, resolve=True),
         )
 
-    def feature_cache(self) -> FeatureCache:
-        """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop."""
-        groups = ("backbone", "weights", "preprocess")
+    def feature_cache(self, backbone: Any = None, weights: Any = None) -> FeatureCache:
+        """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop.
+
+        ``backbone`` / ``weights``: config nodes of another pair than the run's own (fused DTL2 sources).
+        """
+        nodes = {
+            "backbone": backbone if backbone is not None else self.cfg.backbone,
+            "weights": weights if weights is not None else self.cfg.weights,
+            "preprocess": self.cfg.preprocess,
+        }
         return backbone_feature_cache(
-            self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(self.cfg[k], resolve=True) for k in groups}
+            self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(v, resolve=True) for k, v in nodes.items()}
         )
 
     def augment(self) -> list[Any]:
         """Instantiated albumentations transforms of ``data.augment`` (training only; none by default)."""
         return [instantiate(t) for t in (self.cfg.data.get("augment") or [])]
+
+
+def crop_of(backbone: Any) -> tuple[int, str, float]:
+    """(size, template, padding) of a `backbone` config node's face crop."""
+    align = backbone.align
+    return int(align.size), str(align.template), float(align.padding)

@@ -1,0 +1,169 @@
+"""Fused DTL2: frozen features of several backbone × weights sources, combined by a rule chosen on validation.
+
+Each source has its own face crop and its own per-image feature cache (``Job.feature_cache`` of that
+pair: a source's features are computed once, whichever run needs them). The blocks are concatenated in
+source order and fused by :mod:`facediag.fusion` (block-scaled linear SVM or stacked per-source SVMs),
+the rule with the best person-grouped CV accuracy on the training part winning. Writes
+``features/<role>.npz`` (the concatenated columns), ``fusion.skops`` (the fitted model: decision values
+over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in metrics.json,
+``sources`` (per source: backbone, weights, feature layer, crop, columns, MACs, its own CV accuracy),
+``fusion_rule`` and ``fusion_cv_accuracy``. MACs and parameters are the sums of the sources'.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
+from torch.utils.data import DataLoader
+
+from facediag.config import CONFIG_DIR
+from facediag.data.datamodule import FaceCrops
+from facediag.fusion import RULES, block_slices, choose_rule
+from facediag.models.registry import backbone_config
+from facediag.results import prediction_frame
+from facediag.strategies.dtl2 import FrozenFeatures, dump_features, load_svm, platt_scaled
+from facediag.strategies.job import Job, crop_of
+from facediag.svm import decision_scores
+
+log = logging.getLogger(__name__)
+FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
+BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
+
+
+def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
+    """The `backbone` and `weights` config nodes of one source ``{backbone, weights[, feature_layer, align,
+    path, sha256, download]}``: the run's own nodes when the pair is the run's (so ``weights.path=`` on the
+    command line applies), else ``conf/backbone/<b>.yaml`` and ``conf/weights/<w>.yaml``."""
+    name, dataset = str(source["backbone"]), str(source["weights"])
+    if name == cfg.backbone.name and dataset == cfg.weights.name:
+        backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+        weights = OmegaConf.to_container(cfg.weights, resolve=True)
+    else:
+        files = {"backbone": CONFIG_DIR / "backbone" / f"{name}.yaml",
+                 "weights": CONFIG_DIR / "weights" / f"{dataset}.yaml"}
+        for what, file in files.items():
+            if not file.is_file():
+                raise FileNotFoundError(f"fused DTL2 source {name} x {dataset}: no {what} config {file}")
+        root = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=True),
+                                 **{what: OmegaConf.load(file) for what, file in files.items()}})
+        backbone = OmegaConf.to_container(root.backbone, resolve=True)
+        weights = OmegaConf.to_container(root.weights, resolve=True)
+    unknown = set(source) - {"backbone", "weights", *BACKBONE_KEYS, *WEIGHTS_KEYS}
+    if unknown:
+        raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
+    backbone.update({k: source[k] for k in BACKBONE_KEYS if k in source})
+    weights.update({k: source[k] for k in WEIGHTS_KEYS if k in source})
+    # the group configs only select and override: the packaged definition fills the rest (crop, feature layer)
+    return OmegaConf.create(backbone_config(name, backbone)), OmegaConf.create(weights)
+
+
+def frozen_features(
+    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Features of ``rows`` (from the pair's per-image cache; the CNN runs only for misses) and the number
+    of images the CNN computed."""
+    module = FrozenFeatures(lambda: job.make_backbone(backbone, weights), job.feature_cache(backbone, weights),
+                            rows["sha256"].to_numpy(dtype=str))
+    loader = DataLoader(FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), **job.loader_options)
+    trainer = job.make_trainer(enable_checkpointing=False, enable_progress_bar=False, devices=1, strategy="auto",
+                               num_nodes=1)
+    outputs = trainer.predict(module, dataloaders=loader, return_predictions=True)
+    features = np.concatenate([f for f, _ in outputs])[np.argsort(np.concatenate([r for _, r in outputs]))]
+    return features.astype(np.float32), module.cnn_images
+
+
+class FusedDTL2:
+    """DTL2 over several pretraining sources; ``rules`` are the fusion candidates, chosen on validation."""
+
+    def __init__(
+        self,
+        name: str = "dtl2_fused",
+        sources: Sequence[Mapping[str, Any]] = (
+            {"backbone": "dlib_resnet", "weights": "dlib_faces"},
+            {"backbone": "efficientnet_lite0", "weights": "imagenet"},
+        ),
+        rules: Sequence[str] = ("block_scaled", "stacked"),
+        C_grid: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0),
+        cv_folds: int = 5,
+        probability: bool = True,
+    ):
+        if len(sources) < 2:
+            raise ValueError(f"fused DTL2 needs at least two sources, got {list(sources)}")
+        unknown = sorted(set(rules) - set(RULES))
+        if unknown or not rules:
+            raise ValueError(f"strategy.rules must be among {RULES}, got {list(rules)}")
+        self.name, self.sources, self.rules = name, [dict(s) for s in sources], list(rules)
+        self.C_grid, self.cv_folds, self.probability = list(C_grid), cv_folds, probability
+
+    def run(self, job: Job) -> pd.DataFrame:
+        import skops.io
+
+        from facediag.models.flops import count_macs
+
+        started = time.perf_counter()
+        blocks, infos, rows = [], [], None
+        for source in self.sources:
+            backbone, weights = source_config(job.cfg, source)
+            source_rows, crops = job.crops(*crop_of(backbone))
+            if rows is not None and not source_rows["path"].equals(rows["path"]):
+                raise RuntimeError(f"fused DTL2: source {source} got crops for other images than the first source")
+            rows = source_rows
+            features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
+            macs, params = count_macs(str(backbone.name), str(weights.name), len(job.classes))
+            blocks.append(features)
+            infos.append({"backbone": str(backbone.name), "weights": str(weights.name),
+                          "feature_layer": backbone.get("feature_layer"), "crop": list(crop_of(backbone)),
+                          "feature_dim": int(features.shape[1]), "cnn_images": cnn_images, "macs": macs,
+                          "params": params})
+        assert rows is not None
+        features = np.hstack(blocks)
+        sizes = [b.shape[1] for b in blocks]
+        for info, columns in zip(infos, block_slices(sizes), strict=True):
+            info["columns"] = [columns.start, columns.stop]
+        dump_features(job.out_dir / "features", rows, features)
+        fit = rows["role"].isin(["train", "val"]).to_numpy()
+        test = (rows["role"] == "test").to_numpy()
+        y, groups = job.targets(rows), rows["subject"].to_numpy(dtype=str)
+        fusion_started = time.perf_counter()
+        with threadpool_limits(1):  # BLAS threads on busy cores slowed the stacking's logistic regressions ~3x
+            choice = choose_rule(features[fit], y[fit], groups[fit], sizes, self.rules, self.C_grid,
+                                 self.cv_folds, job.seed)
+        log.info("fused DTL2: rule %s (grouped CV accuracy %s)", choice.rule, choice.cv_accuracy)
+        skops.io.dump(choice.estimator, job.out_dir / FUSION_FILE)
+        if self.probability:  # stacking's logistic regression already gives probabilities
+            with threadpool_limits(1):
+                platt = choice.estimator if choice.rule == "stacked" else platt_scaled(
+                    choice.estimator, features[fit], y[fit], groups[fit], self.cv_folds, job.seed)
+            skops.io.dump(platt, job.out_dir / FUSION_PLATT_FILE)
+        for info, C, accuracy in zip(infos, choice.source_C, choice.source_cv_accuracy, strict=True):
+            info.update(svm_C=C, cv_accuracy=accuracy)
+        job.info.update(
+            backbone="+".join(i["backbone"] for i in infos),
+            weights="+".join(i["weights"] for i in infos),
+            macs=sum(i["macs"] for i in infos),
+            params=sum(i["params"] for i in infos),
+            sources=infos,
+            fusion_rule=choice.rule,
+            fusion_cv_accuracy=choice.cv_accuracy,
+            svm_C=choice.C,
+            val_score=choice.cv_accuracy[choice.rule],
+            feature_dim=int(features.shape[1]),
+            cnn_images=sum(i["cnn_images"] for i in infos),
+            fusion_s=round(time.perf_counter() - fusion_started, 2),
+            features_s=round(fusion_started - started, 2),
+        )
+        scores = decision_scores(choice.estimator, features[test], len(job.classes))
+        return prediction_frame(rows[test], scores, job.classes, self.name)
+
+
+def load_fusion(run_dir: str | Path, probabilities: bool = False) -> Any:
+    """A fused run's model (skops, scikit-learn types only) over its sources' concatenated features."""
+    return load_svm(run_dir, FUSION_PLATT_FILE if probabilities else FUSION_FILE)

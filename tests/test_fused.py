@@ -1,0 +1,85 @@
+"""Fused DTL2 (facediag.strategies.fused): several pretraining sources, one run, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facediag.strategies.fused import load_fusion, source_config
+from facediag.svm import decision_scores
+from tests.conftest import DATA_DIR, REPO, compose_train
+
+
+@pytest.mark.slow
+def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london_dir, tmp_path, shared_cache):
+    from facediag.models.flops import count_macs
+
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, "train.py", "method=dlib_resnet_efficientnet_lite0_dtl2_fused", "data.task=sex_expression",
+         "data.max_subjects_per_class=6", "data.n_folds=3", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3",
+         "logger=none", "preprocess.n_workers=1", "preprocess.progress=false", f"paths.data_dir={DATA_DIR}",
+         f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "dtl2_fused" in out.stdout and "accuracy" in out.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["strategy"] == "dtl2_fused" and metrics["backbone"] == "dlib_resnet+efficientnet_lite0"
+    assert metrics["weights"] == "dlib_faces+imagenet"
+    sources = metrics["sources"]
+    assert [(s["backbone"], s["weights"]) for s in sources] == [("dlib_resnet", "dlib_faces"),
+                                                               ("efficientnet_lite0", "imagenet")]
+    assert [s["columns"] for s in sources] == [[0, 128], [128, 1408]] and metrics["feature_dim"] == 1408
+    assert [s["crop"] for s in sources] == [[150, "dlib", 0.25], [224, "vggface2", 0.2]]
+    # MACs are the sum of the parts, each counted as its single-backbone DTL2 row counts it
+    singles = [count_macs(s["backbone"], s["weights"], 4) for s in sources]
+    assert metrics["macs"] == sum(m for m, _ in singles) and metrics["params"] == sum(p for _, p in singles)
+    assert metrics["fusion_rule"] in ("block_scaled", "stacked")
+    assert set(metrics["fusion_cv_accuracy"]) == {"block_scaled", "stacked"}
+    assert metrics["val_score"] == metrics["fusion_cv_accuracy"][metrics["fusion_rule"]]
+    assert all(0.0 <= s["cv_accuracy"] <= 1.0 and s["svm_C"] in (0.1, 1.0) for s in sources)
+    # the saved model (scikit-learn types only) reproduces the run's test scores from its dumped features
+    test = np.load(run_dir / "features" / "test.npz")
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    order = pd.Series(range(len(test["paths"])), index=test["paths"])[predictions["path"]].to_numpy()
+    scores = decision_scores(load_fusion(run_dir), test["features"][order], 4)
+    columns = [c for c in predictions.columns if c.startswith("score_")]
+    np.testing.assert_allclose(scores, predictions[columns].to_numpy(), rtol=1e-5, atol=1e-6)
+    probabilities = load_fusion(run_dir, probabilities=True).predict_proba(test["features"])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
+    cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", "weights.path=/pinned/dlib.pt",
+                        cache_dir=tmp_path / "cache")
+    own_backbone, own_weights = source_config(cfg, {"backbone": "dlib_resnet", "weights": "dlib_faces"})
+    assert own_weights.path == "/pinned/dlib.pt"  # the run's own pair keeps the command line's options
+    backbone, weights = source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet",
+                                            "feature_layer": "pool", "sha256": "ab" * 32})
+    assert (backbone.align.size, backbone.align.template) == (224, "vggface2")
+    assert weights.path is None and weights.sha256 == "ab" * 32
+    assert weights.cache_dir == f"{tmp_path / 'cache'}/weights"  # ${paths.cache_dir} resolved against the run
+
+
+def test_a_source_with_an_unknown_backbone_or_key_is_refused_by_name(tmp_path):
+    cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused")
+    with pytest.raises(FileNotFoundError, match=r"source nosuchnet x imagenet: no backbone config .*nosuchnet.yaml"):
+        source_config(cfg, {"backbone": "nosuchnet", "weights": "imagenet"})
+    with pytest.raises(ValueError, match=r"unknown keys \['layer'\]"):
+        source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "layer": "pool"})
+
+
+def test_fused_strategy_needs_two_sources_and_known_rules():
+    from facediag.strategies.fused import FusedDTL2
+
+    with pytest.raises(ValueError, match="at least two sources"):
+        FusedDTL2(sources=[{"backbone": "dlib_resnet", "weights": "dlib_faces"}])
+    with pytest.raises(ValueError, match="strategy.rules must be among"):
+        FusedDTL2(rules=["vote"])
+
