@@ -201,6 +201,7 @@ def choose_rule(
     if unknown or not rules:
         raise ValueError(f"fusion rules must be among {RULES}, got {list(rules)}")
     groups = np.asarray(groups)
+    # always: besides the stacked rule it gives each source's own C and CV accuracy (metrics.json `sources`)
     stacked = fit_stacked(X, y, groups, blocks, C_grid, n_folds, seed)
     fitted: dict[str, tuple[Any, float | None]] = {}
     accuracy: dict[str, float] = {}
