@@ -43,9 +43,14 @@ def metrics_for(
     from facediag.metrics import classification_metrics  # scipy.stats: not needed to apply a run
 
     part = predictions[predictions["role"] == role]
-    y_true = part["label"].map(class_index(classes)).to_numpy()
-    return classification_metrics(y_true, part[score_columns(classes)].to_numpy(), classes, positive,
-                                  groups=subjects_of(part))
+    y_true, scores = targets_and_scores(part, classes)
+    return classification_metrics(y_true, scores, classes, positive, groups=subjects_of(part))
+
+
+def targets_and_scores(predictions: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(class index of every row's label, its (N, C) float64 score columns) of a predictions frame."""
+    y_true = predictions["label"].map(class_index(classes)).to_numpy()
+    return y_true, predictions[score_columns(classes)].to_numpy(dtype=np.float64)
 
 
 def subjects_of(predictions: pd.DataFrame) -> np.ndarray | None:

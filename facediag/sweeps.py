@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.config import CONFIG_DIR
+from facediag.config import CONFIG_DIR, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def method_pair(method: str) -> tuple[str, str, str] | None:
     else:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name="train", overrides=overrides)
-    if cfg.strategy.name == "dsift":
+    if not uses_backbone(cfg.strategy):
         return None
     return str(cfg.backbone.name), str(cfg.weights.name), str(cfg.strategy.name)
 
@@ -66,7 +66,7 @@ def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
         triples = [method_pair(m) for m in choices["method"]]
         pairs = {(b, w) for t in triples if t for b, w, _ in [t]}
         return pairs.union(*(strategy_pairs(t[2]) for t in triples if t))
-    if all(s == "dsift" for s in choices["strategy"]):
+    if not any(uses_backbone(OmegaConf.load(CONFIG_DIR / "strategy" / f"{s}.yaml")) for s in choices["strategy"]):
         return set()
     pairs = set(itertools.product(choices["backbone"], choices["weights"]))
     return pairs.union(*(strategy_pairs(s) for s in choices["strategy"]))

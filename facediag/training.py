@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from facediag.config import uses_backbone
 from facediag.data.build import PreparedData, count_table, prepare_data
 from facediag.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
@@ -67,7 +68,7 @@ def make_crop_source(preprocessor: Any, split: pd.DataFrame):
 
 def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
     """MACs / parameters of the adapted model (with its num_classes head); None for DSIFT."""
-    if cfg.strategy.name == "dsift":
+    if not uses_backbone(cfg.strategy):
         return None, None
     from facediag.models.flops import count_macs
 
@@ -76,7 +77,7 @@ def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int 
 
 def run_info(cfg: DictConfig, data: PreparedData, split: pd.DataFrame) -> dict[str, Any]:
     roles = split["role"].value_counts()
-    uses_cnn = cfg.strategy.name != "dsift"
+    uses_cnn = uses_backbone(cfg.strategy)
     return {
         "task": str(cfg.data.task),
         "dataset": str(cfg.data.name),

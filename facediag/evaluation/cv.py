@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from facediag.metrics import classification_metrics
-from facediag.results import score_columns, subjects_of
+from facediag.results import subjects_of, targets_and_scores
 from facediag.stats import INTERVAL_METRICS, metric_intervals
 
 # Keys that vary between the runs of one configuration: the fold, the split seed and machine-local settings
@@ -95,11 +95,6 @@ def row_normalised(confusion: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, confusion / totals, np.nan)
 
 
-def _targets(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    index = {c: i for i, c in enumerate(classes)}
-    return frame["label"].map(index).to_numpy(), frame[score_columns(classes)].to_numpy(dtype=np.float64)
-
-
 def _check_folds(folds: Sequence[FoldPredictions]) -> None:
     if not folds:
         raise ValueError("pool_folds: no fold predictions to pool")
@@ -144,7 +139,7 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
                 "the runs are not folds of one cross-validation"
             )
         _check_people_in_one_fold(seed_folds, seed)
-        y_true, scores = _targets(frame, classes)
+        y_true, scores = targets_and_scores(frame, classes)
         result = classification_metrics(y_true, scores, classes, positive, groups=subjects_of(frame))
         pooled[seed], metrics[seed] = frame, result
         rows.append(
@@ -162,7 +157,7 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
         )
     fold_matrices = []
     for fold in folds:
-        y_true, scores = _targets(fold.predictions, classes)
+        y_true, scores = targets_and_scores(fold.predictions, classes)
         confusion = classification_metrics(y_true, scores, classes, positive, intervals_wanted=False)
         fold_matrices.append(row_normalised(np.asarray(confusion["confusion_matrix"])))
     with np.errstate(invalid="ignore"):
@@ -200,7 +195,7 @@ def _summary(cv: PooledCV) -> dict[str, Any]:
     n = int(repeats["n"].iloc[0]) if n_repeats == 1 else int(round(repeats["n"].mean()))
     frames = list(cv.pooled.values())
     stacked = pd.concat(frames, ignore_index=True)
-    y_true, scores = _targets(stacked, cv.classes)
+    y_true, scores = targets_and_scores(stacked, cv.classes)
     positive_index = cv.classes.index(cv.positive) if cv.positive is not None else (1 if len(cv.classes) == 2
                                                                                     else None)
     repeat_of = np.repeat(np.arange(len(frames)), [len(f) for f in frames])

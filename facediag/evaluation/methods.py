@@ -41,7 +41,8 @@ def describe_model(row: Any) -> str:
         return (f"{backbone} pretrained on {weights}, fine-tuned with a new {len(_classes(row))}-class head (DTL1: "
                 f"SGD lr {strategy.get('lr')}, momentum {strategy.get('momentum')}, weight decay "
                 f"{strategy.get('weight_decay')}, head lr x{strategy.get('head_lr_mult')}, batch "
-                f"{strategy.get('batch_size')}, at most {strategy.get('max_epochs')} epochs, early stopping on the "
+                f"{get_dotted(cfg, 'data.batch_size')}, at most {strategy.get('max_epochs')} epochs, early stopping "
+                "on the "
                 f"validation loss with patience {strategy.get('patience')}, the best checkpoint tested)")
     if kind == "dsift":
         return (f"dense SIFT (step {strategy.get('step')} px, sizes {strategy.get('sizes')}) on "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from facediag.config import uses_backbone
 from facediag.results import RUN_CONFIG, score_columns
 
 PREDICTIONS = "predictions.csv"
@@ -75,7 +76,7 @@ class Run:
         """What ran: dataset, task, backbone, weights, strategy, fold, split_seed."""
         stored = self.stored_metrics or {}
         strategy = stored.get("strategy", self.setting("strategy.name"))
-        uses_cnn = strategy != "dsift"
+        uses_cnn = uses_backbone(self.setting("strategy", {}) or {"name": strategy})
         return {
             "dataset": stored.get("dataset", self.setting("data.name")),
             "task": stored.get("task", self.setting("data.task")),

@@ -15,7 +15,7 @@ from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval,
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import SMALL_N, subgroup_table
 from facediag.plots import plot_confusion_matrix, plot_roc
-from facediag.results import score_columns, summarize, to_json
+from facediag.results import summarize, targets_and_scores, to_json
 
 TEST = "test"
 MAX_LISTED = 30  # images listed by name in the "not predicted" section
@@ -218,9 +218,7 @@ def evaluate_run(
         report.figure(_plot_confusion(metrics, figures / f"confusion_matrix_{name}.png",
                                       f"{name}: accuracy {metrics['accuracy']:.3f}"),
                       caption=f"{name}: confusion matrix")
-        index = {c: i for i, c in enumerate(run.classes)}
-        curves = roc_inputs(part["label"].map(index).to_numpy(), part[score_columns(run.classes)].to_numpy(),
-                            run.classes, run.positive)
+        curves = roc_inputs(*targets_and_scores(part, run.classes), run.classes, run.positive)
         kind = f"positive class {run.positive}" if len(run.classes) == 2 else "one vs rest"
         report.figure(plot_roc(curves, figures / f"roc_{name}.png", f"{name}: ROC ({kind})"),
                       caption=f"{name}: ROC ({kind})")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from facediag.data.records import MANIFEST_COLUMNS
 from facediag.metrics import classification_metrics
-from facediag.results import score_columns, subjects_of
+from facediag.results import subjects_of, targets_and_scores
 
 UNKNOWN = "unknown"
 MAX_CATEGORIES = 8  # a numeric column with more distinct values than this is binned
@@ -76,9 +76,7 @@ def subgroup_table(
         return pd.DataFrame(columns=SUBGROUP_COLUMNS)
     meta = manifest.drop_duplicates("path").set_index(manifest.drop_duplicates("path")["path"].astype(str))
     joined = predictions.reset_index(drop=True).join(meta[columns], on="path")
-    index = {c: i for i, c in enumerate(classes)}
-    y_all = joined["label"].map(index).to_numpy()
-    scores_all = joined[score_columns(classes)].to_numpy(dtype=np.float64)
+    y_all, scores_all = targets_and_scores(joined, classes)
     subjects = subjects_of(joined)
     rows = []
     for column in columns:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.config import uses_backbone
 from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
@@ -28,7 +29,7 @@ from facediag.evaluation.methods import methods_paragraph
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
 from facediag.plots import plot_confusion_matrix, plot_roc
-from facediag.results import metrics_for, score_columns
+from facediag.results import metrics_for, targets_and_scores
 from facediag.stats import N_RESAMPLES, PairedComparison
 
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
@@ -54,7 +55,7 @@ class Entry:
         if self.run is not None:
             return self.run.describe()
         strategy = get_dotted(self.config, "strategy.name")
-        cnn = strategy != "dsift"
+        cnn = uses_backbone(get_dotted(self.config, "strategy", {}) or {})
         return {
             "dataset": get_dotted(self.config, "data.name"),
             "task": get_dotted(self.config, "data.task"),
@@ -434,9 +435,7 @@ def row_curve(row: Row, classes: Sequence[str], positive: str | None) -> RocInpu
     facediag.plots.plot_roc; multiclass, the macro-averaged one-vs-rest curve."""
     if row.predictions is None or row.predictions.empty:
         return None
-    index = {c: i for i, c in enumerate(classes)}
-    y_true = row.predictions["label"].map(index).to_numpy()
-    scores = row.predictions[score_columns(classes)].to_numpy()
+    y_true, scores = targets_and_scores(row.predictions, classes)
     label = ("★ " if row.mark == BEST else "") + row.name
     if len(classes) == 2:
         _, is_positive, ranking = roc_inputs(y_true, scores, classes, positive)[0]

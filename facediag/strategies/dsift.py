@@ -31,6 +31,7 @@ class DSIFT:
     def __init__(
         self,
         name: str = "dsift",
+        uses_backbone: bool = False,
         crop_size: int = 150,
         template: str = "dlib",
         padding: float = 0.25,
