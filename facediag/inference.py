@@ -113,10 +113,7 @@ class TrainedRun:
     def _backbone(self) -> Any:
         from facediag.models import create_from_config
 
-        return create_from_config(
-            OmegaConf.to_container(self.cfg.backbone, resolve=True),
-            OmegaConf.to_container(self.cfg.weights, resolve=True),
-        )
+        return create_from_config(self.cfg.backbone, self.cfg.weights)
 
     def checkpoint(self) -> Path:
         """DTL1: the checkpoint the run's test pass used (recorded in metrics.json, relative to the run dir)."""

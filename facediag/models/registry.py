@@ -268,11 +268,19 @@ def create(
     return model.eval()
 
 
+def _plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A config node (OmegaConf, interpolations resolved) or a mapping as a plain dict."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
 def create_from_config(
     backbone: Mapping[str, Any], weights: Mapping[str, Any], num_classes: int | None = None
 ) -> FaceBackbone:
-    """``create`` from the Hydra ``backbone`` and ``weights`` groups (``cfg.backbone``, ``cfg.weights``):
-    the group's non-null backbone keys override the packaged definition."""
+    """``create`` from the Hydra ``backbone`` and ``weights`` groups (``cfg.backbone``, ``cfg.weights``: config
+    nodes or plain dicts): the group's non-null backbone keys override the packaged definition."""
+    backbone, weights = _plain(backbone), _plain(weights)
     config = backbone_config(backbone["name"], backbone)
     cache_dir = weights.get("cache_dir")
     model = create(

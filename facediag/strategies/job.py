@@ -53,10 +53,8 @@ class Job:
         """The configured backbone (or the given ``backbone`` / ``weights`` nodes) with its verified weights."""
         from facediag.models import create_from_config
 
-        return create_from_config(
-            OmegaConf.to_container(backbone if backbone is not None else self.cfg.backbone, resolve=True),
-            OmegaConf.to_container(weights if weights is not None else self.cfg.weights, resolve=True),
-        )
+        backbone = backbone if backbone is not None else self.cfg.backbone
+        return create_from_config(backbone, weights if weights is not None else self.cfg.weights)
 
     def feature_cache(self, backbone: Any = None, weights: Any = None) -> FeatureCache:
         """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop.
