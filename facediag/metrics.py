@@ -38,8 +38,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import norm
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -50,35 +48,10 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from facediag.stats import INTERVAL_METRICS, metric_intervals
+# the interval and the AUC ranking convention live in facediag.stats (metrics imports stats, never the reverse)
+from facediag.stats import INTERVAL_METRICS, class_ranking_scores, metric_intervals, wilson_interval
 
 __all__ = ["wilson_interval", "classification_metrics", "class_ranking_scores"]
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (no continuity correction) for a binomial proportion ``successes / n``."""
-    if isinstance(successes, bool) or isinstance(n, bool):
-        raise TypeError("wilson_interval: successes and n must be integers, not booleans")
-    if int(successes) != successes or int(n) != n:
-        raise ValueError(f"wilson_interval: successes={successes!r} and n={n!r} must be whole numbers")
-    successes, n = int(successes), int(n)
-    if n <= 0:
-        raise ValueError(
-            f"wilson_interval: n must be positive, got n={n} (no samples: the rate is undefined)"
-        )
-    if not 0 <= successes <= n:
-        raise ValueError(f"wilson_interval: successes must be in [0, n={n}], got {successes}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"wilson_interval: confidence must be in (0, 1), got {confidence}")
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    proportion = successes / n
-    z2_over_n = z * z / n
-    centre = (proportion + z2_over_n / 2.0) / (1.0 + z2_over_n)
-    spread = math.sqrt(proportion * (1.0 - proportion) / n + z2_over_n / (4.0 * n))
-    half_width = z * spread / (1.0 + z2_over_n)
-    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
-    high = 1.0 if successes == n else min(1.0, centre + half_width)
-    return low, high
 
 
 def _defined(value: float) -> float | None:
@@ -138,18 +111,6 @@ def _binary_auc(is_positive: np.ndarray, ranking_score: np.ndarray) -> float | N
     if is_positive.all() or not is_positive.any():
         return None
     return float(roc_auc_score(is_positive, ranking_score))
-
-
-def _are_probabilities(scores: np.ndarray) -> bool:
-    return bool(np.all(scores >= 0.0) and np.allclose(scores.sum(axis=1), 1.0, rtol=0.0, atol=1e-6))
-
-
-def class_ranking_scores(scores: np.ndarray) -> np.ndarray:
-    """Per-class scores that order samples like the class probability (softmax log-odds otherwise)."""
-    if _are_probabilities(scores):
-        return scores
-    columns = np.arange(scores.shape[1])
-    return np.column_stack([scores[:, c] - logsumexp(scores[:, columns != c], axis=1) for c in columns])
 
 
 def classification_metrics(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,40 @@ __all__ = [
     "plot_confusion_matrix",
     "roc_figure",
     "plot_roc",
+    "compute_roc",
+    "RocCurve",
     "figure_to_array",
     "save_figure",
 ]
 
-RocCurve = tuple[str, np.ndarray | Sequence[int], np.ndarray | Sequence[float]]
+RocInput = tuple[str, np.ndarray | Sequence[int], np.ndarray | Sequence[float]]  # (label, y_true 0/1, score)
+
+
+@dataclass
+class RocCurve:
+    """A computed ROC curve: false / true positive rates and its area (None: one class only, undefined)."""
+
+    label: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float | None
+
+
+def compute_roc(label: str, y_true: np.ndarray | Sequence[int], score: np.ndarray | Sequence[float]) -> RocCurve:
+    """The ROC curve of binary labels (1 = positive) and scores (higher = more positive), checked."""
+    y_true, score = np.asarray(y_true), np.asarray(score, dtype=np.float64)
+    if y_true.ndim != 1 or y_true.shape != score.shape:
+        raise ValueError(
+            f"plot_roc: curve {label!r} needs 1-D labels and scores of one length, got {y_true.shape} and {score.shape}"
+        )
+    if not set(np.unique(y_true).tolist()) <= {0, 1}:
+        raise ValueError(f"plot_roc: curve {label!r} needs binary labels 0/1, got {np.unique(y_true)[:5]}")
+    if not np.all(np.isfinite(score)):
+        raise ValueError(f"plot_roc: curve {label!r} has NaN or infinite scores")
+    if len(np.unique(y_true)) < 2:
+        return RocCurve(label, np.zeros(0), np.zeros(0), None)
+    false_positive_rate, true_positive_rate, _ = roc_curve(y_true, score)
+    return RocCurve(label, false_positive_rate, true_positive_rate, float(roc_auc_score(y_true, score)))
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:
@@ -118,33 +148,23 @@ def plot_confusion_matrix(
     return save_figure(confusion_matrix_figure(cm, classes, title=title, normalize=normalize), path)
 
 
-def roc_figure(curves: Sequence[RocCurve], title: str = "ROC", dpi: int = 100) -> Figure:
+def roc_figure(curves: Sequence[RocCurve | RocInput], title: str = "ROC", dpi: int = 100) -> Figure:
     """ROC curves overlaid, AUC in the legend; a curve whose labels hold one class is listed as undefined.
 
-    Each curve is ``(label, y_true_binary, score)``: 1 = positive class, higher score = more positive.
+    Each curve is a computed ``RocCurve`` (e.g. a macro average) or ``(label, y_true_binary, score)``:
+    1 = positive class, higher score = more positive.
     """
     if not curves:
         raise ValueError("plot_roc: no curves given")
     figure = Figure(figsize=(5.5, 5.0), dpi=dpi, layout="constrained")
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance (AUC = 0.500)")
-    for label, y_true, score in curves:
-        y_true, score = np.asarray(y_true), np.asarray(score, dtype=np.float64)
-        if y_true.ndim != 1 or y_true.shape != score.shape:
-            raise ValueError(
-                f"plot_roc: curve {label!r} needs 1-D labels and scores of one length, "
-                f"got {y_true.shape} and {score.shape}"
-            )
-        if not set(np.unique(y_true).tolist()) <= {0, 1}:
-            raise ValueError(f"plot_roc: curve {label!r} needs binary labels 0/1, got {np.unique(y_true)[:5]}")
-        if not np.all(np.isfinite(score)):
-            raise ValueError(f"plot_roc: curve {label!r} has NaN or infinite scores")
-        if len(np.unique(y_true)) < 2:
-            axes.plot([], [], label=f"{label} (AUC undefined: one class only)")
+    for curve in curves:
+        curve = curve if isinstance(curve, RocCurve) else compute_roc(*curve)
+        if curve.auc is None:
+            axes.plot([], [], label=f"{curve.label} (AUC undefined: one class only)")
             continue
-        false_positive_rate, true_positive_rate, _ = roc_curve(y_true, score)
-        auc = roc_auc_score(y_true, score)
-        axes.plot(false_positive_rate, true_positive_rate, linewidth=2, label=f"{label} (AUC = {auc:.3f})")
+        axes.plot(curve.fpr, curve.tpr, linewidth=2, label=f"{curve.label} (AUC = {curve.auc:.3f})")
     axes.set_xlim(-0.01, 1.01)
     axes.set_ylim(-0.01, 1.01)
     axes.set_aspect("equal")
@@ -156,6 +176,6 @@ def roc_figure(curves: Sequence[RocCurve], title: str = "ROC", dpi: int = 100) -
     return figure
 
 
-def plot_roc(curves: Sequence[RocCurve], path: str | os.PathLike, title: str = "ROC") -> Path:
+def plot_roc(curves: Sequence[RocCurve | RocInput], path: str | os.PathLike, title: str = "ROC") -> Path:
     """Write the overlaid ROC curves (see ``roc_figure``) as PNG; return its path."""
     return save_figure(roc_figure(curves, title=title), path)

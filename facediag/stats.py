@@ -21,11 +21,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import norm
 
 N_RESAMPLES = 2000
 SEED = 0
@@ -34,6 +37,8 @@ INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity
 BOOTSTRAP, WILSON, WILSON_PEOPLE = "person bootstrap", "wilson", "wilson (people)"
 
 __all__ = [
+    "wilson_interval",
+    "class_ranking_scores",
     "N_RESAMPLES",
     "INTERVAL_METRICS",
     "PairedComparison",
@@ -152,8 +157,6 @@ def metric_intervals(
     """
     from statsmodels.stats.proportion import proportion_confint
 
-    from facediag.metrics import class_ranking_scores, wilson_interval
-
     y_true = np.asarray(y_true, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     n = y_true.size
@@ -268,3 +271,41 @@ def holm(p_values: Sequence[float]) -> list[float]:
     if len(p_values) == 0:
         return []
     return [float(p) for p in multipletests(list(p_values), method="holm")[1]]
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (no continuity correction) for a binomial proportion ``successes / n``."""
+    if isinstance(successes, bool) or isinstance(n, bool):
+        raise TypeError("wilson_interval: successes and n must be integers, not booleans")
+    if int(successes) != successes or int(n) != n:
+        raise ValueError(f"wilson_interval: successes={successes!r} and n={n!r} must be whole numbers")
+    successes, n = int(successes), int(n)
+    if n <= 0:
+        raise ValueError(
+            f"wilson_interval: n must be positive, got n={n} (no samples: the rate is undefined)"
+        )
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes must be in [0, n={n}], got {successes}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"wilson_interval: confidence must be in (0, 1), got {confidence}")
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    proportion = successes / n
+    z2_over_n = z * z / n
+    centre = (proportion + z2_over_n / 2.0) / (1.0 + z2_over_n)
+    spread = math.sqrt(proportion * (1.0 - proportion) / n + z2_over_n / (4.0 * n))
+    half_width = z * spread / (1.0 + z2_over_n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == n else min(1.0, centre + half_width)
+    return low, high
+
+
+def _are_probabilities(scores: np.ndarray) -> bool:
+    return bool(np.all(scores >= 0.0) and np.allclose(scores.sum(axis=1), 1.0, rtol=0.0, atol=1e-6))
+
+
+def class_ranking_scores(scores: np.ndarray) -> np.ndarray:
+    """Per-class scores that order samples like the class probability (softmax log-odds otherwise)."""
+    if _are_probabilities(scores):
+        return scores
+    columns = np.arange(scores.shape[1])
+    return np.column_stack([scores[:, c] - logsumexp(scores[:, columns != c], axis=1) for c in columns])

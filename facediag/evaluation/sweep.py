@@ -24,7 +24,7 @@ from facediag.config import uses_backbone
 from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
-from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, plot_roc_curves, roc_curves, roc_inputs
+from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, roc_curves, roc_inputs
 from facediag.evaluation.methods import methods_paragraph
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
@@ -554,8 +554,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
             curves = [c for c in (row_curve(r, classes, positive) for r in group_rows if not r.failed) if c]
             if curves:
                 kind = f"positive class {positive}" if len(classes) == 2 else "macro one vs rest"
-                draw = plot_roc if len(classes) == 2 else plot_roc_curves
-                png = draw(curves, figures / f"roc_{_slug(dataset, task)}.png", f"{dataset} / {task}: ROC ({kind})")
+                png = plot_roc(curves, figures / f"roc_{_slug(dataset, task)}.png", f"{dataset} / {task}: ROC ({kind})")
                 report.figure(png, caption=f"{dataset} / {task}: ROC curves ({kind}); ★ = best row")
     pooled = [r for r in result.rows if r.cv is not None]
     if pooled:
