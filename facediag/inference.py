@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from facediag.results import RUN_CONFIG
 
 TTA = (None, "none", "flip")
+FUSED = "dtl2_fused"
 
 
 @dataclass
@@ -85,9 +86,13 @@ class TrainedRun:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        # fused DTL2: one backbone per source, each with its own crop (metrics.json ``sources``, in column order)
+        self.sources: list[dict[str, Any]] = list(self.summary.get("sources") or []) if self.strategy == FUSED else []
         if self.strategy == "dsift":
             s = self.cfg.strategy
             self.crop = (int(s.crop_size), str(s.template), float(s.padding))
+        elif self.sources:
+            self.crop = _crop(self.sources[0]["crop"])
         else:
             align = self.cfg.backbone.align
             self.crop = (int(align.size), str(align.template), float(align.padding))
@@ -98,6 +103,8 @@ class TrainedRun:
         """backbone / weights / strategy (variant) in words."""
         if self.strategy == "dsift":
             return f"dense SIFT + BoW / {self.variant}"
+        if self.sources:
+            return f"{self.summary.get('backbone')} / {self.summary.get('weights')} / {self.strategy}"
         return f"{self.cfg.backbone.name} / {self.cfg.weights.name} / {self.strategy}"
 
     def preprocessor(
@@ -155,9 +162,33 @@ class TrainedRun:
                 vocabulary = self.run_dir / str(self.summary.get("vocabulary", "dsift_bow.skops"))
                 svm = self.run_dir / str(files.get(self.variant, f"{self.variant}.skops"))
                 self._model = (load_estimator(vocabulary), load_estimator(svm))
+            elif self.strategy == FUSED:
+                from facediag.estimators import load_estimator
+
+                platt = self.run_dir / "fusion_platt.skops"
+                self._model = (
+                    [self._source_backbone(i) for i in range(len(self.sources))],
+                    load_estimator(self.run_dir / "fusion.skops"),
+                    load_estimator(platt) if platt.is_file() else None,
+                )
             else:
                 raise ValueError(f"{self.run_dir}: unknown strategy {self.strategy!r}")
         return self._model
+
+    def _source_backbone(self, i: int) -> Any:
+        """Fused DTL2: the frozen backbone of source ``i`` as the run recorded it (pair, feature layer, crop,
+        and the weight file pinned in the run's config)."""
+        from facediag.models import create_from_config
+
+        source = self.sources[i]
+        size, template, padding = _crop(source["crop"])
+        configured = self.cfg.strategy.get("sources") or []
+        pinned = OmegaConf.to_container(configured[i], resolve=True) if i < len(configured) else {}
+        weights = {"name": source["weights"], "cache_dir": self.cfg.weights.get("cache_dir")}
+        weights.update({k: pinned[k] for k in ("path", "sha256", "download") if k in pinned})
+        backbone = {"name": source["backbone"], "feature_layer": source.get("feature_layer"),
+                    "align": {"size": size, "template": template, "padding": padding}}
+        return create_from_config(backbone, weights).eval()
 
     def torch_module(self) -> torch.nn.Module:
         """The CNN as a torch module (FaceBackbone, eval mode): DTL1 with its fine-tuned head, DTL2 the frozen
@@ -177,7 +208,7 @@ class TrainedRun:
             return probabilities.astype(np.float64), probabilities.astype(np.float64)
         if self.strategy == "dtl2":
             backbone, svm, platt = self.model()
-            features = backbone.features(backbone.preprocess(crops)).float().numpy()
+            features = self._features(backbone, crops)
             scores = decision_scores(svm, features, len(self.classes))
             return scores, platt.predict_proba(features) if platt is not None else _softmax(scores)
         from threadpoolctl import threadpool_limits
@@ -189,6 +220,9 @@ class TrainedRun:
 
     def score_crops(self, crops: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, probabilities) of aligned uint8 crops (N, H, W, 3), in batches of ``batch_size``."""
+        if self.sources:
+            raise ValueError(f"{self.run_dir}: a fused run needs each source's own crop: score photos (score()), "
+                             "not one set of crops")
         if len(crops) == 0:
             empty = np.zeros((0, len(self.classes)))
             return empty, empty
@@ -215,10 +249,55 @@ class TrainedRun:
         paths = [os.fspath(p) for p in paths]
         from facediag.preprocess.pipeline import stack_crops
 
+        if self.sources:
+            return self._score_fused(preprocessor, paths)
         results, crops = preprocessor.results_and_crops(paths, *self.crop)
         stacked, kept = stack_crops(results, crops, self.crop[0])
         scores, probabilities = self.score_crops(stacked, progress=progress)
         return Scored([r.path for r in kept], stacked, scores, probabilities, results)
+
+    def _score_fused(self, preprocessor: Any, paths: list[str]) -> Scored:
+        """Fused DTL2: every source's crop and features, concatenated in the run's column order, into its model."""
+        from facediag.preprocess.pipeline import stack_crops
+        from facediag.svm import decision_scores
+
+        per_source, first = [], None
+        for source in self.sources:
+            crop = _crop(source["crop"])
+            results, crops = preprocessor.results_and_crops(paths, *crop)
+            stacked, kept = stack_crops(results, crops, crop[0])
+            if first is None:
+                first = (results, kept, stacked)
+            elif [r.path for r in kept] != [r.path for r in first[1]]:
+                raise RuntimeError(f"fused run {self.run_dir}: source {source['backbone']} got crops for other images")
+            per_source.append(stacked)
+        assert first is not None
+        results, kept, stacked = first
+        if not kept:
+            empty = np.zeros((0, len(self.classes)))
+            return Scored([], stacked, empty, empty, results)
+        backbones, fusion, platt = self.model()
+        scores, probabilities = [], []
+        for flip in ([False, True] if self.tta == "flip" else [False]):
+            features = np.hstack([self._features(net, np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops)
+                                  for net, crops in zip(backbones, per_source, strict=True)])
+            scores.append(decision_scores(fusion, features, len(self.classes)))
+            probabilities.append(platt.predict_proba(features) if platt is not None else _softmax(scores[-1]))
+        return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0), results)
+
+    @torch.no_grad()
+    def _features(self, backbone: Any, crops: np.ndarray) -> np.ndarray:
+        """Frozen backbone features of uint8 crops, in batches of ``batch_size``."""
+        return np.concatenate([
+            backbone.features(backbone.preprocess(crops[i : i + self.batch_size])).float().numpy()
+            for i in range(0, len(crops), self.batch_size)
+        ])
+
+
+def _crop(recorded: Sequence[Any]) -> tuple[int, str, float]:
+    """(size, template, padding) of a recorded crop."""
+    size, template, padding = recorded
+    return int(size), str(template), float(padding)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:

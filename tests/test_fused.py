@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,20 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london
     np.testing.assert_allclose(scores, predictions[columns].to_numpy(), rtol=1e-5, atol=1e-6)
     probabilities = load_fusion(run_dir, probabilities=True).predict_proba(test["features"])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    # applied to new photos the way users do (each source's own crop): the run's own test scores again
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, path in enumerate(predictions["path"]):
+        (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
+    scored_csv = tmp_path / "scored.csv"
+    out = subprocess.run([sys.executable, "-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
+                          f"cache_dir={shared_cache}", "workers=1"], cwd=REPO, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    scored = pd.read_csv(scored_csv)
+    scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
+    mine = scored.set_index("path").loc[[str(Path(p).resolve()) for p in predictions["path"]]]
+    np.testing.assert_allclose(mine[columns].to_numpy(float), predictions[columns].to_numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
