@@ -137,7 +137,8 @@ class TrainedRun:
         return path
 
     def model(self) -> Any:
-        """DTL1: the FineTune module (eval); DTL2: (backbone, svm, Platt svm or None); DSIFT: (vocabulary, svm)."""
+        """DTL1: the FineTune module (eval); DTL2: (backbone, svm, Platt svm or None), the SVMs as scikit-learn
+        objects or as ``facediag.linear_svm.LinearSVM`` (same scores); DSIFT: (vocabulary, svm)."""
         if self._model is None:
             if self.strategy == "dtl1":
                 from facediag.strategies.dtl1 import FineTune
@@ -147,14 +148,7 @@ class TrainedRun:
                 )
                 self._model = module.eval()
             elif self.strategy == "dtl2":
-                from facediag.estimators import load_estimator
-
-                platt = self.run_dir / "svm_platt.skops"
-                self._model = (
-                    self._backbone().eval(),
-                    load_estimator(self.run_dir / "svm.skops"),
-                    load_estimator(platt) if platt.is_file() else None,
-                )
+                self._model = (self._backbone().eval(), *self._svm())
             elif self.strategy == "dsift":
                 from facediag.estimators import load_estimator
 
@@ -174,6 +168,20 @@ class TrainedRun:
             else:
                 raise ValueError(f"{self.run_dir}: unknown strategy {self.strategy!r}")
         return self._model
+
+    def _svm(self) -> tuple[Any, Any]:
+        """DTL2: (svm, Platt-scaled svm or None). ``svm_arrays.npz`` (numpy only, written by runs that can) when
+        present, else the skops files; both give the same scores."""
+        from facediag.linear_svm import ARRAYS_FILE, LinearSVM
+
+        arrays = self.run_dir / ARRAYS_FILE
+        if arrays.is_file():
+            svm = LinearSVM(arrays)
+            return svm, svm if svm.has_probabilities else None
+        from facediag.estimators import load_estimator
+
+        platt = self.run_dir / "svm_platt.skops"
+        return load_estimator(self.run_dir / "svm.skops"), load_estimator(platt) if platt.is_file() else None
 
     def _source_backbone(self, i: int) -> Any:
         """Fused DTL2: the frozen backbone of source ``i`` as the run recorded it (pair, feature layer, crop,

@@ -36,12 +36,10 @@ def svm_as_linear(estimator: Any, n_classes: int) -> nn.Linear:
     decision values (the confidences sklearn breaks vote ties with); the votes themselves are not
     differentiable, so Grad-CAM explains this linear score.
     """
-    steps = list(estimator.named_steps.values()) if hasattr(estimator, "named_steps") else [estimator]
-    svm = steps[-1]
-    if getattr(svm, "kernel", "linear") != "linear":
-        raise ValueError(f"Grad-CAM through an SVM needs a linear kernel, got {svm.kernel!r}")
-    coef = svm.coef_.toarray() if hasattr(svm.coef_, "toarray") else np.asarray(svm.coef_)
-    coef, intercept = coef.astype(np.float64), np.asarray(svm.intercept_, dtype=np.float64)
+    from facediag.linear_svm import LinearSVM, linear_arrays
+
+    arrays = vars(estimator) if isinstance(estimator, LinearSVM) else linear_arrays(estimator)
+    coef, intercept = arrays["coef"], arrays["intercept"]
     if coef.shape[0] == 1:
         weight, bias = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
     else:
@@ -52,13 +50,9 @@ def svm_as_linear(estimator: Any, n_classes: int) -> nn.Linear:
             weight[j] -= coef[k]
             bias[i] += intercept[k]
             bias[j] -= intercept[k]
-    for step in steps[:-1]:  # fold StandardScaler: w·(x - m)/s + b = (w/s)·x + (b - (w/s)·m)
-        scale = getattr(step, "scale_", None)
-        mean = getattr(step, "mean_", None) if getattr(step, "with_mean", True) else None
-        if scale is not None:
-            weight = weight / scale
-        if mean is not None:
-            bias = bias - weight @ mean
+    # fold the standardisation: w·(x - m)/s + b = (w/s)·x + (b - (w/s)·m)
+    weight = weight / arrays["scale"]
+    bias = bias - weight @ arrays["mean"]
     linear = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(weight).float())

@@ -1,4 +1,7 @@
-"""SVM fitting with C chosen by subject-grouped cross-validation inside the training part only."""
+"""SVM fitting with C chosen by subject-grouped cross-validation inside the training part only.
+
+scikit-learn is imported where an SVM is fitted: ``decision_scores`` (what applying a run needs) is numpy only.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
 # what a select_svm run's validation score is (metrics.json ``val_source``)
 VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen C)"
@@ -41,7 +42,7 @@ def argmax_accuracy(estimator: Any, features: np.ndarray, y: np.ndarray) -> floa
 
 
 def select_svm(
-    estimator: BaseEstimator,
+    estimator: Any,
     features: np.ndarray,
     y: np.ndarray,
     groups: Sequence[str],
@@ -57,6 +58,9 @@ def select_svm(
 
     ``param`` is the name of C inside ``estimator`` (e.g. ``svm__C`` in a Pipeline).
     """
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+
     groups = np.asarray(groups)
     grid = [float(c) for c in C_grid]
     cv = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)

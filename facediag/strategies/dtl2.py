@@ -107,6 +107,7 @@ class FeatureSVMCallback(pl.Callback):
 
     def fit_and_score(self) -> pd.DataFrame:
         from facediag.estimators import save_estimator
+        from facediag.linear_svm import ARRAYS_FILE, export
 
         fit = self.rows["role"].isin(["train", "val"]).to_numpy()
         test = (self.rows["role"] == "test").to_numpy()
@@ -133,6 +134,9 @@ class FeatureSVMCallback(pl.Callback):
                 self.job.seed,
             )
             save_estimator(platt, self.job.out_dir / "svm_platt.skops")
+        # the same model as plain arrays: applying the run needs neither scikit-learn nor skops
+        export(self.selected.estimator, platt if self.probability else None, self.features[fit],
+               self.job.out_dir / ARRAYS_FILE)
         scores = decision_scores(self.selected.estimator, self.features[test], len(self.job.classes))
         return prediction_frame(self.rows[test], scores, self.job.classes, "dtl2")
 

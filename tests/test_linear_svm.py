@@ -1,0 +1,82 @@
+"""The DTL2 SVM as plain arrays (facediag.linear_svm) scores exactly like scikit-learn, and applying a DTL2
+run then needs neither scikit-learn nor skops."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from facediag.linear_svm import ARRAYS_FILE, LinearSVM, export
+from facediag.saliency import svm_as_linear
+from facediag.strategies.dtl2 import platt_scaled
+from tests.conftest import REPO
+
+
+def fitted(n_classes: int, standardize: bool = True, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), 12)
+    features = rng.normal(size=(len(y), 16)) + y[:, None] * 0.3 + 5.0  # far from zero mean, like dlib features
+    groups = np.arange(len(y)).astype(str)
+    steps = [("scale", StandardScaler())] if standardize else []
+    estimator = Pipeline([*steps, ("svm", SVC(kernel="linear", C=0.5))]).fit(features, y)
+    return estimator, platt_scaled(estimator, features, y, groups, 3, seed), features, rng.normal(size=(20, 16)) + 5
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_arrays_reproduce_decision_values_and_platt_probabilities(tmp_path, n_classes, standardize):
+    estimator, platt, features, new = fitted(n_classes, standardize)
+    assert export(estimator, platt, features, tmp_path / ARRAYS_FILE)
+    arrays = LinearSVM(tmp_path / ARRAYS_FILE)
+    np.testing.assert_allclose(arrays.decision_function(new), estimator.decision_function(new), atol=1e-9)
+    np.testing.assert_allclose(arrays.predict_proba(new), platt.predict_proba(new), atol=1e-9)
+    if n_classes > 2:  # the one-vs-rest transform of one-vs-one votes, not the raw pairwise values
+        assert arrays.decision_function(new).shape == (20, n_classes)
+
+
+def test_a_model_the_arrays_cannot_hold_writes_no_file(tmp_path):
+    rng = np.random.default_rng(1)
+    features, y = rng.normal(size=(30, 4)), np.repeat([0, 1], 15)
+    rbf = SVC(kernel="rbf").fit(features, y)
+    assert not export(rbf, None, features, tmp_path / ARRAYS_FILE)
+    assert not (tmp_path / ARRAYS_FILE).exists()
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_gradcam_linear_layer_is_the_same_from_arrays_and_from_sklearn(tmp_path, n_classes):
+    estimator, platt, features, new = fitted(n_classes)
+    export(estimator, platt, features, tmp_path / ARRAYS_FILE)
+    from_arrays = svm_as_linear(LinearSVM(tmp_path / ARRAYS_FILE), n_classes)
+    from_sklearn = svm_as_linear(estimator, n_classes)
+    x = torch.from_numpy(new).float()
+    torch.testing.assert_close(from_arrays(x), from_sklearn(x))
+
+
+@pytest.mark.slow
+def test_a_dtl2_run_is_applied_without_sklearn_or_skops_and_scores_as_its_skops_files(tiny_dtl2_run, london_dir):
+    from facediag.estimators import load_estimator
+    from facediag.inference import TrainedRun
+
+    assert (tiny_dtl2_run / ARRAYS_FILE).is_file()
+    test = np.load(tiny_dtl2_run / "features" / "test.npz")
+    arrays = LinearSVM(tiny_dtl2_run / ARRAYS_FILE)
+    svm, platt = load_estimator(tiny_dtl2_run / "svm.skops"), load_estimator(tiny_dtl2_run / "svm_platt.skops")
+    np.testing.assert_allclose(arrays.decision_function(test["features"]), svm.decision_function(test["features"]),
+                               atol=1e-6)
+    np.testing.assert_allclose(arrays.predict_proba(test["features"]), platt.predict_proba(test["features"]),
+                               atol=1e-6)
+    assert isinstance(TrainedRun(tiny_dtl2_run).model()[1], LinearSVM)
+    photo = str(test["paths"][0])
+    code = (
+        "import sys\nfrom facediag.inference import TrainedRun\n"
+        f"TrainedRun({str(tiny_dtl2_run)!r}).score([{photo!r}])\n"
+        "print(sorted(m for m in ('sklearn', 'skops', 'pytorch_lightning', 'hydra') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
