@@ -209,6 +209,7 @@ class TrainedRun:
 
     @torch.no_grad()
     def _score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from facediag.models import extract_features
         from facediag.svm import decision_scores
 
         if self.strategy == "dtl1":
@@ -216,7 +217,7 @@ class TrainedRun:
             return probabilities.astype(np.float64), probabilities.astype(np.float64)
         if self.strategy == "dtl2":
             backbone, svm, platt = self.model()
-            features = self._features(backbone, crops)
+            features = extract_features(backbone, crops, batch_size=self.batch_size)
             scores = decision_scores(svm, features, len(self.classes))
             return scores, platt.predict_proba(features) if platt is not None else _softmax(scores)
         from threadpoolctl import threadpool_limits
@@ -284,22 +285,17 @@ class TrainedRun:
         if not kept:
             empty = np.zeros((0, len(self.classes)))
             return Scored([], stacked, empty, empty, results)
+        from facediag.models import extract_features
+
         backbones, fusion, platt = self.model()
         scores, probabilities = [], []
         for flip in ([False, True] if self.tta == "flip" else [False]):
-            features = np.hstack([self._features(net, np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops)
-                                  for net, crops in zip(backbones, per_source, strict=True)])
+            views = [np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops for crops in per_source]
+            features = np.hstack([extract_features(net, view, batch_size=self.batch_size)
+                                  for net, view in zip(backbones, views, strict=True)])
             scores.append(decision_scores(fusion, features, len(self.classes)))
             probabilities.append(platt.predict_proba(features) if platt is not None else _softmax(scores[-1]))
         return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0), results)
-
-    @torch.no_grad()
-    def _features(self, backbone: Any, crops: np.ndarray) -> np.ndarray:
-        """Frozen backbone features of uint8 crops, in batches of ``batch_size``."""
-        return np.concatenate([
-            backbone.features(backbone.preprocess(crops[i : i + self.batch_size])).float().numpy()
-            for i in range(0, len(crops), self.batch_size)
-        ])
 
 
 def _crop(recorded: Sequence[Any]) -> tuple[int, str, float]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 FIT_ROLES = ("train", "val")  # the photos the classifier was fitted on
 
@@ -35,32 +34,33 @@ class FeatureSet:
 
 def crop_features(run: Any, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """(N, D) features of aligned crops: DTL2 the backbone's feature layer, DTL1 the fine-tuned penultimate layer."""
+    from facediag.models import extract_features
     from facediag.saliency import backbone_of, class_score_module
 
     if run.strategy not in ("dtl1", "dtl2"):
         raise ValueError(f"{run.run_dir}: feature neighbours need a DTL1 / DTL2 run, not {run.strategy}")
-    backbone = backbone_of(class_score_module(run))
-    layer = backbone.penultimate if run.strategy == "dtl1" else backbone.features
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(crops), batch_size):
-            outputs.append(layer(backbone.preprocess(crops[start : start + batch_size])).float().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+    layer = "penultimate" if run.strategy == "dtl1" else "features"
+    return extract_features(backbone_of(class_score_module(run)), crops, batch_size=batch_size, layer=layer)
+
+
+def _load(path: Path, role: str) -> FeatureSet:
+    """A ``features/*.npz`` of the run (``features``, ``labels``, ``paths``) as the photos of ``role``."""
+    stored = np.load(path)
+    return FeatureSet(stored["features"], stored["labels"], stored["paths"], np.full(len(stored["paths"]), role))
 
 
 def _computed_features(run: Any, role: str) -> FeatureSet:
     """DTL1: penultimate features of one role's photos of split.csv, cached in ``features/dtl1_<role>.npz``."""
     cache = run.run_dir / "features" / f"dtl1_{role}.npz"
     if cache.is_file():
-        stored = np.load(cache)
-        return FeatureSet(stored["features"], stored["labels"], stored["paths"], np.full(len(stored["paths"]), role))
+        return _load(cache, role)
     split = pd.read_csv(run.run_dir / "split.csv")
     rows = split[split["role"] == role]
     crops, kept = run.preprocessor().crops(rows["path"].astype(str).tolist(), *run.crop)
     label = dict(zip(rows["path"].astype(str), rows["label"].astype(str), strict=True))
     paths = np.array([r.path for r in kept], dtype=str)
     labels = np.array([label[p] for p in paths], dtype=str)
-    features = crop_features(run, crops) if len(crops) else np.zeros((0, 0), np.float32)
+    features = crop_features(run, crops)
     cache.parent.mkdir(exist_ok=True)
     np.savez_compressed(cache, features=features, labels=labels, paths=paths)
     return FeatureSet(features, labels, paths, np.full(len(paths), role))
@@ -69,10 +69,7 @@ def _computed_features(run: Any, role: str) -> FeatureSet:
 def _stored_features(run_dir: Path, role: str) -> FeatureSet | None:
     """DTL2's ``features/<role>.npz`` (None when absent)."""
     path = run_dir / "features" / f"{role}.npz"
-    if not path.is_file():
-        return None
-    stored = np.load(path)
-    return FeatureSet(stored["features"], stored["labels"], stored["paths"], np.full(len(stored["paths"]), role))
+    return _load(path, role) if path.is_file() else None
 
 
 def run_features(run: Any, roles: Sequence[str] = FIT_ROLES) -> FeatureSet:

@@ -85,7 +85,6 @@ def face_descriptors(
     batch_size: int = 32,
 ) -> Descriptors:
     """dlib identity descriptors of ``paths`` (landmarks, chips and descriptors all cached per sha256)."""
-    import torch
 
     align = IDENTITY_BACKBONE["align"]
     paths = [str(p) for p in paths]
@@ -98,17 +97,13 @@ def face_descriptors(
     found = [cache.get(r.sha256) for r in kept]
     todo = [i for i, f in enumerate(found) if f is None]
     if todo:
-        from facediag.models import create
+        from facediag.models import create, extract_features
 
         weights_dir = Path(cache_dir) / "weights"
         net = create("dlib_resnet", "dlib_faces", cache_dir=weights_dir, feature_layer="descriptor")
-        with torch.no_grad():
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                computed = net.features(net.preprocess(crops[chunk])).float().numpy()
-                for i, feature in zip(chunk, computed, strict=True):
-                    cache.put(kept[i].sha256, feature)
-                    found[i] = feature
+        for i, feature in zip(todo, extract_features(net, crops[todo], batch_size=batch_size), strict=True):
+            cache.put(kept[i].sha256, feature)
+            found[i] = feature
     for result, feature, crop in zip(kept, found, crops, strict=True):
         vectors[position[result.path]] = feature
         hashes[position[result.path]] = chip_hash(crop)

@@ -18,10 +18,12 @@ def extract_features(
     device: torch.device | str | None = None,
     amp: bool = False,
     channels_last: bool = False,
+    layer: str = "features",
 ) -> np.ndarray:
     """uint8 RGB crops (N, H, W, 3) at the model's input size -> float32 features (N, feature_dim).
 
-    Runs ``model.features`` in eval mode under ``torch.inference_mode`` in batches; the model's
+    Runs ``model.<layer>`` (``features``: the DTL2 feature layer; ``penultimate``: the input of a fine-tuned
+    head) in eval mode under ``torch.inference_mode`` in batches; the model's
     train/eval state is restored afterwards. On CUDA, ``amp`` runs in bfloat16 autocast and
     ``channels_last`` uses NHWC memory (both ignored on CPU). ``device`` defaults to the model's; another
     device moves the model there.
@@ -39,6 +41,7 @@ def extract_features(
         model.to(memory_format=torch.channels_last)
     use_amp = amp and on_cuda
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    forward = getattr(model, layer)
     was_training = model.training
     model.eval()
     chunks: list[torch.Tensor] = []
@@ -47,7 +50,7 @@ def extract_features(
             for start in range(0, count, batch_size):
                 batch = model.preprocess(images[start : start + batch_size], device=device,
                                          memory_format=memory_format)
-                chunks.append(model.features(batch).float().cpu())
+                chunks.append(forward(batch).float().cpu())
     finally:
         model.train(was_training)
     if not chunks:
