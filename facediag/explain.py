@@ -35,7 +35,7 @@ from facediag.saliency import (
 )
 
 USAGE = (
-    "usage: python -m facediag.explain <photo|folder> [...] run=<run dir> "
+    "usage: python -m facediag.explain <photo|folder|glob> [...] run=<run dir> "
     "[method=gradcam|occlusion] [target=<class>] [window=<px>] [out=<folder>]"
 )
 OPTIONS = {"run", "method", "target", "window", "out"}
@@ -104,22 +104,6 @@ class Explainer:
         return Explained([r.path for r in kept], crops, landmarks, saliency, scores, targets, self.method, results)
 
 
-def image_paths(inputs: Sequence[str]) -> list[str]:
-    """Files as given; folders expanded to the image files inside them (recursively, sorted)."""
-    from facediag.imageio import is_image_file
-
-    paths: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).rglob("*") if p.is_file() and is_image_file(p))
-            if not found:
-                print(f"{item}: no image files in this folder")
-            paths += found
-        else:
-            paths.append(item)
-    return paths
-
-
 def unique_stems(paths: Sequence[str]) -> dict[str, str]:
     """path → output stem; a repeated file name gets its parent folder's name in front."""
     stems: dict[str, str] = {}
@@ -164,12 +148,10 @@ def write_outputs(explained: Explained, out_dir: Path, classes: Sequence[str]) -
 
 
 def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """Photos / folders and the ``key=value`` options."""
-    options = dict(a.split("=", 1) for a in argv if "=" in a and not os.path.exists(a))
-    inputs = [a for a in argv if a not in {f"{k}={v}" for k, v in options.items()}]
-    unknown = set(options) - OPTIONS
-    if unknown or "run" not in options or not inputs:
-        raise SystemExit(USAGE + (f"\nunknown option(s): {sorted(unknown)}" if unknown else ""))
+    """Photos / folders / globs and the ``key=value`` options."""
+    from facediag.predict import parse_arguments
+
+    inputs, options = parse_arguments(argv, OPTIONS, USAGE)
     if options.get("method", "gradcam") not in METHODS:
         raise SystemExit(f"{USAGE}\nmethod must be one of {METHODS}, got {options['method']!r}")
     if not options.get("window", "2").isdigit() or int(options.get("window", "2")) < 2:
@@ -194,7 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from None
     out_dir = Path(options.get("out", Path(options["run"]) / "explain"))
-    explained = explainer.explain(image_paths(inputs), options.get("target"))
+    from facediag.predict import expand
+
+    paths, others = expand(inputs)
+    for path, reason in others:
+        print(f"{path}: skipped ({reason})")
+    explained = explainer.explain(paths, options.get("target"))
     summary = write_outputs(explained, out_dir, run.classes)
     pd.DataFrame(summary).to_csv(out_dir / "explain.csv", index=False)
     print(f"run {run.run_dir} ({run.strategy}), {explainer.method}; {DISCLAIMER}")

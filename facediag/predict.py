@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,10 @@ USAGE = "usage: python -m facediag.predict <photo|folder|glob> [...] run=<run di
 CSV_NAME = "predictions.csv"
 
 
-def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """Positional inputs (photos, folders, globs) and the `key=value` options (checked against OPTIONS)."""
+def parse_arguments(argv: Sequence[str], allowed: Iterable[str], usage: str) -> tuple[list[str], dict[str, str]]:
+    """Positional inputs (photos, folders, globs) and the `key=value` options of a facediag command line: an
+    unknown option, a missing `run=` or no input exits with ``usage``. An existing file whose name holds '='
+    is an input."""
     options: dict[str, str] = {}
     inputs: list[str] = []
     for arg in argv:
@@ -48,10 +50,15 @@ def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             options[key] = value
         else:
             inputs.append(arg)
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - set(allowed))
     if unknown or "run" not in options or not inputs:
-        raise SystemExit(USAGE + (f"\nunknown option(s): {unknown}" if unknown else ""))
+        raise SystemExit(usage + (f"\nunknown option(s): {unknown}" if unknown else ""))
     return inputs, options
+
+
+def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional inputs (photos, folders, globs) and the `key=value` options (checked against OPTIONS)."""
+    return parse_arguments(argv, OPTIONS, USAGE)
 
 
 def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:

@@ -197,7 +197,8 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
 def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_stems_apart(tmp_path):
     from types import SimpleNamespace
 
-    from facediag.explain import Explainer, image_paths, unique_stems
+    from facediag.explain import Explainer, unique_stems
+    from facediag.predict import expand
 
     dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"])
     with pytest.raises(ValueError, match="method=occlusion"):
@@ -207,6 +208,7 @@ def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_st
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "face.jpg").write_bytes(b"")
     (tmp_path / "x" / "notes.txt").write_text("not a photo")
-    found = image_paths([str(tmp_path)])
+    found, others = expand([str(tmp_path)])
     assert [Path(p).parent.name for p in found] == ["x", "y"]
+    assert [Path(p).name for p, _ in others] == ["notes.txt"]
     assert list(unique_stems(found).values()) == ["face", "y_face"]
