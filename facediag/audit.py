@@ -84,26 +84,17 @@ def problems_of(row: pd.Series) -> str:
 
 
 def contact_sheet(chips: dict[str, np.ndarray], table: pd.DataFrame, classes: list[str], out_png: Path, n: int) -> Path:
-    """Up to ``n`` aligned faces per class (one row per class), matplotlib."""
-    import matplotlib
+    """Up to ``n`` aligned faces per class (one row per class)."""
+    from facediag.plots import image_grid, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(classes), n, figsize=(1.3 * n, 1.45 * len(classes)), squeeze=False)
-    for i, label in enumerate(classes):
+    pictures: list[np.ndarray | None] = []
+    captions: list[str] = []
+    for label in classes:
         paths = [p for p in table.loc[table["label"] == label, "path"] if p in chips][:n]
-        for j in range(n):
-            ax = axes[i][j]
-            ax.axis("off")
-            if j < len(paths):
-                ax.imshow(chips[paths[j]])
-                ax.set_title(Path(paths[j]).name[:14], fontsize=6)
-        axes[i][0].text(-0.1, 0.5, label, transform=axes[i][0].transAxes, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+        pictures += [chips[p] for p in paths] + [None] * (n - len(paths))
+        captions += [Path(p).name[:14] for p in paths] + [""] * (n - len(paths))
+    grid = image_grid(pictures, captions, n, row_labels=classes, cell=(1.3, 1.45), caption_size=6, dpi=100)
+    return save_figure(grid, out_png)
 
 
 def audit(cfg: DictConfig) -> pd.DataFrame:

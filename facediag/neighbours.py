@@ -102,22 +102,11 @@ def nearest(query: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.ndarra
 def neighbour_sheet(
     query: np.ndarray, title: str, thumbnails: np.ndarray, captions: Sequence[str], png: Path
 ) -> Path:
-    """One row: the query crop, then the neighbours' crops with their captions (matplotlib PNG)."""
-    import matplotlib
+    """One row: the query crop, then the neighbours' crops with their captions (PNG)."""
+    from facediag.plots import image_grid, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(thumbnails) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.9), squeeze=False)
-    for ax, image, caption in zip(axes[0], [query, *thumbnails], [title, *captions], strict=True):
-        ax.imshow(image)
-        ax.set_title(caption, fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    pictures = [query, *thumbnails]
+    return save_figure(image_grid(pictures, [title, *captions], len(pictures), cell=(2.2, 2.9)), png)
 
 
 def show_neighbours(run: Any, paths: Sequence[str], crops: np.ndarray, k: int, out_dir: Path) -> list[Path]:

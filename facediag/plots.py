@@ -27,6 +27,7 @@ __all__ = [
     "RocCurve",
     "figure_to_array",
     "save_figure",
+    "image_grid",
 ]
 
 RocInput = tuple[str, np.ndarray | Sequence[int], np.ndarray | Sequence[float]]  # (label, y_true 0/1, score)
@@ -57,6 +58,34 @@ def compute_roc(label: str, y_true: np.ndarray | Sequence[int], score: np.ndarra
         return RocCurve(label, np.zeros(0), np.zeros(0), None)
     false_positive_rate, true_positive_rate, _ = roc_curve(y_true, score)
     return RocCurve(label, false_positive_rate, true_positive_rate, float(roc_auc_score(y_true, score)))
+
+
+def image_grid(
+    pictures: Sequence[np.ndarray | None],
+    captions: Sequence[str],
+    columns: int,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+    cell: tuple[float, float] = (2.3, 2.7),
+    caption_size: float = 8,
+    dpi: int = 90,
+) -> Figure:
+    """Images in a grid, row by row, each with its caption (None: an empty cell); optional title and row labels."""
+    rows = max(1, -(-len(pictures) // max(1, columns)), len(row_labels or []))
+    columns = max(1, min(columns, len(pictures)))
+    figure = Figure(figsize=(cell[0] * columns, cell[1] * rows + (0.4 if title else 0)), dpi=dpi, layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, picture, caption in zip(axes.ravel(), pictures, captions, strict=False):
+        if picture is not None:
+            ax.imshow(picture)
+            ax.set_title(caption, fontsize=caption_size)
+    for ax, label in zip(axes[:, 0], row_labels or [], strict=False):
+        ax.text(-0.1, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:

@@ -22,31 +22,11 @@ MAX_CORRECT = {"gradcam": 40, "occlusion": 6}  # correctly classified test photo
 COLUMNS = 6
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def gallery_figure(pictures: list[np.ndarray], captions: list[str], png: Path, title: str) -> Path:
     """A grid of overlays with one caption each."""
-    plt = _plt()
-    rows = max(1, -(-len(pictures) // COLUMNS))
-    cols = min(COLUMNS, max(1, len(pictures)))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.7 * rows + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, picture, caption in zip(axes.ravel(), pictures, captions, strict=False):
-        ax.imshow(picture)
-        ax.set_title(caption, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    from facediag.plots import image_grid, save_figure
+
+    return save_figure(image_grid(pictures, captions, COLUMNS, title=title), png)
 
 
 def feature_map_figure(
@@ -54,9 +34,14 @@ def feature_map_figure(
     title: str,
 ) -> Path:
     """2-D embedding coloured by class; training photos small, test photos large, misclassified test crossed."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    colours = plt.get_cmap("tab10")
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    from facediag.plots import save_figure
+
+    fig = Figure(figsize=(6.5, 5.5), dpi=90, layout="constrained")
+    ax = fig.subplots()
+    colours = colormaps["tab10"]
     test = roles == "test"
     for k, name in enumerate(classes):
         own = labels == name
@@ -69,10 +54,7 @@ def feature_map_figure(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
