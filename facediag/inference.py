@@ -55,7 +55,8 @@ class TrainedRun:
     """A run dir of `train.py` turned back into a classifier.
 
     DTL1: the fine-tuned module of the checkpoint that was tested (``metrics.json`` ``checkpoint``),
-    rebuilt with its saved hyper-parameters. DTL2: backbone + ``svm.skops`` (+ ``svm_platt.skops``).
+    rebuilt with its saved hyper-parameters. DTL2: backbone + ``svm_arrays.npz`` (or ``svm.skops`` +
+    ``svm_platt.skops`` where the arrays could not reproduce the SVM).
     DSIFT: ``dsift_bow.skops`` + the SVM of ``variant`` (default: the run's first variant, the one at
     the top of metrics.json; ``variants`` lists them). ``tta="flip"`` averages the scores of each crop
     and its horizontal mirror.
@@ -171,8 +172,8 @@ class TrainedRun:
 
     def _svm(self) -> tuple[Any, Any]:
         """DTL2: (svm, Platt-scaled svm or None). ``svm_arrays.npz`` (numpy only, written by runs that can) when
-        present, else the skops files; both give the same scores."""
-        from facediag.linear_svm import ARRAYS_FILE, LinearSVM
+        present, else the skops files written instead."""
+        from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, LinearSVM
 
         arrays = self.run_dir / ARRAYS_FILE
         if arrays.is_file():
@@ -180,8 +181,8 @@ class TrainedRun:
             return svm, svm if svm.has_probabilities else None
         from facediag.estimators import load_estimator
 
-        platt = self.run_dir / "svm_platt.skops"
-        return load_estimator(self.run_dir / "svm.skops"), load_estimator(platt) if platt.is_file() else None
+        platt = self.run_dir / SVM_PLATT_FILE
+        return load_estimator(self.run_dir / SVM_FILE), load_estimator(platt) if platt.is_file() else None
 
     def _source_backbone(self, i: int) -> Any:
         """Fused DTL2: the frozen backbone of source ``i`` as the run recorded it (pair, feature layer, crop,

@@ -1,12 +1,13 @@
 """A fitted linear SVM (+ its Platt sigmoids) as plain arrays: numpy-only scoring of a DTL2 run.
 
 Applying a DTL2 run to one photo should not pay for importing scikit-learn and skops (about a second on
-2 cores). Training writes ``svm_arrays.npz`` beside ``svm.skops``: the StandardScaler's mean / scale, the
-SVC's one-vs-one ``coef_`` / ``intercept_`` and the sigmoid parameters of the Platt-scaled model. Scoring
-reproduces scikit-learn exactly (decision values, including the one-vs-rest transform of one-vs-one
-votes for multiclass SVC, and CalibratedClassifierCV's sigmoid probabilities); ``export`` checks that on
-the training features and writes nothing when it does not hold (prediction then uses the skops files).
-The file holds numbers only and loads with ``allow_pickle=False``.
+2 cores), nor should training pay for importing skops to save the SVM. Training writes ``svm_arrays.npz``:
+the StandardScaler's mean / scale, the SVC's one-vs-one ``coef_`` / ``intercept_`` and the sigmoid
+parameters of the Platt-scaled model. Scoring reproduces scikit-learn exactly (decision values, including
+the one-vs-rest transform of one-vs-one votes for multiclass SVC, and CalibratedClassifierCV's sigmoid
+probabilities); ``export`` checks that on the training features and writes nothing when it does not hold;
+training then saves the scikit-learn objects as ``svm.skops`` / ``svm_platt.skops`` instead, and
+prediction loads those. The file holds numbers only and loads with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 ARRAYS_FILE = "svm_arrays.npz"
+SVM_FILE, SVM_PLATT_FILE = "svm.skops", "svm_platt.skops"  # written instead when the arrays cannot reproduce the SVM
 TOLERANCE = 1e-6
 
 

@@ -28,8 +28,7 @@ def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_d
         "predictions.csv",
         "metrics.json",
         "confusion_matrix.png",
-        "svm.skops",
-        "svm_platt.skops",
+        "svm_arrays.npz",
         "features/train.npz",
         "features/test.npz",
         "qa_grid.png",
@@ -165,3 +164,19 @@ def test_dtl1_on_two_ddp_ranks_tests_every_image_once_in_the_main_process(london
     assert sorted(predictions["path"]) == sorted(split.loc[split.role == "test", "path"])
     assert summary["n"] == summary["n_test"] == len(predictions)
     assert summary["best_checkpoint"] == str(tmp_path / "checkpoints" / "best.ckpt")
+
+
+def test_a_dtl2_svm_the_arrays_cannot_reproduce_is_saved_with_skops_and_applied_from_there(
+    london_dir, tmp_path, shared_cache, monkeypatch
+):
+    import facediag.strategies.dtl2 as dtl2
+    from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE
+
+    monkeypatch.setattr(dtl2, "export", lambda *args: False)  # as export does when the check fails
+    run(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
+    assert (tmp_path / SVM_FILE).is_file() and (tmp_path / SVM_PLATT_FILE).is_file()
+    assert not (tmp_path / ARRAYS_FILE).exists()
+    own = pd.read_csv(tmp_path / "predictions.csv").set_index("path")
+    scored = TrainedRun(tmp_path).score(list(own.index))
+    assert scored.paths == list(own.index)
+    np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-5)

@@ -140,7 +140,7 @@ def test_a_failing_job_is_recorded_in_its_run_dir_and_spares_the_other(joblib_sw
 @pytest.mark.slow
 def test_rerunning_a_sweep_skips_complete_jobs_and_retries_failed_ones(joblib_sweep):
     sweep_dir = joblib_sweep["sweep_dirs"][0]
-    done = [sweep_dir / "0" / name for name in ("metrics.json", "predictions.csv", "svm.skops")]
+    done = [sweep_dir / "0" / name for name in ("metrics.json", "predictions.csv", "svm_arrays.npz")]
     stamps = [path.stat().st_mtime_ns for path in done]
     (sweep_dir / "1" / FAILED).unlink()
     out, _ = train_py("-m", *joblib_sweep["command"], f"hydra.sweep.dir={sweep_dir}")  # basic launcher

@@ -3,7 +3,8 @@
 A Lightning ``predict`` pass over train/val/test serves features (from the cache, or from the CNN,
 built only when an image is missing from the cache); ``FeatureSVMCallback`` dumps them to
 ``features/<role>.npz``, fits the SVM with C chosen by subject-grouped CV inside the training part,
-scores the test part and saves the SVM with skops.
+scores the test part and saves the SVM as plain arrays (``svm_arrays.npz``, ``facediag.linear_svm``) or,
+where those cannot reproduce it, with skops.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from facediag.data.datamodule import FaceCrops
 from facediag.feature_cache import FeatureCache
+from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, export
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
 from facediag.svm import VAL_SOURCE, decision_scores, select_svm
@@ -107,7 +109,6 @@ class FeatureSVMCallback(pl.Callback):
 
     def fit_and_score(self) -> pd.DataFrame:
         from facediag.estimators import save_estimator
-        from facediag.linear_svm import ARRAYS_FILE, export
 
         fit = self.rows["role"].isin(["train", "val"]).to_numpy()
         test = (self.rows["role"] == "test").to_numpy()
@@ -123,7 +124,7 @@ class FeatureSVMCallback(pl.Callback):
             param="svm__C",
         )
         log.info("DTL2 SVM: C=%s (grouped CV accuracy %s)", self.selected.C, self.selected.cv_accuracy)
-        save_estimator(self.selected.estimator, self.job.out_dir / "svm.skops")
+        platt = None
         if self.probability:
             platt = platt_scaled(
                 self.selected.estimator,
@@ -133,10 +134,12 @@ class FeatureSVMCallback(pl.Callback):
                 self.cv_folds,
                 self.job.seed,
             )
-            save_estimator(platt, self.job.out_dir / "svm_platt.skops")
-        # the same model as plain arrays: applying the run needs neither scikit-learn nor skops
-        export(self.selected.estimator, platt if self.probability else None, self.features[fit],
-               self.job.out_dir / ARRAYS_FILE)
+        # one saved model: plain arrays (scoring needs neither scikit-learn nor skops) when they reproduce the
+        # fitted SVM on the training features, else the scikit-learn objects as skops files
+        if not export(self.selected.estimator, platt, self.features[fit], self.job.out_dir / ARRAYS_FILE):
+            save_estimator(self.selected.estimator, self.job.out_dir / SVM_FILE)
+            if platt is not None:
+                save_estimator(platt, self.job.out_dir / SVM_PLATT_FILE)
         scores = decision_scores(self.selected.estimator, self.features[test], len(self.job.classes))
         return prediction_frame(self.rows[test], scores, self.job.classes, "dtl2")
 
@@ -217,7 +220,7 @@ def platt_scaled(estimator: Any, features: np.ndarray, y: np.ndarray, groups: An
     return calibrated.fit(features, y)
 
 
-def load_svm(run_dir: str | Path, name: str = "svm.skops") -> Any:
+def load_svm(run_dir: str | Path, name: str = SVM_FILE) -> Any:
     """A fitted SVM of the run (skops: only trusted sklearn/numpy types are loaded, never arbitrary pickle).
 
     ``svm.skops`` gives decision values; ``svm_platt.skops`` Platt-scaled probabilities.
