@@ -70,9 +70,9 @@ def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int 
     """MACs / parameters of the adapted model (with its num_classes head); None for DSIFT."""
     if not uses_backbone(cfg.strategy):
         return None, None
-    from facediag.models.flops import count_macs
+    from facediag.models.flops import cached_count_macs
 
-    return count_macs(cfg.backbone.name, cfg.weights.name, num_classes)
+    return cached_count_macs(cfg.backbone.name, cfg.weights.name, num_classes, cfg.paths.get("cache_dir"))
 
 
 def run_info(cfg: DictConfig, data: PreparedData, split: pd.DataFrame) -> dict[str, Any]:

@@ -454,6 +454,23 @@ def test_caffe_resnet50_counts_less_than_torchvision_because_of_stride_placement
     assert caffe == pytest.approx(3.90e9, rel=0.01)
 
 
+def test_cached_macs_are_counted_once_per_architecture_and_head_and_recounted_when_the_file_is_bad(
+    tmp_path, monkeypatch
+):
+    from facediag.models import flops
+
+    expected = count_macs("alexnet", "imagenet", num_classes=2)
+    assert flops.cached_count_macs("alexnet", "imagenet", 2, tmp_path) == expected
+    (stored,) = (tmp_path / "macs").glob("*.json")
+    counted = []
+    monkeypatch.setattr(flops, "count_macs", lambda *args: counted.append(args) or (1, 2))
+    assert flops.cached_count_macs("alexnet", "imagenet", 2, tmp_path) == expected and not counted
+    assert flops.cached_count_macs("alexnet", "imagenet", 5, tmp_path) == (1, 2)  # another head: counted
+    stored.write_text("{not json")
+    assert flops.cached_count_macs("alexnet", "imagenet", 2, tmp_path) == (1, 2)
+    assert flops.cached_count_macs("alexnet", "imagenet", 2, None) == (1, 2) and len(counted) == 3
+
+
 def test_macs_count_custom_layers_and_leave_the_model_untouched():
     model = create("efficientnet_lite0", "none")
     macs, params = count_macs(model, num_classes=2)
