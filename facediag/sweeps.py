@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facediag.config import CONFIG_DIR, uses_backbone
 
@@ -143,7 +143,10 @@ def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | N
     metrics, config = out_dir / "metrics.json", out_dir / RUN_CONFIG
     if not (metrics.is_file() and config.is_file()) or (out_dir / FAILED).exists():
         return None
-    if config.read_text() != resolved_config:
+    # the same settings, in any key order (a group's keys may come in another order, e.g. from its defaults list)
+    if OmegaConf.to_container(OmegaConf.create(config.read_text())) != OmegaConf.to_container(
+        OmegaConf.create(resolved_config)
+    ):
         return None
     return json.loads(metrics.read_text())
 
