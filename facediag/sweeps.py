@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.config import CONFIG_DIR, uses_backbone
+from facediag.config import CONFIG_DIR, register_resolvers, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CheckWeights callback)
         return compose(config_name="train", overrides=overrides)
+    register_resolvers()  # the structured configs the groups extend (called as a library, no app registered them)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
