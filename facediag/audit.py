@@ -17,15 +17,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from facediag.config import CONFIG_DIR, register_resolvers  # noqa: E402
-from facediag.errors import exit_on_user_error  # noqa: E402
+from facediag.config import hydra_app  # noqa: E402
 
-register_resolvers()
 META_COLUMNS = ("sex", "age", "ethnicity", "gender", "race")
 MEASURES = ("width", "height", "face_px", "face_fraction", "blur", "yaw", "pitch", "roll")
 
@@ -187,10 +184,7 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="audit")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    audit(cfg)
+main = hydra_app("audit", audit)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 _CHECKOUT = Path(__file__).resolve().parents[1]
 # the checkout holding train.py and conf/; an installed wheel has neither beside it, so the working directory
 REPO_ROOT = _CHECKOUT if (_CHECKOUT / "conf").is_dir() else Path.cwd()
-CONFIG_DIR = REPO_ROOT / "conf"
+# the Hydra configs: the checkout's conf/, else the copy a wheel ships as facediag/conf (pyproject.toml)
+CONFIG_DIR = _CHECKOUT / "conf" if (_CHECKOUT / "conf").is_dir() else Path(__file__).resolve().parent / "conf"
 RUN_ID_ENV = "FACEDIAG_RUN_ID"
 DATA_ENV = "FACEDIAG_DATA_DIR"
 
@@ -43,7 +44,29 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs; safe to call repeatedly."""
+    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, and the structured configs the
+    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults); safe to call repeatedly."""
+    import dataclasses
+
+    from hydra.core.config_store import ConfigStore
+
+    from facediag.strategies.sgd import SGDSettings
+
+    # a plain dict, not the dataclass: conf/strategy/dtl1.yaml adds keys of its own (name, max_epochs, ...)
+    ConfigStore.instance().store(group="strategy_settings", name="dtl1", node=dataclasses.asdict(SGDSettings()))
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
     OmegaConf.register_new_resolver("data_dir", lambda: str(data_dir()), replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
+
+
+def hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any]:
+    """The ``main()`` of a ``python -m facediag.<tool>`` Hydra app: ``task(cfg)`` on the config ``config_name``
+    of ``CONFIG_DIR`` (the checkout's or the wheel's), resolvers registered, user errors as short messages."""
+    import hydra
+
+    from facediag.errors import exit_on_user_error
+
+    register_resolvers()
+    return hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(
+        exit_on_user_error(task)
+    )

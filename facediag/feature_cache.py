@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,17 @@ class FeatureCache:
         """Store atomically (a crash never leaves a half-written entry)."""
         atomic_write(self._file(digest), lambda handle: np.save(handle, np.asarray(feature, dtype=np.float32),
                                                                 allow_pickle=False))
+
+    def features(self, digests: Sequence[str], compute: Callable[[list[int]], np.ndarray]) -> list[np.ndarray]:
+        """The feature vector of each image: read from the cache, the misses computed (``compute(indices)`` →
+        their features, in that order; not called when nothing is missing) and stored."""
+        found = [self.get(d) for d in digests]
+        todo = [i for i, f in enumerate(found) if f is None]
+        if todo:
+            for i, feature in zip(todo, compute(todo), strict=True):
+                self.put(digests[i], feature)
+                found[i] = feature
+        return found  # type: ignore[return-value]
 
     def missing(self, digests: Sequence[str]) -> list[str]:
         return [d for d in digests if not self._file(d).is_file()]

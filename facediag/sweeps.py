@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.config import CONFIG_DIR, uses_backbone
+from facediag.config import CONFIG_DIR, register_resolvers, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,12 @@ class MissingWeightsError(FileNotFoundError):
 
 
 def _choices(config: DictConfig) -> dict[str, list[str]]:
-    """Every value each of `method`, `backbone`, `weights`, `strategy` takes in this (multi)run."""
+    """Every value each of `method`, `backbone`, `weights`, `strategy` takes in this (multi)run.
+
+    The sweep is read with Hydra's override parser, the public API (``hydra.core``) that Hydra's own
+    BasicSweeper and the Optuna sweeper expand sweeps with; the configs behind the values are composed by
+    Hydra (``compose_train``), never read from the YAML files.
+    """
     choices = {key: [str(config.hydra.runtime.choices.get(key))] for key in ("backbone", "weights", "strategy")}
     method = config.hydra.runtime.choices.get("method")
     choices["method"] = [str(method)] if method not in (None, "null") else []
@@ -35,41 +40,43 @@ def _choices(config: DictConfig) -> dict[str, list[str]]:
     return choices
 
 
-def method_pair(method: str) -> tuple[str, str, str] | None:
-    """(backbone, weights, strategy) of the `train` config composed by Hydra with ``method=<method>``;
-    None when that strategy uses no CNN."""
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The `train` config composed by Hydra with ``overrides`` (inside a Hydra app: through the app's search path)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    overrides = [f"method={method}"]
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CheckWeights callback)
-        cfg = compose(config_name="train", overrides=overrides)
-    else:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=overrides)
+    register_resolvers()  # the structured configs the groups extend (called as a library, no app registered them)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def method_pair(method: str) -> tuple[str, str, str] | None:
+    """(backbone, weights, strategy) of the `train` config composed by Hydra with ``method=<method>``;
+    None when that strategy uses no CNN."""
+    cfg = compose_train([f"method={method}"])
     if not uses_backbone(cfg.strategy):
         return None
     return str(cfg.backbone.name), str(cfg.weights.name), str(cfg.strategy.name)
 
 
-def strategy_pairs(strategy: str) -> set[tuple[str, str]]:
-    """The (backbone, weights) sources a strategy config lists itself (fused DTL2); empty for the others."""
-    file = CONFIG_DIR / "strategy" / f"{strategy}.yaml"
-    sources = OmegaConf.load(file).get("sources") if file.is_file() else None
-    return {(str(s["backbone"]), str(s["weights"])) for s in sources or []}
+def job_pairs(overrides: list[str]) -> set[tuple[str, str]]:
+    """The (backbone, weights) pairs a job composed with ``overrides`` loads: its own and the sources its
+    strategy lists (fused DTL2); none when the strategy uses no CNN."""
+    cfg = compose_train(overrides)
+    if not uses_backbone(cfg.strategy):
+        return set()
+    sources = cfg.strategy.get("sources") or []
+    return {(str(cfg.backbone.name), str(cfg.weights.name))} | {(str(s.backbone), str(s.weights)) for s in sources}
 
 
 def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
     """The (backbone, weights) pairs the jobs of this (multi)run will load."""
     choices = _choices(config)
-    if choices["method"]:
-        triples = [method_pair(m) for m in choices["method"]]
-        pairs = {(b, w) for t in triples if t for b, w, _ in [t]}
-        return pairs.union(*(strategy_pairs(t[2]) for t in triples if t))
-    if not any(uses_backbone(OmegaConf.load(CONFIG_DIR / "strategy" / f"{s}.yaml")) for s in choices["strategy"]):
-        return set()
-    pairs = set(itertools.product(choices["backbone"], choices["weights"]))
-    return pairs.union(*(strategy_pairs(s) for s in choices["strategy"]))
+    keys = ["method"] if choices["method"] else ["backbone", "weights", "strategy"]
+    jobs = itertools.product(*(choices[key] for key in keys))
+    return set().union(*(job_pairs([f"{k}={v}" for k, v in zip(keys, job, strict=True)]) for job in jobs))
 
 
 def missing_weight_files(config: DictConfig) -> list[str]:
@@ -137,7 +144,10 @@ def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | N
     metrics, config = out_dir / "metrics.json", out_dir / RUN_CONFIG
     if not (metrics.is_file() and config.is_file()) or (out_dir / FAILED).exists():
         return None
-    if config.read_text() != resolved_config:
+    # the same settings, in any key order (a group's keys may come in another order, e.g. from its defaults list)
+    if OmegaConf.to_container(OmegaConf.create(config.read_text())) != OmegaConf.to_container(
+        OmegaConf.create(resolved_config)
+    ):
         return None
     return json.loads(metrics.read_text())
 

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import binomtest
 
 from facediag.evaluation import evaluate_sweep
+from facediag.evaluation.sweep import TRIAL_NOT_CHOSEN
 from tests.test_evaluate import write_fake_run
 
 OPTUNA_HYDRA = "hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper\n"
@@ -111,6 +112,12 @@ def test_optuna_trials_show_one_test_score_for_the_trial_chosen_on_val_score(tmp
     trials = markdown.split("Optuna trials (validation only")[1].split("\n\n")[1]
     assert "accuracy [95% CI]" not in trials and trials.count("★") == 1
     assert markdown.count(f"{row.metrics['accuracy']:.3f} [") == 1  # one test score: the chosen trial's
+    table = pd.read_csv(tmp_path / "eval" / "report.csv").set_index("run_dir")
+    chosen = str(row.entries[0].path)
+    assert table["accuracy"].notna().sum() == 1 and table.loc[chosen, "accuracy"] == row.metrics["accuracy"]
+    others = table.drop(index=chosen)
+    assert others[["n_test", "accuracy", "accuracy_lo", "auc"]].isna().all().all()
+    assert (others["reason"] == TRIAL_NOT_CHOSEN).all() and others["val_score"].notna().all()
 
 
 def test_methods_on_shuffled_labels_look_like_noise(tmp_path):

@@ -41,3 +41,14 @@ def test_loaders_take_batch_size_and_workers_from_the_data_group(tmp_path: Path)
     assert job.loader_options == {"batch_size": 5, "num_workers": 1}
     for strategy in ("dtl1", "dtl2"):  # one source of truth: no strategy-level batch size
         assert "batch_size" not in compose_train(tmp_path, f"strategy={strategy}").strategy
+
+
+def test_the_dtl1_config_takes_its_settings_from_sgd_settings_and_overrides_them(tmp_path: Path):
+    import dataclasses
+
+    from tests.conftest import compose_train
+
+    defaults = dataclasses.asdict(SGDSettings())
+    cfg = compose_train(tmp_path, "strategy=dtl1", "strategy.lr=0.01")
+    assert {key: cfg.strategy[key] for key in defaults} == {**defaults, "lr": 0.01}
+    assert DTL1(**{k: v for k, v in cfg.strategy.items() if k != "_target_"}).sgd == SGDSettings(lr=0.01)

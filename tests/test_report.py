@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from facediag.evaluation import evaluate_sweep
-from facediag.evaluation.report import Report, fmt_count, fmt_interval
+from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
 from facediag.results import DISCLAIMER
 from tests.test_evaluate import DSIFT_VARIANTS, hand_accuracy, write_fake_run
 
@@ -232,3 +232,10 @@ def test_html_report_renders_tables_and_figures_in_headless_chromium(sweep_dir, 
     # the disclaimer banner (yellow) is on the first screen
     top = pixels[:300].reshape(-1, 3).astype(int)
     assert ((top[:, 0] > 240) & (top[:, 1] > 230) & (top[:, 2] > 190) & (top[:, 2] < 215)).sum() > 1000
+
+
+def test_a_spread_of_one_value_is_shown_as_missing_not_a_crash():
+    # the audit's per-class std of a class with one image is pandas' NA (nullable dtypes)
+    stats = pd.DataFrame({"blur": pd.array([1.5], dtype="Float64")}).groupby([0]).agg(["median", "std"])
+    assert [fmt_number(v) for v in stats.iloc[0]] == ["1.500", MISSING]
+    assert fmt_number(None) == fmt_number(float("nan")) == MISSING

@@ -69,6 +69,8 @@ def test_completed_summary_returns_stored_metrics_only_for_the_same_config(tmp_p
     assert completed_summary(tmp_path, config) == {"accuracy": 0.5, "val_score": 0.75}
     other = config.replace("42", "43")
     assert completed_summary(tmp_path, other) is None
+    reordered = OmegaConf.to_yaml(OmegaConf.create({"seed": 42, "strategy": {"C_grid": [1.0]}}))
+    assert completed_summary(tmp_path, reordered) == {"accuracy": 0.5, "val_score": 0.75}
 
 
 def test_completed_summary_reruns_a_failed_or_unfinished_job(tmp_path):

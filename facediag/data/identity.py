@@ -94,16 +94,15 @@ def face_descriptors(
     vectors = np.full((len(paths), 128), np.nan, dtype=np.float32)
     hashes = np.zeros((len(paths), CHIP_HASH_SIZE**2), dtype=bool)
     position = {p: i for i, p in enumerate(paths)}
-    found = [cache.get(r.sha256) for r in kept]
-    todo = [i for i, f in enumerate(found) if f is None]
-    if todo:
+
+    def compute(todo: list[int]) -> np.ndarray:
         from facediag.models import create, extract_features
 
         weights_dir = Path(cache_dir) / "weights"
         net = create("dlib_resnet", "dlib_faces", cache_dir=weights_dir, feature_layer="descriptor")
-        for i, feature in zip(todo, extract_features(net, crops[todo], batch_size=batch_size), strict=True):
-            cache.put(kept[i].sha256, feature)
-            found[i] = feature
+        return extract_features(net, crops[todo], batch_size=batch_size)
+
+    found = cache.features([r.sha256 for r in kept], compute)
     for result, feature, crop in zip(kept, found, crops, strict=True):
         vectors[position[result.path]] = feature
         hashes[position[result.path]] = chip_hash(crop)

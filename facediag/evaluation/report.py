@@ -43,8 +43,8 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:
-    """A float with ``digits`` decimals; '—' for None / NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A float with ``digits`` decimals; '—' for None / NaN / pandas' NA (e.g. the std of one value)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
         return MISSING
     if isinstance(value, (int,)) and not isinstance(value, bool):
         return str(value)

@@ -131,15 +131,21 @@ def load_entry(path: Path) -> Entry:
 
 
 # -- report.csv: one row per run × variant ----------------------------------------------------------------
-def run_rows(entry: Entry) -> list[dict[str, Any]]:
-    """report.csv rows of one run dir: one per variant, or a single failed row."""
+TRIAL_NOT_CHOSEN = "Optuna trial not chosen on validation: test metrics withheld (see the chosen trial)"
+
+
+def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
+    """report.csv rows of one run dir: one per variant, or a single failed row. ``test=False`` (an Optuna trial
+    not chosen on validation) keeps the validation score and leaves the test metrics out."""
     base = {"run_dir": str(entry.path), "config_id": config_id(entry), **entry.describe()}
     stored = (entry.run.stored_metrics or {}) if entry.run is not None else {}
-    base.update(macs=stored.get("macs"), params=stored.get("params"))
+    base.update(macs=stored.get("macs"), params=stored.get("params"), val_score=stored.get("val_score"))
     if entry.error is not None:
         return [{**base, "variant": None, "status": "failed", "reason": entry.error}]
     run = entry.run
     assert run is not None
+    if not test:
+        return [{**base, "variant": variant, "status": "ok", "reason": TRIAL_NOT_CHOSEN} for variant in run.variants]
     rows = []
     for variant in run.variants:
         part = run.predictions[run.predictions["variant"] == variant]
@@ -515,14 +521,17 @@ def _slug(*parts: Any) -> str:
 
 def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path | None = None) -> SweepResult:
     """Find the run dirs of ``spec`` (a dir, a glob or a list), build the tables; with ``out_dir`` write
-    report.md, report.csv (one row per run × variant), report.html, cv.csv and figures/ there."""
+    report.md, report.csv (one row per run × variant; test metrics only for the Optuna trial chosen on validation),
+    report.html, cv.csv and figures/ there."""
     entries = [load_entry(path) for path in find_run_dirs(spec)]
-    runs = pd.DataFrame([r for e in entries for r in run_rows(e)])
     rows = build_rows(entries)
     groups = {key: reduce_trials(group_rows) for key, group_rows in group_rows_by_table(rows).items()}
     for group_rows in groups.values():
         mark_chosen(group_rows)
         group_rows.sort(key=_sort_key)
+    # a test score is reported once per Optuna search: the other trials' run dirs keep their val_score only
+    withheld = {e.path for g in groups.values() for row in g for t in row.trials if t is not row for e in t.entries}
+    runs = pd.DataFrame([r for e in entries for r in run_rows(e, test=e.path not in withheld)])
     result = SweepResult(runs, [r for g in groups.values() for r in g], cv_frame(rows))
     if out_dir is None:
         return result

@@ -11,13 +11,9 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from facediag.config import CONFIG_DIR, register_resolvers  # noqa: E402
-from facediag.errors import exit_on_user_error  # noqa: E402
-
-register_resolvers()
+from facediag.config import hydra_app  # noqa: E402
 
 
 def run(cfg: DictConfig) -> None:
@@ -53,10 +49,7 @@ def run(cfg: DictConfig) -> None:
     print(f"wrote {out_dir / 'preprocess_report.csv'} and {out_dir / 'qa_grid.png'}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+main = hydra_app("train", run)
 
 
 if __name__ == "__main__":

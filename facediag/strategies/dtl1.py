@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from facediag.data.datamodule import FaceDataModule, build_augment
 from facediag.models.face_backbone import NormalizedHead
 from facediag.results import prediction_frame
 from facediag.strategies.job import Job
+from facediag.strategies.sgd import SGDSettings
 
 log = logging.getLogger(__name__)
 VAL_SOURCE = "accuracy of the best checkpoint on the validation split (people held out from training; also used " \
@@ -34,18 +34,6 @@ def top_k_error(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Te
     k = min(k, logits.shape[1])
     hits = (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1)
     return 1.0 - hits.float().mean()
-
-
-@dataclass(frozen=True)
-class SGDSettings:
-    """How DTL1 fine-tunes (the paper's SGD by default); ``strategy.*`` keys of ``conf/strategy/dtl1.yaml``."""
-
-    lr: float = 5e-5
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    head_lr_mult: float = 1.0  # the new head's lr = lr x this
-    freeze_stages: int = 0  # freeze the first k stages of the backbone
-    head_norm: bool = False  # BatchNorm1d (no affine) before the new head
 
 
 class FineTune(pl.LightningModule):

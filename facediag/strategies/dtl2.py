@@ -57,17 +57,13 @@ class FrozenFeatures(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> tuple[np.ndarray, np.ndarray]:
         images, _, rows = batch
         rows = rows.cpu().numpy()
-        digests = self.digests[rows]
-        found = [self.cache.get(d) for d in digests]
-        todo = [i for i, f in enumerate(found) if f is None]
-        if todo:
+
+        def compute(todo: list[int]) -> np.ndarray:
             net = self._net()
-            computed = net.features(net.preprocess(images[todo], device=self.device)).float().cpu().numpy()
-            for i, feature in zip(todo, computed, strict=True):
-                self.cache.put(digests[i], feature)
-                found[i] = feature
             self.cnn_images += len(todo)
-        return np.stack(found), rows
+            return net.features(net.preprocess(images[todo], device=self.device)).float().cpu().numpy()
+
+        return np.stack(self.cache.features(self.digests[rows], compute)), rows
 
 
 class FeatureSVMCallback(pl.Callback):
