@@ -50,6 +50,10 @@ def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_d
     assert metrics["n_test"] == len(predictions) and 0 <= metrics["accuracy_ci"][0] <= metrics["accuracy"]
     rerun, _ = run(tmp_path / "b", own_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
     assert summary["cnn_images"] > 0 and rerun["cnn_images"] == 0
+    for role in ("train", "test"):  # the warm run reads the same features without a predict pass
+        cold, warm = (np.load(tmp_path / name / "features" / f"{role}.npz") for name in ("a", "b"))
+        np.testing.assert_array_equal(cold["features"], warm["features"])
+        assert list(cold["paths"]) == list(warm["paths"])
 
 
 def test_same_seed_gives_the_same_split_and_the_same_dtl2_metrics(london_dir, tmp_path, shared_cache):

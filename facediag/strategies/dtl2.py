@@ -93,6 +93,11 @@ class FeatureSVMCallback(pl.Callback):
         self.features[rows] = features
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """Dump the collected features and fit / score the SVM (at the end of the predict pass, or at once
+        when every image's features came from the cache)."""
         self.dump_features()
         self.predictions = self.fit_and_score()
 
@@ -159,21 +164,27 @@ class DTL2:
         started = time.perf_counter()
         rows, crops = job.crops(*job.backbone_crop)
         digests = rows["sha256"].to_numpy(dtype=str)
-        module = FrozenFeatures(job.make_backbone, job.feature_cache(), digests)
+        cache = job.feature_cache()
+        module = FrozenFeatures(job.make_backbone, cache, digests)
         callback = FeatureSVMCallback(job, rows, self.C_grid, self.cv_folds, self.standardize, self.probability)
-        loader = DataLoader(
-            FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
-        )
-        # one device, in this process: the callback needs every image's features (no sharding across ranks)
-        trainer = job.make_trainer(
-            callbacks=[callback],
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            devices=1,
-            strategy="auto",
-            num_nodes=1,
-        )
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        cached = [cache.get(d) for d in digests]
+        if all(feature is not None for feature in cached):  # a warm cache: no CNN, no predict pass (~1 s)
+            callback.features = np.stack(cached).astype(np.float32)  # type: ignore[arg-type]
+            callback.finish()
+        else:
+            loader = DataLoader(
+                FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
+            )
+            # one device, in this process: the callback needs every image's features (no sharding across ranks)
+            trainer = job.make_trainer(
+                callbacks=[callback],
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                devices=1,
+                strategy="auto",
+                num_nodes=1,
+            )
+            trainer.predict(module, dataloaders=loader, return_predictions=False)
         job.info.update(
             cnn_images=module.cnn_images,
             feature_dim=int(callback.features.shape[1]),
