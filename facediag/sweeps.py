@@ -61,26 +61,31 @@ def method_pair(method: str) -> tuple[str, str, str] | None:
     return str(cfg.backbone.name), str(cfg.weights.name), str(cfg.strategy.name)
 
 
-def job_pairs(overrides: list[str]) -> set[tuple[str, str]]:
-    """The (backbone, weights) pairs a job composed with ``overrides`` loads: its own and the sources its
-    strategy lists (fused DTL2); none when the strategy uses no CNN."""
-    cfg = compose_train(overrides)
+def config_pairs(cfg: DictConfig) -> set[tuple[str, str]]:
+    """The (backbone, weights) pairs a job with the composed config ``cfg`` loads: its own and the sources
+    its strategy lists (fused DTL2); none when the strategy uses no CNN."""
     if not uses_backbone(cfg.strategy):
         return set()
     sources = cfg.strategy.get("sources") or []
     return {(str(cfg.backbone.name), str(cfg.weights.name))} | {(str(s.backbone), str(s.weights)) for s in sources}
 
 
+def job_pairs(overrides: list[str]) -> set[tuple[str, str]]:
+    """``config_pairs`` of the job Hydra composes with ``overrides``."""
+    return config_pairs(compose_train(overrides))
+
+
 def needed_pairs(config: DictConfig) -> set[tuple[str, str]]:
-    """The (backbone, weights) pairs the jobs of this (multi)run will load."""
+    """The (backbone, weights) pairs the jobs of this (multi)run will load, each job composed by Hydra."""
     choices = _choices(config)
     keys = ["method"] if choices["method"] else ["backbone", "weights", "strategy"]
     jobs = itertools.product(*(choices[key] for key in keys))
     return set().union(*(job_pairs([f"{k}={v}" for k, v in zip(keys, job, strict=True)]) for job in jobs))
 
 
-def missing_weight_files(config: DictConfig) -> list[str]:
-    """One placement message per weight file that is absent (nothing is downloaded here)."""
+def missing_weight_files(config: DictConfig, pairs: set[tuple[str, str]] | None = None) -> list[str]:
+    """One placement message per weight file that is absent (nothing is downloaded here), of ``pairs``
+    (default: every job's, ``needed_pairs``)."""
     from facediag.models import load_spec
     from facediag.models.weights import locate_weight_file
 
@@ -88,7 +93,7 @@ def missing_weight_files(config: DictConfig) -> list[str]:
     cache_dir = weights.get("cache_dir")
     path = weights.get("path")
     messages = []
-    for backbone, dataset in sorted(needed_pairs(config)):
+    for backbone, dataset in sorted(needed_pairs(config) if pairs is None else pairs):
         try:
             spec = load_spec(backbone, dataset)
         except Exception as err:  # an impossible pair is reported like a missing file
@@ -102,9 +107,9 @@ def missing_weight_files(config: DictConfig) -> list[str]:
     return messages
 
 
-def check_weights(config: DictConfig) -> None:
+def check_weights(config: DictConfig, pairs: set[tuple[str, str]] | None = None) -> None:
     """Raise MissingWeightsError listing every weight file this (multi)run needs that is absent."""
-    missing = missing_weight_files(config)
+    missing = missing_weight_files(config, pairs)
     if missing:
         raise MissingWeightsError(
             f"{len(missing)} weight file(s) needed by this run are not on this machine:\n  "
@@ -120,11 +125,11 @@ class CheckWeights(Callback):
     the process instead (``SystemExit`` with the list: printed on stderr, exit status 1).
     """
 
-    def _check(self, config: DictConfig) -> None:
+    def _check(self, config: DictConfig, pairs: set[tuple[str, str]] | None = None) -> None:
         if config.hydra.job.name != "train":  # e.g. `python -m facediag.preprocess` loads no network
             return
         try:
-            check_weights(config)
+            check_weights(config, pairs)
         except MissingWeightsError as err:
             raise SystemExit(f"MissingWeightsError: {err}") from err
 
@@ -132,7 +137,7 @@ class CheckWeights(Callback):
         self._check(config)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config)
+        self._check(config, config_pairs(config))  # a single run: its own composed config, nothing to compose
 
 
 def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | None:

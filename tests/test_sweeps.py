@@ -87,6 +87,17 @@ def test_completed_summary_reruns_a_failed_or_unfinished_job(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_single_run_with_missing_weights_stops_before_it_starts_and_names_its_fused_sources(tmp_path):
+    out, _ = train_py(
+        "strategy=dtl2_fused", "strategy.sources=[{backbone: vgg16, weights: vggface}]",
+        f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run", timeout=120,
+    )
+    assert out.returncode != 0 and "MissingWeightsError: 1 weight file(s)" in out.stderr
+    assert f"vgg16 x vggface: vgg_face_dag.pth -> put it in {tmp_path}/cache/weights/" in out.stderr
+    assert not (tmp_path / "run" / "manifest.csv").exists()
+
+
+@pytest.mark.slow
 def test_missing_weights_stop_a_multirun_before_any_job_starts(tmp_path):
     sweep_dir = tmp_path / "sweep"
     out, _ = train_py(
