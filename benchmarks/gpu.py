@@ -3,6 +3,7 @@
     python benchmarks/gpu.py features <run A> <run B>        # max abs difference of features/<role>.npz
     python benchmarks/gpu.py predict <run> <predict CSV>     # predict's scores vs the run's predictions.csv
     python benchmarks/gpu.py epochs <out CSV> <sweep dir>... # seconds per DTL1 epoch from TensorBoard events
+    python benchmarks/gpu.py paired <A sweep dir> <B sweep dir>...  # A vs each method of B on the same test photos
 """
 
 from __future__ import annotations
@@ -83,6 +84,49 @@ def epochs(out_csv: Path, sweeps: list[Path]) -> pd.DataFrame:
     return table
 
 
+def test_outcomes(roots: list[Path]) -> pd.DataFrame:
+    """Every test prediction under ``roots``: method, task, size, split seed, photo (file stem), person, correct."""
+    import yaml
+
+    frames = []
+    for predictions in sorted(p for root in roots for p in root.glob("**/predictions.csv")):
+        config = yaml.safe_load((predictions.parent / ".hydra" / "config.yaml").read_text())
+        data, strategy = config["data"], config["strategy"]["name"]
+        method = strategy if strategy == "dsift" else f"{config['backbone']['name']}/{strategy}"
+        test = pd.read_csv(predictions, dtype={"subject": str})
+        test = test[test["role"] == "test"]
+        frames.append(pd.DataFrame({
+            "method": [f"{method} {v}" if v != strategy else method for v in test["variant"]],
+            "task": data["task"], "size": str(data.get("train_subjects_per_class")), "seed": data["split_seed"],
+            "photo": [Path(p).stem for p in test["path"]], "subject": test["subject"],
+            "correct": (test["pred"] == test["label"]).to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def paired(a_root: Path, b_roots: list[Path]) -> pd.DataFrame:
+    """Method A (all runs under ``a_root``) against every method under ``b_roots``, per task and size, on the same
+    test photos of the same split seeds: McNemar's exact test over people and the paired person-bootstrap interval
+    of the accuracy difference A - B (``facediag.stats.paired_comparison``)."""
+    from facediag.stats import paired_comparison
+
+    a, b = test_outcomes([a_root]), test_outcomes(b_roots)
+    keys = ["task", "size", "seed", "photo"]
+    rows = []
+    for (method_b, task, size), part in b.groupby(["method", "task", "size"]):
+        for method_a, mine in a[(a["task"] == task) & (a["size"] == size)].groupby("method"):
+            both = mine.merge(part, on=keys, suffixes=("_a", "_b"))
+            if both.empty:
+                continue
+            c = paired_comparison(both["correct_a"], both["correct_b"], both["subject_a"])
+            rows.append({"task": task, "size": size, "a": method_a, "b": method_b, "n_pairs": len(both),
+                         "acc_a": both["correct_a"].mean(), "acc_b": both["correct_b"].mean(),
+                         "a_minus_b": c.accuracy_difference, "ci_lo": c.difference_ci[0], "ci_hi": c.difference_ci[1],
+                         "people_a_better": c.n_a_better, "people_b_better": c.n_b_better, "p_mcnemar": c.p_value})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return table
+
+
 if __name__ == "__main__":
     command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if command == "features" and len(args) == 2:
@@ -91,5 +135,7 @@ if __name__ == "__main__":
         predict(Path(args[0]), Path(args[1]))
     elif command == "epochs" and len(args) >= 2:
         epochs(Path(args[0]), [Path(a) for a in args[1:]])
+    elif command == "paired" and len(args) >= 2:
+        paired(Path(args[0]), [Path(a) for a in args[1:]])
     else:
         sys.exit(__doc__)
