@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from facediag.evaluation import evaluate_sweep
+from facediag.evaluation.curves import curve_figure
 from tests.test_evaluate import REPO, write_fake_run
 
 SIZES = (5, 10, None)
@@ -47,6 +48,16 @@ def test_sweep_over_training_people_draws_curves_and_writes_their_table(tmp_path
     assert (tmp_path / "report" / "figures" / "learning_curve_london_sex.png").stat().st_size > 10_000
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Learning curves" in report and "all (≈20)" in report and "learning_curve_london_sex.png" in report
+
+
+def test_a_perfect_point_whose_interval_bound_rounds_below_it_is_still_drawn():
+    # Wilson (people) of 102 / 102 comes back as [0.9637, 0.9999999999999999]: the error bar is 0, not negative
+    points = pd.DataFrame({"method": ["m", "m"], "x": [5.0, 40.8], "accuracy": [0.9, 1.0],
+                           "accuracy_lo": [0.85, 0.9637], "accuracy_hi": [0.95, 1.0 - 1.1e-16],
+                           "train_subjects_per_class": [5, "all"], "people_per_class": [5.0, 40.8]})
+    figure = curve_figure(points, "london / sex")
+    (bars,) = figure.axes[0].containers
+    assert len(bars.lines[0].get_xdata()) == 2
 
 
 def test_a_sweep_without_the_option_has_no_learning_curves(tmp_path):

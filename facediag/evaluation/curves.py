@@ -86,7 +86,8 @@ def curve_figure(points: pd.DataFrame, title: str) -> Figure:
         part = points[points["method"] == method]
         x = part["x"].to_numpy() * (1 + 0.015 * (i - (len(methods) - 1) / 2))  # spread overlapping bars
         y = part["accuracy"].to_numpy()
-        error = np.vstack([y - part["accuracy_lo"].to_numpy(), part["accuracy_hi"].to_numpy() - y])
+        # a perfect row's upper bound can come back as 1 - 1e-16: rounding, not a negative error bar
+        error = np.clip(np.vstack([y - part["accuracy_lo"].to_numpy(), part["accuracy_hi"].to_numpy() - y]), 0, None)
         ax.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method)
     ticks = points.drop_duplicates("x").sort_values("x")
     ax.set_xscale("log")
