@@ -184,3 +184,18 @@ def test_a_dtl2_svm_the_arrays_cannot_reproduce_is_saved_with_skops_and_applied_
     scored = TrainedRun(tmp_path).score(list(own.index))
     assert scored.paths == list(own.index)
     np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-5)
+
+
+def test_a_run_trained_in_bf16_mixed_keeps_full_precision_test_scores_and_features(london_dir, tmp_path, shared_cache):
+    # trainer=gpu trains in bf16-mixed; CPU autocast runs the same precision plugin here
+    run(tmp_path / "dtl1", shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16",
+        "trainer.precision=bf16-mixed")
+    own = pd.read_csv(tmp_path / "dtl1" / "predictions.csv").set_index("path")
+    scored = TrainedRun(tmp_path / "dtl1").score(list(own.index))
+    np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-4)
+    features = {}
+    for precision in ("bf16-mixed", "32-true"):  # each with a cold cache of its own: the CNN runs in both
+        run(tmp_path / precision, tmp_path / f"cache_{precision}", "strategy=dtl2", "strategy.C_grid=[1.0]",
+            f"trainer.precision={precision}")
+        features[precision] = np.load(tmp_path / precision / "features" / "test.npz")["features"]
+    np.testing.assert_allclose(features["bf16-mixed"], features["32-true"], atol=1e-4)

@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from facediag.data.datamodule import FaceDataModule, build_augment
 from facediag.models.face_backbone import NormalizedHead
 from facediag.results import prediction_frame
-from facediag.strategies.job import Job
+from facediag.strategies.job import FULL_PRECISION, Job
 from facediag.strategies.sgd import SGDSettings
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,12 @@ class DTL1:
                 f"the loss diverged: lower strategy.lr (now {self.sgd.lr}) or raise strategy.freeze_stages"
             )
         log.info("DTL1: best checkpoint %s (%s=%s), %s epochs", best, self.monitor, float(score), epochs)
-        # the test pass runs once, in this process, on one device: under ddp_spawn every rank would test a shard
-        tester = job.make_trainer(devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False)
+        # the test pass runs once, in this process, on one device (under ddp_spawn every rank would test a shard),
+        # in full precision whatever the training precision (trainer=gpu: bf16-mixed), so predictions.csv holds
+        # the scores that applying the run (facediag.predict, evaluate.py run=) recomputes
+        tester = job.make_trainer(
+            devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False, precision=FULL_PRECISION
+        )
         tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         # the best checkpoint's accuracy on the validation split: the validation score comparable across strategies
         (validated,) = tester.validate(model, datamodule=datamodule, verbose=False)

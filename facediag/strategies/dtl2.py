@@ -29,7 +29,7 @@ from facediag.data.datamodule import FaceCrops
 from facediag.feature_cache import FeatureCache
 from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, export
 from facediag.results import prediction_frame
-from facediag.strategies.job import Job
+from facediag.strategies.job import FULL_PRECISION, Job
 from facediag.svm import VAL_SOURCE, decision_scores, select_svm
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,8 @@ class DTL2:
             loader = DataLoader(
                 FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
             )
-            # one device, in this process: the callback needs every image's features (no sharding across ranks)
+            # one device, in this process: the callback needs every image's features (no sharding across ranks);
+            # full precision on every device, so the per-image cache holds the same features for CPU and GPU runs
             trainer = job.make_trainer(
                 callbacks=[callback],
                 enable_checkpointing=False,
@@ -183,6 +184,7 @@ class DTL2:
                 devices=1,
                 strategy="auto",
                 num_nodes=1,
+                precision=FULL_PRECISION,
             )
             trainer.predict(module, dataloaders=loader, return_predictions=False)
         job.info.update(
