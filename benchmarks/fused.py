@@ -10,6 +10,13 @@
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/fused.py time [--workdir DIR] [overrides...]
     python benchmarks/fused.py check <evaluate output dir>/learning_curves.csv
+    python benchmarks/fused.py designs <sweep dir of the geometry preset> [--split-seed 0]
+
+    designs compares fusion designs (which sources, with or without source selection) on validation only:
+           in each run's training part (features/train.npz + val.npz, never test.npz), a person-grouped
+           5-fold CV in which every design makes its own choice (choose_rule, inner CV) on the inner
+           training folds and is scored on the held-out people. The sweep must be of a preset whose
+           features hold every source the designs use (dlib_resnet_efficientnet_lite0_geometry_dtl2_fused).
 """
 
 from __future__ import annotations
@@ -25,6 +32,14 @@ from sweep import job_rows
 SINGLES = ("dlib_resnet_dlib_faces_dtl2", "efficientnet_lite0_imagenet_dtl2")
 FUSED = "dlib_resnet_efficientnet_lite0_dtl2_fused"
 TARGETS = {"sex_expression": 0.965, "expression": 0.985, "sex": 0.995}
+CNNS = ("dlib_resnet", "efficientnet_lite0")
+#: fusion designs compared on validation: (sources, select_sources), rules block_scaled and stacked as the presets
+DESIGNS = {
+    "dlib + EfficientNet (dtl2_fused preset)": (CNNS, False),
+    "dlib + EfficientNet, source selection": (CNNS, True),
+    "dlib + EfficientNet + geometry": ((*CNNS, "face_geometry"), False),
+    "dlib + EfficientNet + geometry, source selection (geometry preset)": ((*CNNS, "face_geometry"), True),
+}
 
 
 def time_rows(workdir: Path, overrides: list[str]) -> None:
@@ -68,6 +83,57 @@ def check_targets(csv: Path) -> None:
               f"{base['accuracy_hi']:.3f}]: {gap:+.3f} {'met' if gap >= 0.2 else 'NOT met'}")  # fmt: skip
 
 
+def nested_validation(run_dir: Path, sources: tuple[str, ...], select: bool) -> float:
+    """Accuracy of one fusion design on held-out people of the run's training part (never its test part)."""
+    import json
+
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from facediag.fusion import choose_rule, grouped_splits
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    parts = [np.load(run_dir / "features" / f"{role}.npz") for role in ("train", "val")]
+    X, labels, groups = (np.concatenate([p[k] for p in parts]) for k in ("features", "labels", "subjects"))
+    y = np.unique(labels, return_inverse=True)[1]
+    columns = {(s.get("backbone") or s["features"]): s["columns"] for s in metrics["sources"]}
+    X = np.hstack([X[:, slice(*columns[name])] for name in sources])
+    blocks = [columns[name][1] - columns[name][0] for name in sources]
+    seed = int(OmegaConf.load(run_dir / "run_config.yaml").seed)
+    correct = 0
+    for train, held_out in grouped_splits(y, groups, 5, seed):
+        choice = choose_rule(X[train], y[train], groups[train], blocks, ("block_scaled", "stacked"),
+                             n_folds=5, seed=seed, select_sources=select, names=list(sources))
+        correct += int(np.sum(choice.estimator.predict(X[held_out]) == y[held_out]))
+    return correct / len(y)
+
+
+def compare_designs(sweep_dir: Path, split_seed: int | None) -> None:
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    print_header("benchmarks/fused.py designs: fusion designs on held-out people of each training part (no test)",
+                 sweep_dir=str(sweep_dir), split_seed="all" if split_seed is None else split_seed)  # fmt: skip
+    rows = []
+    for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: int(f.parent.name)):
+        metrics = json.loads(metrics_file.read_text())
+        if split_seed is not None and metrics["split_seed"] != split_seed:
+            continue
+        with threadpool_limits(1):
+            for design, (sources, select) in DESIGNS.items():
+                accuracy = nested_validation(metrics_file.parent, sources, select)
+                rows.append({"task": metrics["task"], "split seed": metrics["split_seed"], "fold": metrics["fold"],
+                             "design": design, "validation accuracy": accuracy})
+                print(f"  {metrics['task']:<15} seed {metrics['split_seed']} fold {metrics['fold']}  {design:<68} "
+                      f"{accuracy:.3f}", flush=True)  # fmt: skip
+    grouped = pd.DataFrame(rows).groupby(["task", "design"], sort=False)["validation accuracy"]
+    table = grouped.agg(["mean", "std", "count"])
+    print("\nmean over runs of the held-out-people accuracy in the training parts (SD over runs, runs)")
+    print_table([{"task": t, "design": d, "mean": r["mean"], "SD": r["std"], "runs": int(r["count"])}
+                 for (t, d), r in table.iterrows()])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,9 +142,14 @@ def main() -> None:
     timing.add_argument("overrides", nargs="*", help="extra train.py overrides, e.g. num_threads=1")
     check = sub.add_parser("check")
     check.add_argument("csv", type=Path)
+    designs = sub.add_parser("designs")
+    designs.add_argument("sweep_dir", type=Path)
+    designs.add_argument("--split-seed", type=int, default=None, help="only the runs of this split seed")
     args = parser.parse_args()
     if args.command == "time":
         time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides)
+    elif args.command == "designs":
+        compare_designs(args.sweep_dir, args.split_seed)
     else:
         check_targets(args.csv)
 
