@@ -130,8 +130,11 @@ def compare_designs(sweep_dir: Path, split_seed: int | None) -> None:
     grouped = pd.DataFrame(rows).groupby(["task", "design"], sort=False)["validation accuracy"]
     table = grouped.agg(["mean", "std", "count"])
     print("\nmean over runs of the held-out-people accuracy in the training parts (SD over runs, runs)")
-    print_table([{"task": t, "design": d, "mean": r["mean"], "SD": r["std"], "runs": int(r["count"])}
+    print_table([{"task": t, "design": d, "mean": f"{r['mean']:.4f}", "SD": f"{r['std']:.4f}", "runs": int(r["count"])}
                  for (t, d), r in table.iterrows()])  # fmt: skip
+    overall = table["mean"].groupby(level="design", sort=False).mean()
+    print("\nmean over tasks (one preset for all three): "
+          + ", ".join(f"{d}: {a:.4f}" for d, a in overall.items()))  # fmt: skip
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from facediag.svm import decision_scores
 from tests.conftest import REPO, compose_train, train_cli
 
 
-def train_fused(method: str, run_dir: Path, shared_cache: Path) -> Path:
+def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str) -> Path:
     """A small fused run (6 people per class, 3 folds, two Cs) through train.py, as users start it."""
     return train_cli(run_dir, shared_cache, f"method={method}", "data.task=sex_expression", "strategy.C_grid=[0.1,1.0]",
-                     "strategy.cv_folds=3")
+                     "strategy.cv_folds=3", *overrides)
 
 
 def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path) -> None:
@@ -80,7 +80,8 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
     from facediag.geometry import N_FEATURES
 
     run_dir = tmp_path / "run"
-    train_fused("dlib_resnet_efficientnet_lite0_geometry_dtl2_fused", run_dir, shared_cache)
+    method = "dlib_resnet_efficientnet_lite0_geometry_dtl2_fused"
+    train_fused(method, run_dir, shared_cache, "strategy.select_sources=true")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backbone"] == "dlib_resnet+efficientnet_lite0+face_geometry"
     assert metrics["weights"] == "dlib_faces+imagenet"
