@@ -1,6 +1,6 @@
 """Fused DTL2 against its single-backbone rows: wall time of the London table rows, and the issue-15 targets.
 
-    time   python train.py -m experiment=london_table method=<dlib DTL2>,<EfficientNet DTL2>,<fused>
+    time   python train.py -m experiment=london_table method=<dlib DTL2>,<EfficientNet DTL2>,<fused (--fused)>
            (warm per-image feature cache: the features come from it) and the per-row in-job wall time;
            target: fused <= 1.5 x (dlib + EfficientNet).
     check  reads the learning_curves.csv that `python evaluate.py sweep=<dirs>` wrote for a
@@ -42,19 +42,19 @@ DESIGNS = {
 }
 
 
-def time_rows(workdir: Path, overrides: list[str]) -> None:
+def time_rows(workdir: Path, overrides: list[str], fused_method: str = FUSED) -> None:
     sweep_dir = workdir / "sweep"
     print_header("benchmarks/fused.py time: London table rows, fused DTL2 vs its single-backbone rows",
-                 sweep_dir=str(sweep_dir), overrides=" ".join(overrides) or "-")  # fmt: skip
-    run = run_script("train.py", "-m", "experiment=london_table", f"method={','.join((*SINGLES, FUSED))}",
+                 sweep_dir=str(sweep_dir), fused=fused_method, overrides=" ".join(overrides) or "-")  # fmt: skip
+    run = run_script("train.py", "-m", "experiment=london_table", f"method={','.join((*SINGLES, fused_method))}",
                      f"hydra.sweep.dir={sweep_dir}", *overrides).check("the london_table sweep")  # fmt: skip
     rows = job_rows(sweep_dir)
     print_table(rows)
     seconds = pd.DataFrame(rows).query("`in-job s` != '-'").groupby("method")["in-job s"].sum()
     singles = sum(float(seconds.get(m, float("nan"))) for m in SINGLES)
-    fused = float(seconds.get(FUSED, float("nan")))
+    fused = float(seconds.get(fused_method, float("nan")))
     print(f"\nsweep wall time {run.seconds:.1f} s; in-job s summed over tasks: "
-          + ", ".join(f"{m} {seconds.get(m, float('nan')):.1f}" for m in (*SINGLES, FUSED)))  # fmt: skip
+          + ", ".join(f"{m} {seconds.get(m, float('nan')):.1f}" for m in (*SINGLES, fused_method)))  # fmt: skip
     print(f"fused / (sum of single rows) = {fused:.1f} / {singles:.1f} = {fused / singles:.2f} (target <= 1.5)")
 
 
@@ -142,6 +142,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     timing = sub.add_parser("time")
     timing.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    timing.add_argument("--fused", default=FUSED, help=f"the fused method preset (default {FUSED})")
     timing.add_argument("overrides", nargs="*", help="extra train.py overrides, e.g. num_threads=1")
     check = sub.add_parser("check")
     check.add_argument("csv", type=Path)
@@ -150,7 +151,7 @@ def main() -> None:
     designs.add_argument("--split-seed", type=int, default=None, help="only the runs of this split seed")
     args = parser.parse_args()
     if args.command == "time":
-        time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides)
+        time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides, args.fused)
     elif args.command == "designs":
         compare_designs(args.sweep_dir, args.split_seed)
     else:
