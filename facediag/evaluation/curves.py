@@ -86,7 +86,8 @@ def curve_figure(points: pd.DataFrame, title: str) -> Figure:
         part = points[points["method"] == method]
         x = part["x"].to_numpy() * (1 + 0.015 * (i - (len(methods) - 1) / 2))  # spread overlapping bars
         y = part["accuracy"].to_numpy()
-        error = np.vstack([y - part["accuracy_lo"].to_numpy(), part["accuracy_hi"].to_numpy() - y])
+        # the point is the mean over repeats, the interval the pooled rows' (a person bootstrap may leave it out)
+        error = np.clip(np.vstack([y - part["accuracy_lo"].to_numpy(), part["accuracy_hi"].to_numpy() - y]), 0, None)
         ax.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method)
     ticks = points.drop_duplicates("x").sort_values("x")
     ax.set_xscale("log")
@@ -127,8 +128,8 @@ def add_learning_curves(rows: Sequence[Any], report: Report, out_dir: str | Path
     points.to_csv(files["learning_curves"], index=False)
     report.heading("Learning curves")
     report.text("Test accuracy against the number of training people per class (data.train_subjects_per_class: "
-                "the training part is subsampled, the test folds stay the same). Error bars: Wilson 95% intervals "
-                "of the pooled rows; 'all' sits at the mean number of training people per class.")
+                "the training part is subsampled, the test folds stay the same). Error bars: the pooled rows' 95% "
+                "intervals (as in the sweep table); 'all' sits at the mean number of training people per class.")
     for (dataset, task), part in points.groupby(["dataset", "task"], sort=False):
         report.heading(f"{dataset} / {task}", level=3)
         report.table(curve_table(part), caption=f"{dataset} / {task}: accuracy [95% CI] by training people per class")
