@@ -37,8 +37,8 @@ CNNS = ("dlib_resnet", "efficientnet_lite0")
 DESIGNS = {
     "dlib + EfficientNet (dtl2_fused preset)": (CNNS, False),
     "dlib + EfficientNet, source selection": (CNNS, True),
-    "dlib + EfficientNet + geometry": ((*CNNS, "face_geometry"), False),
-    "dlib + EfficientNet + geometry, source selection (geometry preset)": ((*CNNS, "face_geometry"), True),
+    "dlib + EfficientNet + geometry (geometry preset)": ((*CNNS, "face_geometry"), False),
+    "dlib + EfficientNet + geometry, source selection": ((*CNNS, "face_geometry"), True),
 }
 
 
