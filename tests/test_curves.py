@@ -77,3 +77,13 @@ def test_a_mean_over_repeats_outside_its_pooled_interval_still_draws():
     figure = curve_figure(points, "t")
     caps = figure.axes[0].containers[0]
     assert len(caps.lines[0].get_xdata()) == 2
+
+
+def test_settings_stay_in_a_label_only_where_they_tell_two_curves_apart():
+    from facediag.evaluation.curves import without_needless_settings
+
+    frame = pd.DataFrame({"dataset": ["d"] * 4, "task": ["t"] * 4, "method": [
+        "a+b/x/dtl2_fused [strategy.sources=[a, b]]", "a+b+g/x/dtl2_fused [strategy.sources=[a, b, g]]",
+        "e/x/dtl2 [strategy.C_grid=[1]]", "e/x/dtl2 [strategy.C_grid=[10]]"]})
+    assert list(without_needless_settings(frame)) == [
+        "a+b/x/dtl2_fused", "a+b+g/x/dtl2_fused", "e/x/dtl2 [strategy.C_grid=[1]]", "e/x/dtl2 [strategy.C_grid=[10]]"]

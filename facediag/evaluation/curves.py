@@ -43,6 +43,14 @@ def _method(row: Any) -> str:
     return text + (f" [{', '.join(others)}]" if others else "")
 
 
+def without_needless_settings(frame: pd.DataFrame) -> pd.Series:
+    """Method labels without their ``[settings]`` where backbone / weights / strategy / variant alone already
+    tell the curves of a dataset / task apart (two fused presets with other sources differ in many keys)."""
+    base = frame["method"].str.replace(r" \[.*\]$", "", regex=True)
+    curves = frame.assign(base=base).groupby(["dataset", "task", "base"])["method"].transform("nunique")
+    return frame["method"].where(curves > 1, base)
+
+
 def curve_points(rows: Sequence[Any]) -> pd.DataFrame:
     """One point per (dataset, task, method, size) from the sweep's table rows; empty when the sweep has no
     run with ``data.train_subjects_per_class`` set."""
@@ -68,6 +76,7 @@ def curve_points(rows: Sequence[Any]) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     if frame.empty or not (frame["train_subjects_per_class"] != ALL).any():
         return pd.DataFrame()
+    frame["method"] = without_needless_settings(frame)
     frame["x"] = [p if s == ALL else float(s) for s, p in zip(frame["train_subjects_per_class"],
                                                               frame["people_per_class"], strict=True)]
     return frame.sort_values(["dataset", "task", "method", "x"]).reset_index(drop=True)
