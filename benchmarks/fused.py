@@ -1,6 +1,6 @@
 """Fused DTL2 against its single-backbone rows: wall time of the London table rows, and the issue-15 targets.
 
-    time   python train.py -m experiment=london_table method=<dlib DTL2>,<EfficientNet DTL2>,<fused>
+    time   python train.py -m experiment=london_table method=<dlib DTL2>,<EfficientNet DTL2>,<fused (--fused)>
            (warm per-image feature cache: the features come from it) and the per-row in-job wall time;
            target: fused <= 1.5 x (dlib + EfficientNet).
     check  reads the learning_curves.csv that `python evaluate.py sweep=<dirs>` wrote for a
@@ -10,6 +10,13 @@
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/fused.py time [--workdir DIR] [overrides...]
     python benchmarks/fused.py check <evaluate output dir>/learning_curves.csv
+    python benchmarks/fused.py designs <sweep dir of the geometry preset> [--split-seed 0]
+
+    designs compares fusion designs (which sources, with or without source selection) on validation only:
+           in each run's training part (features/train.npz + val.npz, never test.npz), a person-grouped
+           5-fold CV in which every design makes its own choice (choose_rule, inner CV) on the inner
+           training folds and is scored on the held-out people. The sweep must be of a preset whose
+           features hold every source the designs use (dlib_resnet_efficientnet_lite0_geometry_dtl2_fused).
 """
 
 from __future__ import annotations
@@ -25,21 +32,29 @@ from sweep import job_rows
 SINGLES = ("dlib_resnet_dlib_faces_dtl2", "efficientnet_lite0_imagenet_dtl2")
 FUSED = "dlib_resnet_efficientnet_lite0_dtl2_fused"
 TARGETS = {"sex_expression": 0.965, "expression": 0.985, "sex": 0.995}
+CNNS = ("dlib_resnet", "efficientnet_lite0")
+#: fusion designs compared on validation: (sources, select_sources), rules block_scaled and stacked as the presets
+DESIGNS = {
+    "dlib + EfficientNet (dtl2_fused preset)": (CNNS, False),
+    "dlib + EfficientNet, source selection": (CNNS, True),
+    "dlib + EfficientNet + geometry (geometry preset)": ((*CNNS, "face_geometry"), False),
+    "dlib + EfficientNet + geometry, source selection": ((*CNNS, "face_geometry"), True),
+}
 
 
-def time_rows(workdir: Path, overrides: list[str]) -> None:
+def time_rows(workdir: Path, overrides: list[str], fused_method: str = FUSED) -> None:
     sweep_dir = workdir / "sweep"
     print_header("benchmarks/fused.py time: London table rows, fused DTL2 vs its single-backbone rows",
-                 sweep_dir=str(sweep_dir), overrides=" ".join(overrides) or "-")  # fmt: skip
-    run = run_script("train.py", "-m", "experiment=london_table", f"method={','.join((*SINGLES, FUSED))}",
+                 sweep_dir=str(sweep_dir), fused=fused_method, overrides=" ".join(overrides) or "-")  # fmt: skip
+    run = run_script("train.py", "-m", "experiment=london_table", f"method={','.join((*SINGLES, fused_method))}",
                      f"hydra.sweep.dir={sweep_dir}", *overrides).check("the london_table sweep")  # fmt: skip
     rows = job_rows(sweep_dir)
     print_table(rows)
     seconds = pd.DataFrame(rows).query("`in-job s` != '-'").groupby("method")["in-job s"].sum()
     singles = sum(float(seconds.get(m, float("nan"))) for m in SINGLES)
-    fused = float(seconds.get(FUSED, float("nan")))
+    fused = float(seconds.get(fused_method, float("nan")))
     print(f"\nsweep wall time {run.seconds:.1f} s; in-job s summed over tasks: "
-          + ", ".join(f"{m} {seconds.get(m, float('nan')):.1f}" for m in (*SINGLES, FUSED)))  # fmt: skip
+          + ", ".join(f"{m} {seconds.get(m, float('nan')):.1f}" for m in (*SINGLES, fused_method)))  # fmt: skip
     print(f"fused / (sum of single rows) = {fused:.1f} / {singles:.1f} = {fused / singles:.2f} (target <= 1.5)")
 
 
@@ -68,17 +83,77 @@ def check_targets(csv: Path) -> None:
               f"{base['accuracy_hi']:.3f}]: {gap:+.3f} {'met' if gap >= 0.2 else 'NOT met'}")  # fmt: skip
 
 
+def nested_validation(run_dir: Path, sources: tuple[str, ...], select: bool) -> float:
+    """Accuracy of one fusion design on held-out people of the run's training part (never its test part)."""
+    import json
+
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from facediag.fusion import choose_rule, grouped_splits
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    parts = [np.load(run_dir / "features" / f"{role}.npz") for role in ("train", "val")]
+    X, labels, groups = (np.concatenate([p[k] for p in parts]) for k in ("features", "labels", "subjects"))
+    y = np.unique(labels, return_inverse=True)[1]
+    columns = {(s.get("backbone") or s["features"]): s["columns"] for s in metrics["sources"]}
+    X = np.hstack([X[:, slice(*columns[name])] for name in sources])
+    blocks = [columns[name][1] - columns[name][0] for name in sources]
+    seed = int(OmegaConf.load(run_dir / "run_config.yaml").seed)
+    correct = 0
+    for train, held_out in grouped_splits(y, groups, 5, seed):
+        choice = choose_rule(X[train], y[train], groups[train], blocks, ("block_scaled", "stacked"),
+                             n_folds=5, seed=seed, select_sources=select, names=list(sources))
+        correct += int(np.sum(choice.estimator.predict(X[held_out]) == y[held_out]))
+    return correct / len(y)
+
+
+def compare_designs(sweep_dir: Path, split_seed: int | None) -> None:
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    print_header("benchmarks/fused.py designs: fusion designs on held-out people of each training part (no test)",
+                 sweep_dir=str(sweep_dir), split_seed="all" if split_seed is None else split_seed)  # fmt: skip
+    rows = []
+    for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: int(f.parent.name)):
+        metrics = json.loads(metrics_file.read_text())
+        if split_seed is not None and metrics["split_seed"] != split_seed:
+            continue
+        with threadpool_limits(1):
+            for design, (sources, select) in DESIGNS.items():
+                accuracy = nested_validation(metrics_file.parent, sources, select)
+                rows.append({"task": metrics["task"], "split seed": metrics["split_seed"], "fold": metrics["fold"],
+                             "design": design, "validation accuracy": accuracy})
+                print(f"  {metrics['task']:<15} seed {metrics['split_seed']} fold {metrics['fold']}  {design:<68} "
+                      f"{accuracy:.3f}", flush=True)  # fmt: skip
+    grouped = pd.DataFrame(rows).groupby(["task", "design"], sort=False)["validation accuracy"]
+    table = grouped.agg(["mean", "std", "count"])
+    print("\nmean over runs of the held-out-people accuracy in the training parts (SD over runs, runs)")
+    print_table([{"task": t, "design": d, "mean": f"{r['mean']:.4f}", "SD": f"{r['std']:.4f}", "runs": int(r["count"])}
+                 for (t, d), r in table.iterrows()])  # fmt: skip
+    overall = table["mean"].groupby(level="design", sort=False).mean()
+    print("\nmean over tasks (one preset for all three): "
+          + ", ".join(f"{d}: {a:.4f}" for d, a in overall.items()))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     timing = sub.add_parser("time")
     timing.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    timing.add_argument("--fused", default=FUSED, help=f"the fused method preset (default {FUSED})")
     timing.add_argument("overrides", nargs="*", help="extra train.py overrides, e.g. num_threads=1")
     check = sub.add_parser("check")
     check.add_argument("csv", type=Path)
+    designs = sub.add_parser("designs")
+    designs.add_argument("sweep_dir", type=Path)
+    designs.add_argument("--split-seed", type=int, default=None, help="only the runs of this split seed")
     args = parser.parse_args()
     if args.command == "time":
-        time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides)
+        time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides, args.fused)
+    elif args.command == "designs":
+        compare_designs(args.sweep_dir, args.split_seed)
     else:
         check_targets(args.csv)
 

@@ -52,10 +52,10 @@ def blurred_region(crops: np.ndarray, masks: list[np.ndarray], shift: int = 0) -
 def check_run(
     run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: int, window: int | None = None
 ) -> list[dict[str, object]]:
+    from facediag.geometry import crop_landmarks
     from facediag.inference import TrainedRun
     from facediag.saliency import (
         class_score_module,
-        crop_landmarks,
         gradcam,
         mass_share,
         module_scorer,

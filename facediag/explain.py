@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from facediag.geometry import crop_landmarks
 from facediag.saliency import (
     METHODS,
     class_score_module,
-    crop_landmarks,
     gradcam,
     occlusion,
     overlay,

@@ -12,14 +12,18 @@ combined by one of three rules, all ending in linear SVMs:
   values (person-grouped inner CV) feed a logistic regression.
 
 :func:`choose_rule` picks the rule with the best person-grouped CV accuracy on the training part
-(ties: the earlier rule in the list). The fitted model holds scikit-learn types only (the block scaler
+(ties: the earlier rule in the list). With ``select_sources`` the candidates also include stacking over
+every subset of two or more sources and every source's own SVM (their CV accuracies come from the same
+out-of-fold decision values, so the selection costs no extra SVM fits): the inner CV chooses which
+sources take part as well as the rule. The fitted model holds scikit-learn types only (the block scaler
 is saved as an equivalent ``StandardScaler``), so skops loads it like any DTL2 SVM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -147,13 +151,23 @@ class Stacked:
     sources: list[SourceFit]
 
 
-def stacking(blocks: Sequence[int], source_C: Sequence[float], splits: list[tuple[np.ndarray, np.ndarray]]
-             ) -> StackingClassifier:
-    """Per-source linear SVMs (given Cs) stacked by a logistic regression on out-of-fold decision values."""
-    estimators = [(f"source{i}", source_svm(cols).set_params(svm__C=float(C)))
-                  for i, (cols, C) in enumerate(zip(block_slices(blocks), source_C, strict=True))]
+def stacking(blocks: Sequence[int], source_C: Sequence[float], splits: list[tuple[np.ndarray, np.ndarray]],
+             chosen: Sequence[int] | None = None) -> StackingClassifier:
+    """Per-source linear SVMs (given Cs) stacked by a logistic regression on out-of-fold decision values;
+    ``chosen``: the indices of the sources that take part (default all)."""
+    slices = block_slices(blocks)
+    chosen = range(len(slices)) if chosen is None else chosen
+    estimators = [(f"source{i}", source_svm(slices[i]).set_params(svm__C=float(source_C[i]))) for i in chosen]
     return StackingClassifier(estimators, final_estimator=LogisticRegression(max_iter=1000), cv=splits,
                               stack_method="decision_function")
+
+
+def level1_accuracy(sources: Sequence[SourceFit], y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+                    ) -> float:
+    """Person-grouped CV accuracy of a logistic regression on the sources' out-of-fold decision values."""
+    level1 = np.hstack([s.out_of_fold for s in sources])
+    return float(np.mean([np.mean(LogisticRegression(max_iter=1000).fit(level1[train], y[train]).predict(level1[test])
+                                  == y[test]) for train, test in splits]))
 
 
 def fit_stacked(
@@ -173,16 +187,14 @@ def fit_stacked(
     """
     splits = grouped_splits(y, groups, n_folds, seed)
     sources = source_fits(X, y, blocks, C_grid, splits)
-    level1 = np.hstack([s.out_of_fold for s in sources])
-    scores = [float(np.mean(LogisticRegression(max_iter=1000).fit(level1[train], y[train]).predict(level1[test])
-                            == y[test])) for train, test in splits]
     model = stacking(blocks, [s.C for s in sources], splits).fit(X, y)
-    return Stacked(model, float(np.mean(scores)), sources)
+    return Stacked(model, level1_accuracy(sources, y, splits), sources)
 
 
 @dataclass
 class FusionChoice:
-    """The rule chosen on validation, its refitted model and what the choice saw."""
+    """The candidate chosen on validation (a rule, or with source selection a rule over some sources), its
+    refitted model and what the choice saw."""
 
     rule: str
     estimator: Any
@@ -190,36 +202,72 @@ class FusionChoice:
     C: float | None
     source_C: list[float] = field(default_factory=list)
     source_cv_accuracy: list[float] = field(default_factory=list)
+    chosen_sources: list[int] = field(default_factory=list)
+
+
+def candidate_label(rule: str, subset: Sequence[int], names: Sequence[str]) -> str:
+    """``rule`` over all sources; ``rule[name+name]`` over some of them; ``single[name]`` for one source."""
+    if len(subset) == len(names):
+        return rule
+    if len(subset) == 1:
+        return f"single[{names[subset[0]]}]"
+    return f"{rule}[{'+'.join(names[i] for i in subset)}]"
 
 
 def choose_rule(
     X: np.ndarray, y: np.ndarray, groups: Sequence[str], blocks: Sequence[int], rules: Sequence[str] = RULES,
     C_grid: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0), n_folds: int = 5, seed: int = 0,
+    select_sources: bool = False, names: Sequence[str] | None = None,
 ) -> FusionChoice:
-    """Fit every rule on the training part, keep the one with the best person-grouped CV accuracy."""
+    """Score every candidate by person-grouped CV on the training part, refit the best one on all of it.
+
+    Candidates: every rule over all sources; with ``select_sources`` also stacking over every subset of two or
+    more sources (if ``stacked`` is a rule) and each source's own linear SVM (``single[name]``), scored from
+    the per-source out-of-fold decision values already computed. Ties go to the earlier candidate: rules in the
+    given order, then subsets from larger to smaller. ``names`` label the sources (default ``source<i>``).
+    """
     unknown = sorted(set(rules) - set(RULES))
     if unknown or not rules:
         raise ValueError(f"fusion rules must be among {RULES}, got {list(rules)}")
+    names = [f"source{i}" for i in range(len(blocks))] if names is None else [str(n) for n in names]
+    if len(names) != len(blocks):
+        raise ValueError(f"{len(names)} source names for {len(blocks)} blocks")
     groups = np.asarray(groups)
-    # always: besides the stacked rule it gives each source's own C and CV accuracy (metrics.json `sources`)
-    stacked = fit_stacked(X, y, groups, blocks, C_grid, n_folds, seed)
-    fitted: dict[str, tuple[Any, float | None]] = {}
+    splits = grouped_splits(y, groups, n_folds, seed)
+    # always: besides the stacked rule they give each source's own C and CV accuracy (metrics.json `sources`)
+    sources = source_fits(X, y, blocks, C_grid, splits)
+    source_C = [s.C for s in sources]
+    everyone = tuple(range(len(blocks)))
+    subsets = [everyone]
+    if select_sources:
+        subsets += [c for k in range(len(blocks) - 1, 0, -1) for c in combinations(everyone, k)]
+    refit: dict[str, Callable[[], tuple[Any, float | None]]] = {}
     accuracy: dict[str, float] = {}
+    chosen: dict[str, tuple[int, ...]] = {}
     for rule in rules:
-        if rule == "stacked":
-            fitted[rule] = (stacked.estimator, None)
-            accuracy[rule] = stacked.cv_accuracy
+        if rule != "stacked":
+            scaler = BlockScaler(blocks) if rule == "block_scaled" else StandardScaler()
+            selected = select_svm(linear_svm(scaler), X, y, groups, C_grid, n_folds, seed, param="svm__C")
+            estimator = selected.estimator
+            if rule == "block_scaled":  # scikit-learn types only, for skops
+                estimator = Pipeline([("scale", estimator.named_steps["scale"].as_standard_scaler()),
+                                      ("svm", estimator.named_steps["svm"])])
+            refit[rule] = lambda fitted=estimator, C=selected.C: (fitted, C)
+            accuracy[rule], chosen[rule] = max(selected.cv_accuracy.values()), everyone
             continue
-        scaler = BlockScaler(blocks) if rule == "block_scaled" else StandardScaler()
-        selected = select_svm(linear_svm(scaler), X, y, groups, C_grid, n_folds, seed, param="svm__C")
-        estimator = selected.estimator
-        if rule == "block_scaled":  # scikit-learn types only, for skops
-            estimator = Pipeline([("scale", estimator.named_steps["scale"].as_standard_scaler()),
-                                  ("svm", estimator.named_steps["svm"])])
-        fitted[rule] = (estimator, selected.C)
-        accuracy[rule] = max(selected.cv_accuracy.values())
-    best = max(rules, key=lambda r: (accuracy[r], -list(rules).index(r)))
-    return FusionChoice(
-        best, fitted[best][0], accuracy, fitted[best][1],
-        [s.C for s in stacked.sources], [max(s.cv_accuracy.values()) for s in stacked.sources],
-    )
+        for subset in (s for s in subsets if len(s) > 1):
+            label = candidate_label(rule, subset, names)
+            accuracy[label] = level1_accuracy([sources[i] for i in subset], y, splits)
+            refit[label] = lambda subset=subset: (stacking(blocks, source_C, splits, subset).fit(X, y), None)
+            chosen[label] = subset
+    slices = block_slices(blocks)
+    for (i,) in (s for s in subsets if len(s) == 1):
+        label = candidate_label("single", (i,), names)
+        accuracy[label] = max(sources[i].cv_accuracy.values())
+        refit[label] = lambda i=i: (source_svm(slices[i]).set_params(svm__C=source_C[i]).fit(X, y), source_C[i])
+        chosen[label] = (i,)
+    order = list(accuracy)
+    best = max(order, key=lambda c: (accuracy[c], -order.index(c)))
+    estimator, C = refit[best]()
+    return FusionChoice(best, estimator, accuracy, C, source_C, [max(s.cv_accuracy.values()) for s in sources],
+                        list(chosen[best]))

@@ -186,10 +186,12 @@ class TrainedRun:
 
     def _source_backbone(self, i: int) -> Any:
         """Fused DTL2: the frozen backbone of source ``i`` as the run recorded it (pair, feature layer, crop,
-        and the weight file pinned in the run's config)."""
+        and the weight file pinned in the run's config); None for a landmark-features source."""
         from facediag.models import create_from_config
 
         source = self.sources[i]
+        if "features" in source:
+            return None
         size, template, padding = _crop(source["crop"])
         configured = self.cfg.strategy.get("sources") or []
         pinned = OmegaConf.to_container(configured[i], resolve=True) if i < len(configured) else {}
@@ -268,6 +270,7 @@ class TrainedRun:
 
     def _score_fused(self, preprocessor: Any, paths: list[str]) -> Scored:
         """Fused DTL2: every source's crop and features, concatenated in the run's column order, into its model."""
+        from facediag.geometry import crop_landmarks, landmark_features, mirrored
         from facediag.preprocess.pipeline import stack_crops
         from facediag.svm import decision_scores
 
@@ -279,8 +282,10 @@ class TrainedRun:
             if first is None:
                 first = (results, kept, stacked)
             elif [r.path for r in kept] != [r.path for r in first[1]]:
-                raise RuntimeError(f"fused run {self.run_dir}: source {source['backbone']} got crops for other images")
-            per_source.append(stacked)
+                name = source.get("backbone") or source.get("features")
+                raise RuntimeError(f"fused run {self.run_dir}: source {name} got crops for other images")
+            # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops
+            per_source.append(crop_landmarks(preprocessor, kept, *crop) if "features" in source else stacked)
         assert first is not None
         results, kept, stacked = first
         if not kept:
@@ -288,12 +293,18 @@ class TrainedRun:
             return Scored([], stacked, empty, empty, results)
         from facediag.models import extract_features
 
+        def features_of(source: dict[str, Any], net: Any, data: np.ndarray, flip: bool) -> np.ndarray:
+            if "features" in source:
+                points = mirrored(data) if flip else data
+                return landmark_features(str(source["features"]), points, str(source["crop"][1]))
+            view = np.ascontiguousarray(data[:, :, ::-1]) if flip else data
+            return extract_features(net, view, batch_size=self.batch_size)
+
         backbones, fusion, platt = self.model()
         scores, probabilities = [], []
         for flip in ([False, True] if self.tta == "flip" else [False]):
-            views = [np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops for crops in per_source]
-            features = np.hstack([extract_features(net, view, batch_size=self.batch_size)
-                                  for net, view in zip(backbones, views, strict=True)])
+            features = np.hstack([features_of(source, net, data, flip)
+                                  for source, net, data in zip(self.sources, backbones, per_source, strict=True)])
             scores.append(decision_scores(fusion, features, len(self.classes)))
             probabilities.append(platt.predict_proba(features) if platt is not None else _softmax(scores[-1]))
         return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0), results)

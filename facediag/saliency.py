@@ -204,18 +204,6 @@ def occlusion(
 # ---------------------------------------------------------------------- landmarks, regions, pictures
 
 
-def crop_landmarks(preprocessor: Any, results: Sequence[Any], size: int, template: str, padding: float) -> np.ndarray:
-    """(N, 68, 2) float32 landmarks in crop pixels (the alignment's affine applied); NaN where none."""
-    from facediag.preprocess.align import transform_points
-
-    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-    for i, result in enumerate(results):
-        if result.landmarks is not None:
-            matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
-            points[i] = transform_points(result.landmarks, matrix)
-    return points
-
-
 def region_mask(landmarks: np.ndarray, size: int, indices: Sequence[int] = MOUTH, dilate: float = 0.1) -> np.ndarray:
     """Boolean (size, size) mask: the convex hull of ``landmarks[indices]`` grown by ``dilate`` × its width."""
     points = landmarks[list(indices)]

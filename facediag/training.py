@@ -66,6 +66,20 @@ def make_crop_source(preprocessor: Any, split: pd.DataFrame):
     return crops
 
 
+def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
+    """landmarks(size, template, padding) → (split rows that get a crop, (N, 68, 2) landmarks in that crop's
+    pixels, NaN for a centre-crop fallback), in the order of ``make_crop_source``'s rows."""
+    from facediag.geometry import crop_landmarks
+
+    def landmarks(size: int, template: str, padding: float):
+        kept = [r for r in preprocessor.landmarks(list(split["path"])) if r.has_crop]
+        position = {path: i for i, path in enumerate(split["path"])}
+        rows = split.iloc[[position[r.path] for r in kept]].reset_index(drop=True)
+        return rows, crop_landmarks(preprocessor, kept, size, template, padding)
+
+    return landmarks
+
+
 def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
     """MACs / parameters of the adapted model (with its num_classes head); None for DSIFT."""
     if not uses_backbone(cfg.strategy):
@@ -155,6 +169,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         classes=data.classes,
         positive=data.positive,
         crops=make_crop_source(preprocessor, split),
+        landmarks=make_landmark_source(preprocessor, split),
         make_trainer=make_trainer,
         tb_logger=tb_logger,
     )

@@ -77,3 +77,24 @@ def test_evaluate_py_cli_writes_the_learning_curves(tmp_path):
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "report" / "learning_curves.csv").is_file()
+
+
+def test_a_mean_over_repeats_outside_its_pooled_interval_still_draws():
+    from facediag.evaluation.curves import curve_figure
+
+    points = pd.DataFrame({"method": ["a", "a"], "x": [5.0, 10.0], "accuracy": [0.99, 0.9],
+                           "accuracy_lo": [0.991, 0.85], "accuracy_hi": [1.0, 0.95],
+                           "train_subjects_per_class": [5, 10], "people_per_class": [5.0, 10.0]})
+    figure = curve_figure(points, "t")
+    caps = figure.axes[0].containers[0]
+    assert len(caps.lines[0].get_xdata()) == 2
+
+
+def test_settings_stay_in_a_label_only_where_they_tell_two_curves_apart():
+    from facediag.evaluation.curves import without_needless_settings
+
+    frame = pd.DataFrame({"dataset": ["d"] * 4, "task": ["t"] * 4, "method": [
+        "a+b/x/dtl2_fused [strategy.sources=[a, b]]", "a+b+g/x/dtl2_fused [strategy.sources=[a, b, g]]",
+        "e/x/dtl2 [strategy.C_grid=[1]]", "e/x/dtl2 [strategy.C_grid=[10]]"]})
+    assert list(without_needless_settings(frame)) == [
+        "a+b/x/dtl2_fused", "a+b+g/x/dtl2_fused", "e/x/dtl2 [strategy.C_grid=[1]]", "e/x/dtl2 [strategy.C_grid=[10]]"]

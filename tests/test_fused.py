@@ -13,7 +13,33 @@ import pytest
 
 from facediag.strategies.fused import load_fusion, source_config
 from facediag.svm import decision_scores
-from tests.conftest import DATA_DIR, REPO, compose_train
+from tests.conftest import REPO, compose_train, train_cli
+
+
+def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str) -> Path:
+    """A small fused run (6 people per class, 3 folds, two Cs) through train.py, as users start it."""
+    return train_cli(run_dir, shared_cache, f"method={method}", "data.task=sex_expression", "strategy.C_grid=[0.1,1.0]",
+                     "strategy.cv_folds=3", *overrides)
+
+
+def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path) -> None:
+    """Applied to the run's test photos the way users do (python -m facediag.predict, each source's own crop or
+    landmarks), the run gives its own test scores again."""
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    columns = [c for c in predictions.columns if c.startswith("score_")]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, path in enumerate(predictions["path"]):
+        (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
+    scored_csv = tmp_path / "scored.csv"
+    out = subprocess.run([sys.executable, "-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
+                          f"cache_dir={shared_cache}", "workers=1"], cwd=REPO, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    scored = pd.read_csv(scored_csv)
+    scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
+    mine = scored.set_index("path").loc[[str(Path(p).resolve()) for p in predictions["path"]]]
+    np.testing.assert_allclose(mine[columns].to_numpy(float), predictions[columns].to_numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -21,15 +47,7 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london
     from facediag.models.flops import count_macs
 
     run_dir = tmp_path / "run"
-    out = subprocess.run(
-        [sys.executable, "train.py", "method=dlib_resnet_efficientnet_lite0_dtl2_fused", "data.task=sex_expression",
-         "data.max_subjects_per_class=6", "data.n_folds=3", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3",
-         "logger=none", "preprocess.n_workers=1", "preprocess.progress=false", f"paths.data_dir={DATA_DIR}",
-         f"paths.cache_dir={shared_cache}", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "dtl2_fused" in out.stdout and "accuracy" in out.stdout
+    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["strategy"] == "dtl2_fused" and metrics["backbone"] == "dlib_resnet+efficientnet_lite0"
     assert metrics["weights"] == "dlib_faces+imagenet"
@@ -54,20 +72,31 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london
     np.testing.assert_allclose(scores, predictions[columns].to_numpy(), rtol=1e-5, atol=1e-6)
     probabilities = load_fusion(run_dir, probabilities=True).predict_proba(test["features"])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
-    # applied to new photos the way users do (each source's own crop): the run's own test scores again
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i, path in enumerate(predictions["path"]):
-        (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
-    scored_csv = tmp_path / "scored.csv"
-    out = subprocess.run([sys.executable, "-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
-                          f"cache_dir={shared_cache}", "workers=1"], cwd=REPO, capture_output=True, text=True,
-                         timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    scored = pd.read_csv(scored_csv)
-    scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
-    mine = scored.set_index("path").loc[[str(Path(p).resolve()) for p in predictions["path"]]]
-    np.testing.assert_allclose(mine[columns].to_numpy(float), predictions[columns].to_numpy(), rtol=1e-4, atol=1e-5)
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+
+
+@pytest.mark.slow
+def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_path, shared_cache):
+    from facediag.geometry import N_FEATURES
+
+    run_dir = tmp_path / "run"
+    method = "dlib_resnet_efficientnet_lite0_geometry_dtl2_fused"
+    train_fused(method, run_dir, shared_cache, "strategy.select_sources=true")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backbone"] == "dlib_resnet+efficientnet_lite0+face_geometry"
+    assert metrics["weights"] == "dlib_faces+imagenet"
+    geometry = metrics["sources"][2]
+    assert geometry["features"] == "face_geometry" and geometry["macs"] == 0 and geometry["cnn_images"] == 0
+    assert geometry["columns"] == [1408, 1408 + N_FEATURES] and metrics["feature_dim"] == 1408 + N_FEATURES
+    assert metrics["macs"] == sum(s["macs"] for s in metrics["sources"][:2])
+    # the inner CV scored every candidate: both rules over all sources, stacking over pairs, single sources
+    candidates = set(metrics["fusion_cv_accuracy"])
+    expected = {"block_scaled", "stacked", "stacked[efficientnet_lite0+face_geometry]", "single[face_geometry]"}
+    assert expected <= candidates
+    assert len(candidates) == 8 and metrics["fusion_rule"] in candidates
+    assert metrics["val_score"] == max(metrics["fusion_cv_accuracy"].values())
+    assert set(metrics["fusion_sources"]) <= {"dlib_resnet", "efficientnet_lite0", "face_geometry"}
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
 
 
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
@@ -97,4 +126,16 @@ def test_fused_strategy_needs_two_sources_and_known_rules():
         FusedDTL2(sources=[{"backbone": "dlib_resnet", "weights": "dlib_faces"}])
     with pytest.raises(ValueError, match="strategy.rules must be among"):
         FusedDTL2(rules=["vote"])
+
+
+def test_a_landmark_source_with_an_unknown_kind_or_key_is_refused_by_name():
+    from facediag.strategies.fused import FusedDTL2
+
+    cnn = {"backbone": "dlib_resnet", "weights": "dlib_faces"}
+    with pytest.raises(ValueError, match=r"unknown features; choose one of \['face_geometry'\]"):
+        FusedDTL2(sources=[cnn, {"features": "wrinkles"}])
+    with pytest.raises(ValueError, match=r"unknown keys \['size'\]"):
+        FusedDTL2(sources=[cnn, {"features": "face_geometry", "size": 150}])
+    with pytest.raises(ValueError, match="give backbone and weights, or features"):
+        FusedDTL2(sources=[cnn, {"backbone": "efficientnet_lite0"}])
 

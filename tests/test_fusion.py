@@ -111,3 +111,39 @@ def test_stacking_sources_choose_c_like_select_svm_and_feed_the_saved_model_thei
     meta = LogisticRegression(max_iter=1000).fit(np.hstack([s.out_of_fold for s in stacked.sources]), y)
     np.testing.assert_allclose(stacked.estimator.final_estimator_.coef_, meta.coef_, rtol=1e-5, atol=1e-7)
     assert 0.0 <= stacked.cv_accuracy <= 1.0
+
+
+def test_source_selection_scores_subsets_and_single_sources_and_refits_only_the_winner():
+    X, y, groups = two_blocks(n_people=40)
+    noise = np.random.default_rng(7).normal(0, 1.0, (len(y), 20))
+    X3 = np.hstack([X, noise])
+    choice = choose_rule(X3, y, groups, [8, 400, 20], ["block_scaled", "stacked"], C_grid=[0.01, 1.0], n_folds=4,
+                         select_sources=True, names=["small", "large", "noise"])
+    assert list(choice.cv_accuracy) == ["block_scaled", "stacked", "stacked[small+large]", "stacked[small+noise]",
+                                        "stacked[large+noise]", "single[small]", "single[large]", "single[noise]"]
+    # a single source's candidate is scored by its own SVM's CV (the per-source fits, no extra fits)
+    assert choice.cv_accuracy["single[small]"] == pytest.approx(choice.source_cv_accuracy[0])
+    assert choice.cv_accuracy[choice.rule] == max(choice.cv_accuracy.values())
+    assert 0 in choice.chosen_sources  # the informative block takes part in whatever wins
+    # the winner is refitted on everything and takes the full concatenated columns
+    assert choice.estimator.decision_function(X3).shape == (len(y),)
+    assert np.mean(choice.estimator.predict(X3) == y) > 0.8
+
+
+def test_single_source_candidate_ignores_the_other_columns():
+    X, y, groups = two_blocks(n_people=30, seed=4)
+    choice = choose_rule(X, y, groups, [8, 400], ["concat"], C_grid=[0.01, 1.0], n_folds=3, select_sources=True)
+    single = choice.cv_accuracy["single[source0]"]
+    assert set(choice.cv_accuracy) == {"concat", "single[source0]", "single[source1]"} and single > 0.8
+    # plain concatenation lets the noisy block drown the informative one: the small block alone wins
+    assert choice.rule == "single[source0]" and choice.chosen_sources == [0] and choice.C == choice.source_C[0]
+    scrambled = X.copy()
+    scrambled[:, 8:] = np.random.default_rng(1).normal(0, 50.0, scrambled[:, 8:].shape)
+    np.testing.assert_allclose(choice.estimator.decision_function(scrambled), choice.estimator.decision_function(X))
+
+
+def test_source_selection_on_shuffled_labels_looks_like_noise():
+    X, y, groups = two_blocks(n_people=40, seed=3)
+    shuffled = np.repeat(np.random.default_rng(5).permutation(y[::2]), 2)
+    choice = choose_rule(X, shuffled, groups, [8, 400], C_grid=[0.01, 1.0], n_folds=4, select_sources=True)
+    assert all(0.2 <= acc <= 0.8 for acc in choice.cv_accuracy.values()), choice.cv_accuracy

@@ -60,7 +60,7 @@ def test_every_experiment_preset_composes_into_a_multirun(experiment, tmp_path):
         ("paper_table4", {"dtl2"}, 4),
         ("paper_table5", {"dtl1", "dtl2", "dsift"}, 9),
         ("paper_table6", {"dtl2"}, 4),
-        ("london_table", {"dtl1", "dtl2", "dtl2_fused", "dsift"}, 10),
+        ("london_table", {"dtl1", "dtl2", "dtl2_fused", "dsift"}, 12),
     ],
 )
 def test_table_presets_sweep_the_rows_of_their_table(experiment, strategies, n_jobs, tmp_path):
@@ -184,7 +184,7 @@ def test_london_learning_curve_sweeps_training_people_per_class_on_fixed_folds(t
     assert {job["data.split_seed"] for job in jobs} == {"0", "1"} and cfg.data.n_folds == 5
     strategies = {(method_pair(job["method"].strip()) or ("", "", "dsift"))[2] for job in jobs}
     assert strategies == {"dsift", "dtl2", "dtl2_fused", "dtl1"}
-    assert len(jobs) == 3 * 5 * 4 * 2 * 5
+    assert len(jobs) == 3 * 6 * 4 * 2 * 5
     # the option subsamples the training part only (the data stage reads it; null = every person)
     assert compose_hydra(tmp_path).data.train_subjects_per_class is None
 
@@ -198,6 +198,16 @@ def test_fused_method_lists_both_sources_and_the_weight_check_covers_them(tmp_pa
     assert sources == {("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
     assert (cfg.backbone.name, cfg.weights.name) == ("dlib_resnet", "dlib_faces")
     assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) >= sources
+
+
+def test_geometry_fused_method_adds_a_landmark_source_and_needs_no_weight_file_for_it(tmp_path):
+    from facediag.sweeps import needed_pairs
+
+    cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_geometry_dtl2_fused")
+    assert [dict(s) for s in cfg.strategy.sources][2] == {"features": "face_geometry"}
+    assert cfg.strategy.select_sources is False  # the choice on held-out training people (benchmarks/fused.py designs)
+    assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) == {
+        ("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
 
 
 def test_efficientnet_dtl1_cpu_preset_fine_tunes_with_config_augmentation(tmp_path):

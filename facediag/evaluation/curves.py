@@ -43,6 +43,14 @@ def _method(row: Any) -> str:
     return text + (f" [{', '.join(others)}]" if others else "")
 
 
+def without_needless_settings(frame: pd.DataFrame) -> pd.Series:
+    """Method labels without their ``[settings]`` where backbone / weights / strategy / variant alone already
+    tell the curves of a dataset / task apart (two fused presets with other sources differ in many keys)."""
+    base = frame["method"].str.replace(r" \[.*\]$", "", regex=True)
+    curves = frame.assign(base=base).groupby(["dataset", "task", "base"])["method"].transform("nunique")
+    return frame["method"].where(curves > 1, base)
+
+
 def curve_points(rows: Sequence[Any]) -> pd.DataFrame:
     """One point per (dataset, task, method, size) from the sweep's table rows; empty when the sweep has no
     run with ``data.train_subjects_per_class`` set."""
@@ -68,6 +76,7 @@ def curve_points(rows: Sequence[Any]) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     if frame.empty or not (frame["train_subjects_per_class"] != ALL).any():
         return pd.DataFrame()
+    frame["method"] = without_needless_settings(frame)
     frame["x"] = [p if s == ALL else float(s) for s, p in zip(frame["train_subjects_per_class"],
                                                               frame["people_per_class"], strict=True)]
     return frame.sort_values(["dataset", "task", "method", "x"]).reset_index(drop=True)
@@ -86,7 +95,8 @@ def curve_figure(points: pd.DataFrame, title: str) -> Figure:
         part = points[points["method"] == method]
         x = part["x"].to_numpy() * (1 + 0.015 * (i - (len(methods) - 1) / 2))  # spread overlapping bars
         y = part["accuracy"].to_numpy()
-        # a perfect row's upper bound can come back as 1 - 1e-16: rounding, not a negative error bar
+        # the point is the mean over repeats, the interval the pooled rows' (a person bootstrap may leave it out;
+        # a perfect row's upper bound can come back as 1 - 1e-16): never a negative error bar
         error = np.clip(np.vstack([y - part["accuracy_lo"].to_numpy(), part["accuracy_hi"].to_numpy() - y]), 0, None)
         ax.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method)
     ticks = points.drop_duplicates("x").sort_values("x")
@@ -128,8 +138,8 @@ def add_learning_curves(rows: Sequence[Any], report: Report, out_dir: str | Path
     points.to_csv(files["learning_curves"], index=False)
     report.heading("Learning curves")
     report.text("Test accuracy against the number of training people per class (data.train_subjects_per_class: "
-                "the training part is subsampled, the test folds stay the same). Error bars: Wilson 95% intervals "
-                "of the pooled rows; 'all' sits at the mean number of training people per class.")
+                "the training part is subsampled, the test folds stay the same). Error bars: the pooled rows' 95% "
+                "intervals (as in the sweep table); 'all' sits at the mean number of training people per class.")
     for (dataset, task), part in points.groupby(["dataset", "task"], sort=False):
         report.heading(f"{dataset} / {task}", level=3)
         report.table(curve_table(part), caption=f"{dataset} / {task}: accuracy [95% CI] by training people per class")

@@ -8,6 +8,11 @@ the rule with the best person-grouped CV accuracy on the training part winning. 
 over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in metrics.json,
 ``sources`` (per source: backbone, weights, feature layer, crop, columns, MACs, its own CV accuracy),
 ``fusion_rule`` and ``fusion_cv_accuracy``. MACs and parameters are the sums of the sources'.
+
+A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks
+the preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
+:mod:`facediag.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
+take part (:func:`facediag.fusion.choose_rule`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch.utils.data import DataLoader
 from facediag.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
 from facediag.fusion import RULES, block_slices, choose_rule
+from facediag.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, load_svm, platt_scaled
@@ -36,6 +42,22 @@ from facediag.svm import decision_scores
 log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
+LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
+
+
+def landmark_crop(source: Mapping[str, Any]) -> tuple[int, str, float]:
+    """(size, template, padding) of a landmark-features source (its ``align``, default :data:`LANDMARK_ALIGN`);
+    unknown keys are refused."""
+    unknown = set(source) - {"features", "align"}
+    if unknown:
+        raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
+    align = {**LANDMARK_ALIGN, **dict(source.get("align") or {})}
+    return int(align["size"]), str(align["template"]), float(align["padding"])
+
+
+def source_name(source: Mapping[str, Any]) -> str:
+    """A source's backbone, or its landmark-features kind."""
+    return str(source["backbone"] if "backbone" in source else source["features"])
 
 
 def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
@@ -94,35 +116,58 @@ class FusedDTL2:
         C_grid: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0),
         cv_folds: int = 5,
         probability: bool = True,
+        select_sources: bool = False,
     ):
         if len(sources) < 2:
             raise ValueError(f"fused DTL2 needs at least two sources, got {list(sources)}")
+        for source in sources:
+            if "features" in source:
+                landmark_crop(source)
+                if source["features"] not in FEATURE_KINDS:
+                    raise ValueError(f"fused DTL2 source {dict(source)}: unknown features; choose one of "
+                                     f"{sorted(FEATURE_KINDS)}")
+            elif not {"backbone", "weights"} <= set(source):
+                raise ValueError(f"fused DTL2 source {dict(source)}: give backbone and weights, or features")
         unknown = sorted(set(rules) - set(RULES))
         if unknown or not rules:
             raise ValueError(f"strategy.rules must be among {RULES}, got {list(rules)}")
         self.name, self.sources, self.rules = name, [dict(s) for s in sources], list(rules)
         self.C_grid, self.cv_folds, self.probability = list(C_grid), cv_folds, probability
+        self.select_sources = bool(select_sources)
+
+    def source_features(self, job: Job, source: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+        """(rows, features, what metrics.json records) of one source."""
+        from facediag.models.flops import count_macs
+
+        if "features" in source:
+            if job.landmarks is None:
+                raise RuntimeError("fused DTL2: a landmark-features source needs the job's landmarks")
+            crop = landmark_crop(source)
+            rows, points = job.landmarks(*crop)
+            features = landmark_features(str(source["features"]), points, crop[1])
+            return rows, features, {"features": str(source["features"]), "crop": list(crop),
+                                    "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
+        backbone, weights = source_config(job.cfg, source)
+        rows, crops = job.crops(*crop_of(backbone))
+        features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
+        macs, params = count_macs(str(backbone.name), str(weights.name), len(job.classes))
+        return rows, features, {"backbone": str(backbone.name), "weights": str(weights.name),
+                                "feature_layer": backbone.get("feature_layer"), "crop": list(crop_of(backbone)),
+                                "feature_dim": int(features.shape[1]), "cnn_images": cnn_images, "macs": macs,
+                                "params": params}
 
     def run(self, job: Job) -> pd.DataFrame:
         import skops.io
 
-        from facediag.models.flops import count_macs
-
         started = time.perf_counter()
         blocks, infos, rows = [], [], None
         for source in self.sources:
-            backbone, weights = source_config(job.cfg, source)
-            source_rows, crops = job.crops(*crop_of(backbone))
+            source_rows, features, info = self.source_features(job, source)
             if rows is not None and not source_rows["path"].equals(rows["path"]):
                 raise RuntimeError(f"fused DTL2: source {source} got crops for other images than the first source")
             rows = source_rows
-            features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
-            macs, params = count_macs(str(backbone.name), str(weights.name), len(job.classes))
             blocks.append(features)
-            infos.append({"backbone": str(backbone.name), "weights": str(weights.name),
-                          "feature_layer": backbone.get("feature_layer"), "crop": list(crop_of(backbone)),
-                          "feature_dim": int(features.shape[1]), "cnn_images": cnn_images, "macs": macs,
-                          "params": params})
+            infos.append(info)
         assert rows is not None
         features = np.hstack(blocks)
         sizes = [b.shape[1] for b in blocks]
@@ -135,23 +180,24 @@ class FusedDTL2:
         fusion_started = time.perf_counter()
         with threadpool_limits(1):  # BLAS threads on busy cores slowed the stacking's logistic regressions ~3x
             choice = choose_rule(features[fit], y[fit], groups[fit], sizes, self.rules, self.C_grid,
-                                 self.cv_folds, job.seed)
+                                 self.cv_folds, job.seed, self.select_sources, [source_name(i) for i in infos])
         log.info("fused DTL2: rule %s (grouped CV accuracy %s)", choice.rule, choice.cv_accuracy)
         skops.io.dump(choice.estimator, job.out_dir / FUSION_FILE)
         if self.probability:  # stacking's logistic regression already gives probabilities
             with threadpool_limits(1):
-                platt = choice.estimator if choice.rule == "stacked" else platt_scaled(
+                platt = choice.estimator if choice.rule.startswith("stacked") else platt_scaled(
                     choice.estimator, features[fit], y[fit], groups[fit], self.cv_folds, job.seed)
             skops.io.dump(platt, job.out_dir / FUSION_PLATT_FILE)
         for info, C, accuracy in zip(infos, choice.source_C, choice.source_cv_accuracy, strict=True):
             info.update(svm_C=C, cv_accuracy=accuracy)
         job.info.update(
-            backbone="+".join(i["backbone"] for i in infos),
-            weights="+".join(i["weights"] for i in infos),
+            backbone="+".join(source_name(i) for i in infos),
+            weights="+".join(i["weights"] for i in infos if "weights" in i),
             macs=sum(i["macs"] for i in infos),
             params=sum(i["params"] for i in infos),
             sources=infos,
             fusion_rule=choice.rule,
+            fusion_sources=[source_name(infos[i]) for i in choice.chosen_sources],
             fusion_cv_accuracy=choice.cv_accuracy,
             svm_C=choice.C,
             val_score=choice.cv_accuracy[choice.rule],

@@ -34,6 +34,8 @@ class Job:
     make_trainer: Callable[..., pl.Trainer]
     tb_logger: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: ``landmarks(size, template, padding)`` → (the rows of ``crops``, (N, 68, 2) landmarks in crop pixels)
+    landmarks: Callable[[int, str, float], tuple[pd.DataFrame, np.ndarray]] | None = None
 
     @property
     def seed(self) -> int:
