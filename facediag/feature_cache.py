@@ -54,6 +54,14 @@ class FeatureCache:
                 found[i] = feature
         return found  # type: ignore[return-value]
 
+    def stacked(self, digests: Sequence[str]) -> np.ndarray | None:
+        """Every image's cached vector as one float32 array (rows in ``digests`` order), or None when any is missing:
+        a warm run needs neither the CNN nor a predict pass."""
+        found = [self.get(d) for d in digests]
+        if any(f is None for f in found):
+            return None
+        return np.stack(found).astype(np.float32) if found else None  # type: ignore[arg-type]
+
     def missing(self, digests: Sequence[str]) -> list[str]:
         return [d for d in digests if not self._file(d).is_file()]
 

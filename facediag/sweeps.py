@@ -62,12 +62,12 @@ def method_pair(method: str) -> tuple[str, str, str] | None:
 
 
 def config_pairs(cfg: DictConfig) -> set[tuple[str, str]]:
-    """The (backbone, weights) pairs a job with the composed config ``cfg`` loads: its own and the sources
+    """The (backbone, weights) pairs a job with the composed config ``cfg`` loads: its own and the CNN sources
     its strategy lists (fused DTL2); none when the strategy uses no CNN."""
     if not uses_backbone(cfg.strategy):
         return set()
-    sources = cfg.strategy.get("sources") or []
-    return {(str(cfg.backbone.name), str(cfg.weights.name))} | {(str(s.backbone), str(s.weights)) for s in sources}
+    cnn_sources = [s for s in cfg.strategy.get("sources") or [] if "backbone" in s]  # not landmark features
+    return {(str(cfg.backbone.name), str(cfg.weights.name))} | {(str(s.backbone), str(s.weights)) for s in cnn_sources}
 
 
 def job_pairs(overrides: list[str]) -> set[tuple[str, str]]:

@@ -200,6 +200,15 @@ def test_fused_method_lists_both_sources_and_the_weight_check_covers_them(tmp_pa
     assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) >= sources
 
 
+def test_a_landmark_source_needs_no_weight_file_and_the_weight_check_lists_the_cnn_sources(tmp_path):
+    from facediag.sweeps import config_pairs
+
+    cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_geometry_dtl2_fused")
+    assert any("features" in s for s in cfg.strategy.sources)
+    assert config_pairs(cfg) == {("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
+    assert missing_weight_files(cfg, config_pairs(cfg)) == []
+
+
 def test_geometry_fused_method_adds_a_landmark_source_and_needs_no_weight_file_for_it(tmp_path):
     from facediag.sweeps import needed_pairs
 

@@ -167,9 +167,9 @@ class DTL2:
         cache = job.feature_cache()
         module = FrozenFeatures(job.make_backbone, cache, digests)
         callback = FeatureSVMCallback(job, rows, self.C_grid, self.cv_folds, self.standardize, self.probability)
-        cached = [cache.get(d) for d in digests]
-        if all(feature is not None for feature in cached):  # a warm cache: no CNN, no predict pass (~1 s)
-            callback.features = np.stack(cached).astype(np.float32)  # type: ignore[arg-type]
+        cached = cache.stacked(digests)
+        if cached is not None:  # a warm cache: no CNN, no predict pass (~1 s)
+            callback.features = cached
             callback.finish()
         else:
             loader = DataLoader(

@@ -36,7 +36,7 @@ from facediag.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, load_svm, platt_scaled
-from facediag.strategies.job import Job, crop_of
+from facediag.strategies.job import FULL_PRECISION, Job, crop_of
 from facediag.svm import decision_scores
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,15 @@ def frozen_features(
 ) -> tuple[np.ndarray, int]:
     """Features of ``rows`` (from the pair's per-image cache; the CNN runs only for misses) and the number
     of images the CNN computed."""
-    module = FrozenFeatures(lambda: job.make_backbone(backbone, weights), job.feature_cache(backbone, weights),
-                            rows["sha256"].to_numpy(dtype=str))
+    cache, digests = job.feature_cache(backbone, weights), rows["sha256"].to_numpy(dtype=str)
+    cached = cache.stacked(digests)
+    if cached is not None:  # a warm cache: no CNN, no predict pass
+        return cached, 0
+    module = FrozenFeatures(lambda: job.make_backbone(backbone, weights), cache, digests)
     loader = DataLoader(FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), **job.loader_options)
+    # full precision on every device: the per-image cache holds the same features for CPU and GPU runs
     trainer = job.make_trainer(enable_checkpointing=False, enable_progress_bar=False, devices=1, strategy="auto",
-                               num_nodes=1)
+                               num_nodes=1, precision=FULL_PRECISION)
     outputs = trainer.predict(module, dataloaders=loader, return_predictions=True)
     features = np.concatenate([f for f, _ in outputs])[np.argsort(np.concatenate([r for _, r in outputs]))]
     return features.astype(np.float32), module.cnn_images
@@ -137,7 +141,7 @@ class FusedDTL2:
 
     def source_features(self, job: Job, source: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
         """(rows, features, what metrics.json records) of one source."""
-        from facediag.models.flops import count_macs
+        from facediag.models.flops import cached_count_macs
 
         if "features" in source:
             if job.landmarks is None:
@@ -150,14 +154,15 @@ class FusedDTL2:
         backbone, weights = source_config(job.cfg, source)
         rows, crops = job.crops(*crop_of(backbone))
         features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
-        macs, params = count_macs(str(backbone.name), str(weights.name), len(job.classes))
+        macs, params = cached_count_macs(str(backbone.name), str(weights.name), len(job.classes),
+                                         job.cfg.paths.get("cache_dir"))
         return rows, features, {"backbone": str(backbone.name), "weights": str(weights.name),
                                 "feature_layer": backbone.get("feature_layer"), "crop": list(crop_of(backbone)),
                                 "feature_dim": int(features.shape[1]), "cnn_images": cnn_images, "macs": macs,
                                 "params": params}
 
     def run(self, job: Job) -> pd.DataFrame:
-        import skops.io
+        from facediag.estimators import save_estimator
 
         started = time.perf_counter()
         blocks, infos, rows = [], [], None
@@ -182,12 +187,12 @@ class FusedDTL2:
             choice = choose_rule(features[fit], y[fit], groups[fit], sizes, self.rules, self.C_grid,
                                  self.cv_folds, job.seed, self.select_sources, [source_name(i) for i in infos])
         log.info("fused DTL2: rule %s (grouped CV accuracy %s)", choice.rule, choice.cv_accuracy)
-        skops.io.dump(choice.estimator, job.out_dir / FUSION_FILE)
+        save_estimator(choice.estimator, job.out_dir / FUSION_FILE)
         if self.probability:  # stacking's logistic regression already gives probabilities
             with threadpool_limits(1):
                 platt = choice.estimator if choice.rule.startswith("stacked") else platt_scaled(
                     choice.estimator, features[fit], y[fit], groups[fit], self.cv_folds, job.seed)
-            skops.io.dump(platt, job.out_dir / FUSION_PLATT_FILE)
+            save_estimator(platt, job.out_dir / FUSION_PLATT_FILE)
         for info, C, accuracy in zip(infos, choice.source_C, choice.source_cv_accuracy, strict=True):
             info.update(svm_C=C, cv_accuracy=accuracy)
         job.info.update(
