@@ -2,8 +2,11 @@
 and ``python -m facediag.models`` (which must not import Lightning).
 
 Rows alternate (baseline, demo, baseline, demo, ...) so that load changes hit both alike. The demo runs on a
-warm cache (one untimed run first fills it). ``-X importtime`` lists the top-level packages each command
-imports beyond the baseline, with the import time of those modules (their own, summed per package).
+warm cache (one untimed run first fills it). facediag's bytecode is compiled first, as pip does for an installed
+package (the libraries of the baseline have theirs): where ``PYTHONDONTWRITEBYTECODE`` is set, as on this
+project's machines, an editable checkout would otherwise recompile every facediag module in every run.
+``-X importtime`` lists the top-level packages each command imports beyond the baseline, with the import
+time of those modules (their own, summed per package).
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/imports.py [--repeats 3]
     python benchmarks/imports.py --repeats 0      # only the import lists
@@ -12,12 +15,13 @@ imports beyond the baseline, with the import time of those modules (their own, s
 from __future__ import annotations
 
 import argparse
+import compileall
 import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from common import load_average, print_header, print_table, run_script
+from common import REPO, load_average, print_header, print_table, run_script
 
 BASELINE = "import torch, pytorch_lightning, sklearn, dlib, hydra"
 LIST_MODELS = ("-m", "facediag.models", "--no-macs")
@@ -57,6 +61,8 @@ def main() -> None:
         return "train.py", f"hydra.run.dir={work}/demo{next(runs)}"
 
     print_header("imports: warm demo vs bare library imports", repeats=args.repeats)
+    compiled = compileall.compile_dir(REPO / "facediag", quiet=1)
+    print(f"facediag bytecode compiled: {bool(compiled)}")
     run_script(*demo()).check("demo (filling the cache)")
     if args.repeats:
         time_commands(demo, args.repeats)
