@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facediag.strategies.fused import load_fusion, source_config
+from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
 from facediag.svm import decision_scores
 from tests.conftest import REPO, compose_train, train_cli
 
@@ -62,6 +62,7 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london
     assert metrics["fusion_rule"] in ("block_scaled", "stacked")
     assert set(metrics["fusion_cv_accuracy"]) == {"block_scaled", "stacked"}
     assert metrics["val_score"] == metrics["fusion_cv_accuracy"][metrics["fusion_rule"]]
+    assert metrics["val_accuracy"] == metrics["val_score"] and metrics["val_source"] == VAL_SOURCE
     assert all(0.0 <= s["cv_accuracy"] <= 1.0 and s["svm_C"] in (0.1, 1.0) for s in sources)
     # the saved model (scikit-learn types only) reproduces the run's test scores from its dumped features
     test = np.load(run_dir / "features" / "test.npz")

@@ -33,7 +33,7 @@ from facediag.results import score_columns, subjects_of
 from facediag.stats import holm, paired_comparison
 
 ALPHA = 0.05
-ACCURACY_STRATEGIES = ("dtl2", "dsift")  # their val_score is already a grouped-CV accuracy (older runs)
+ACCURACY_STRATEGIES = ("dtl2", "dsift", "dtl2_fused")  # their val_score is already a grouped-CV accuracy (older runs)
 
 
 def _stored_block(row: Any, entry: Any) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from facediag.svm import decision_scores
 
 log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
+VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen fusion rule and C)"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
 LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
 
@@ -206,6 +207,8 @@ class FusedDTL2:
             fusion_cv_accuracy=choice.cv_accuracy,
             svm_C=choice.C,
             val_score=choice.cv_accuracy[choice.rule],
+            val_accuracy=choice.cv_accuracy[choice.rule],  # comparable with DTL2's (evaluation.compare)
+            val_source=VAL_SOURCE,
             feature_dim=int(features.shape[1]),
             cnn_images=sum(i["cnn_images"] for i in infos),
             fusion_s=round(time.perf_counter() - fusion_started, 2),
