@@ -54,14 +54,18 @@ def preprocess_split(cfg: DictConfig, data: PreparedData, out_dir: Path, tb_logg
     return preprocessor, data.split[data.split["path"].isin(usable)].reset_index(drop=True)
 
 
+def rows_of(split: pd.DataFrame, results: list[Any]) -> pd.DataFrame:
+    """The split rows of preprocessing ``results`` (one per kept image), in the results' order."""
+    position = {path: i for i, path in enumerate(split["path"])}
+    return split.iloc[[position[r.path] for r in results]].reset_index(drop=True)
+
+
 def make_crop_source(preprocessor: Any, split: pd.DataFrame):
     """crops(size, template, padding) → (split rows that got a crop, uint8 crops in the same order)."""
 
     def crops(size: int, template: str, padding: float):
         images, results = preprocessor.crops(list(split["path"]), size, template, padding)
-        position = {path: i for i, path in enumerate(split["path"])}
-        order = [position[r.path] for r in results]
-        return split.iloc[order].reset_index(drop=True), images
+        return rows_of(split, results), images
 
     return crops
 
@@ -73,9 +77,7 @@ def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
 
     def landmarks(size: int, template: str, padding: float):
         kept = [r for r in preprocessor.landmarks(list(split["path"])) if r.has_crop]
-        position = {path: i for i, path in enumerate(split["path"])}
-        rows = split.iloc[[position[r.path] for r in kept]].reset_index(drop=True)
-        return rows, crop_landmarks(preprocessor, kept, size, template, padding)
+        return rows_of(split, kept), crop_landmarks(preprocessor, kept, size, template, padding)
 
     return landmarks
 
