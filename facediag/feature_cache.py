@@ -57,10 +57,12 @@ class FeatureCache:
     def stacked(self, digests: Sequence[str]) -> np.ndarray | None:
         """Every image's cached vector as one float32 array (rows in ``digests`` order), or None when any is missing:
         a warm run needs neither the CNN nor a predict pass."""
-        found = [self.get(d) for d in digests]
-        if any(f is None for f in found):
+        if len(digests) == 0 or self.missing(digests):  # a cold run: nothing loaded here, the predict pass reads them
             return None
-        return np.stack(found).astype(np.float32) if found else None  # type: ignore[arg-type]
+        found = [self.get(d) for d in digests]
+        if any(f is None for f in found):  # a damaged entry (``get`` removed it)
+            return None
+        return np.stack(found).astype(np.float32)  # type: ignore[arg-type]
 
     def missing(self, digests: Sequence[str]) -> list[str]:
         return [d for d in digests if not self._file(d).is_file()]

@@ -175,18 +175,7 @@ class DTL2:
             loader = DataLoader(
                 FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
             )
-            # one device, in this process: the callback needs every image's features (no sharding across ranks);
-            # full precision on every device, so the per-image cache holds the same features for CPU and GPU runs
-            trainer = job.make_trainer(
-                callbacks=[callback],
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                devices=1,
-                strategy="auto",
-                num_nodes=1,
-                precision=FULL_PRECISION,
-            )
-            trainer.predict(module, dataloaders=loader, return_predictions=False)
+            feature_trainer(job, callbacks=[callback]).predict(module, dataloaders=loader, return_predictions=False)
         job.info.update(
             cnn_images=module.cnn_images,
             feature_dim=int(callback.features.shape[1]),
@@ -199,6 +188,14 @@ class DTL2:
         )
         assert callback.predictions is not None
         return callback.predictions
+
+
+def feature_trainer(job: Job, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    """The Trainer of a frozen-feature predict pass (DTL2, fused DTL2): one device, in this process (the SVM needs
+    every image's features: no sharding across ranks), full precision on every device (the per-image cache
+    holds the same features for CPU and GPU runs)."""
+    return job.make_trainer(callbacks=list(callbacks), enable_checkpointing=False, enable_progress_bar=False,
+                            devices=1, strategy="auto", num_nodes=1, precision=FULL_PRECISION)
 
 
 def dump_features(folder: Path, rows: pd.DataFrame, features: np.ndarray) -> None:

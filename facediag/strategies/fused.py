@@ -35,8 +35,8 @@ from facediag.fusion import RULES, block_slices, choose_rule
 from facediag.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
-from facediag.strategies.dtl2 import FrozenFeatures, dump_features, load_svm, platt_scaled
-from facediag.strategies.job import FULL_PRECISION, Job, crop_of
+from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
+from facediag.strategies.job import Job, crop_of
 from facediag.svm import decision_scores
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,7 @@ def frozen_features(
         return cached, 0
     module = FrozenFeatures(lambda: job.make_backbone(backbone, weights), cache, digests)
     loader = DataLoader(FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), **job.loader_options)
-    # full precision on every device: the per-image cache holds the same features for CPU and GPU runs
-    trainer = job.make_trainer(enable_checkpointing=False, enable_progress_bar=False, devices=1, strategy="auto",
-                               num_nodes=1, precision=FULL_PRECISION)
-    outputs = trainer.predict(module, dataloaders=loader, return_predictions=True)
+    outputs = feature_trainer(job).predict(module, dataloaders=loader, return_predictions=True)
     features = np.concatenate([f for f, _ in outputs])[np.argsort(np.concatenate([r for _, r in outputs]))]
     return features.astype(np.float32), module.cnn_images
 
