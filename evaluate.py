@@ -2,6 +2,9 @@
 
 import os
 
+from facediag.startup import pause_collection, resume_collection
+
+pause_collection()  # until the evaluation's libraries are imported (facediag.startup)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra  # noqa: E402
@@ -17,6 +20,8 @@ register_resolvers()
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from facediag.evaluation.cli import evaluate
+
+    resume_collection()
 
     sweep = OmegaConf.to_object(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
     evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir, data=cfg.get("data"))

@@ -2,6 +2,9 @@
 
 import os
 
+from facediag.startup import pause_collection, resume_collection
+
+pause_collection()  # until the job's libraries are imported (facediag.startup)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra  # noqa: E402
@@ -19,6 +22,8 @@ def main(cfg: DictConfig) -> float | None:
     """Run one job; return its validation score when ``optimized_metric`` is set (what Optuna maximises)."""
     from facediag.sweeps import optimized_value
     from facediag.training import train
+
+    resume_collection()
 
     summary = train(cfg)
     return optimized_value(summary, cfg.get("optimized_metric"))

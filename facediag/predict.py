@@ -20,6 +20,7 @@ from typing import Any
 
 from facediag.errors import exit_on_user_error
 from facediag.results import DISCLAIMER
+from facediag.startup import pause_collection, resume_collection
 
 # every key=value option: name -> help (add an option here and read it from `options` in predict())
 OPTIONS: dict[str, str] = {
@@ -144,6 +145,7 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
     """Score the inputs with the run; exit status 1 when one photo is refused or no file of many could be scored."""
     from facediag.inference import TrainedRun
 
+    resume_collection()
     run_dir = Path(options["run"])
     neighbours = options.get("neighbours", "0")
     if not neighbours.isdigit():
@@ -185,6 +187,7 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
+    pause_collection()  # until torch is imported (facediag.startup)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     inputs, options = parse(sys.argv[1:] if argv is None else argv)
     return predict(inputs, options)
