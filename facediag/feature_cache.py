@@ -1,4 +1,4 @@
-"""Per-image feature cache keyed by (backbone, weights, feature layer, preprocessing, crop, image sha256)."""
+"""Per-image feature cache keyed by (backbone, weights, feature layer, preprocessing, crop, view, image sha256)."""
 
 from __future__ import annotations
 
@@ -69,10 +69,15 @@ class FeatureCache:
 
 
 def backbone_feature_cache(
-    cache_dir: str | os.PathLike, backbone: Mapping[str, Any], weights: Mapping[str, Any], preprocess: Mapping[str, Any]
+    cache_dir: str | os.PathLike,
+    backbone: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    preprocess: Mapping[str, Any],
+    mirrored: bool = False,
 ) -> FeatureCache:
     """The cache of one backbone's features: keyed by backbone, weights (+ pinned file), feature layer,
     preprocessing and crop (the Hydra ``backbone``, ``weights``, ``preprocess`` groups as plain dicts).
+    ``mirrored``: the features of the horizontally mirrored crop (a fused source's ``flip``), a cache of their own.
 
     DTL2 and identity grouping share it: a descriptor computed by one is reused by the other.
     """
@@ -87,4 +92,6 @@ def backbone_feature_cache(
         "preprocess": {k: v for k, v in preprocess.items() if k not in ignored},
         "crop": (int(align["size"]), str(align["template"]), float(align["padding"])),
     }
+    if mirrored:  # only then: the unmirrored key (and so every existing cache folder) stays as it was
+        key["view"] = "mirrored"
     return FeatureCache(Path(cache_dir) / "features", key)

@@ -238,7 +238,9 @@ class TrainedRun:
         if len(crops) == 0:
             empty = np.zeros((0, len(self.classes)))
             return empty, empty
-        views = [crops, np.ascontiguousarray(crops[:, :, ::-1])] if self.tta == "flip" else [crops]
+        from facediag.models.features import mirrored_crops
+
+        views = [crops, mirrored_crops(crops)] if self.tta == "flip" else [crops]
         starts = [(view, i) for view in views for i in range(0, len(crops), self.batch_size)]
         if progress:
             from tqdm.auto import tqdm
@@ -291,14 +293,17 @@ class TrainedRun:
         if not kept:
             empty = np.zeros((0, len(self.classes)))
             return Scored([], stacked, empty, empty, results)
-        from facediag.models import extract_features
+        from facediag.models.features import extract_features, flip_averaged, mirrored_crops
 
         def features_of(source: dict[str, Any], net: Any, data: np.ndarray, flip: bool) -> np.ndarray:
             if "features" in source:
                 points = mirrored(data) if flip else data
                 return landmark_features(str(source["features"]), points, str(source["crop"][1]))
-            view = np.ascontiguousarray(data[:, :, ::-1]) if flip else data
-            return extract_features(net, view, batch_size=self.batch_size)
+            view = mirrored_crops(data) if flip else data
+            features = extract_features(net, view, batch_size=self.batch_size)
+            if source.get("flip"):  # a flip-averaged source, as in training (facediag.strategies.fused)
+                return flip_averaged(features, extract_features(net, mirrored_crops(view), batch_size=self.batch_size))
+            return features
 
         backbones, fusion, platt = self.model()
         scores, probabilities = [], []

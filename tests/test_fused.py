@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
 from facediag.svm import decision_scores
@@ -100,6 +101,38 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
 
 
+FLIP_AND_TIGHT = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,flip:true},"
+                  "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25}}]")
+
+
+@pytest.mark.slow
+def test_flip_averaged_source_and_second_crop_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
+    from facediag.models.flops import count_macs
+
+    run_dir = tmp_path / "run"
+    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache, FLIP_AND_TIGHT)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    flipped, tight = metrics["sources"]
+    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0@dlib-0.25-224"
+    assert flipped["name"] == "dlib_resnet-flip" and flipped["flip"] is True and "flip" not in tight
+    assert tight["name"] == "efficientnet_lite0@dlib-0.25-224" and tight["crop"] == [224, "dlib", 0.25]
+    # a flip-averaged source runs its CNN twice per image: twice the MACs, the parameters once
+    dlib_macs, dlib_params = count_macs("dlib_resnet", "dlib_faces", 4)
+    assert flipped["macs"] == 2 * dlib_macs and flipped["params"] == dlib_params
+    assert metrics["macs"] == flipped["macs"] + tight["macs"]
+    # the mirrored crops' features sit in a cache of their own; the source's columns are the mean of the two
+    folders = {json.loads((k.parent / "key.json").read_text()).get("view"): k.parent
+               for k in (shared_cache / "features").glob("*/key.json")
+               if json.loads(k.read_text())["backbone"] == "dlib_resnet"}
+    assert set(folders) == {None, "mirrored"}
+    test = np.load(run_dir / "features" / "test.npz")
+    digests = pd.read_csv(run_dir / "split.csv").set_index("path").loc[test["paths"], "sha256"]
+    plain, mirrored = ([np.load(folders[view] / f"{d}.npy") for d in digests] for view in (None, "mirrored"))
+    np.testing.assert_array_equal(test["features"][:, :128], (np.stack(plain) + np.stack(mirrored)) / 2)
+    assert not np.allclose(np.stack(plain), np.stack(mirrored))  # a mirrored face is another input
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+
+
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", "weights.path=/pinned/dlib.pt",
                         cache_dir=tmp_path / "cache")
@@ -110,6 +143,21 @@ def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
     assert (backbone.align.size, backbone.align.template) == (224, "vggface2")
     assert weights.path is None and weights.sha256 == "ab" * 32
     assert weights.cache_dir == f"{tmp_path / 'cache'}/weights"  # ${paths.cache_dir} resolved against the run
+
+
+def test_a_source_is_named_by_its_view_and_its_mirrored_features_keyed_apart(tmp_path):
+    from facediag.feature_cache import backbone_feature_cache
+    from facediag.strategies.fused import view_name
+
+    assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), False) == "efficientnet_lite0"
+    assert view_name("efficientnet_lite0", (224, "dlib", 0.25), True) == "efficientnet_lite0@dlib-0.25-224-flip"
+    assert view_name("dlib_resnet", (150, "dlib", 0.25), True) == "dlib_resnet-flip"
+    cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", cache_dir=tmp_path / "cache")
+    backbone, weights = source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "flip": True})
+    nodes = [OmegaConf.to_container(n, resolve=True) for n in (backbone, weights, cfg.preprocess)]
+    plain, mirrored = (backbone_feature_cache(tmp_path, *nodes, mirrored=m) for m in (False, True))
+    assert plain.folder != mirrored.folder and mirrored.key["view"] == "mirrored"
+    assert "view" not in plain.key  # the unmirrored key is the one single-backbone DTL2 runs fill
 
 
 def test_a_source_with_an_unknown_backbone_or_key_is_refused_by_name(tmp_path):
@@ -139,4 +187,8 @@ def test_a_landmark_source_with_an_unknown_kind_or_key_is_refused_by_name():
         FusedDTL2(sources=[cnn, {"features": "face_geometry", "size": 150}])
     with pytest.raises(ValueError, match="give backbone and weights, or features"):
         FusedDTL2(sources=[cnn, {"backbone": "efficientnet_lite0"}])
+    with pytest.raises(ValueError, match="flip must be true or false"):
+        FusedDTL2(sources=[cnn, {**cnn, "flip": "yes"}])
+    with pytest.raises(ValueError, match=r"unknown keys \['flip'\]"):  # geometry has no mirror view to average
+        FusedDTL2(sources=[cnn, {"features": "face_geometry", "flip": True}])
 

@@ -227,3 +227,14 @@ def test_efficientnet_dtl1_cpu_preset_fine_tunes_with_config_augmentation(tmp_pa
     assert cfg.strategy.freeze_stages > 0 and cfg.strategy.head_lr_mult > 1 and cfg.strategy.max_epochs <= 15
     transforms = [instantiate(t) for t in cfg.data.augment]
     assert [type(t).__name__ for t in transforms] == ["HorizontalFlip", "Affine", "RandomBrightnessContrast"]
+
+
+def test_flip_fused_method_flip_averages_both_cnn_sources(tmp_path):
+    from facediag.sweeps import config_pairs
+
+    cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_flip_dtl2_fused")
+    assert [dict(s) for s in cfg.strategy.sources] == [
+        {"backbone": "dlib_resnet", "weights": "dlib_faces", "flip": True},
+        {"backbone": "efficientnet_lite0", "weights": "imagenet", "flip": True}]
+    assert config_pairs(cfg) == {("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
+    assert missing_weight_files(cfg, config_pairs(cfg)) == []

@@ -56,3 +56,14 @@ def extract_features(
     if not chunks:
         return np.zeros((0, model.feature_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
+
+
+def mirrored_crops(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops (N, H, W, 3) mirrored left-right (a contiguous copy)."""
+    return np.ascontiguousarray(np.asarray(crops)[:, :, ::-1])
+
+
+def flip_averaged(features: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The flip-averaged feature of a fused source with ``flip``: the mean of the features of each crop and of its
+    mirror, float32, computed the same way at training and at prediction (so a run reproduces its scores)."""
+    return ((np.asarray(features, dtype=np.float32) + np.asarray(mirrored, dtype=np.float32)) / 2).astype(np.float32)

@@ -12,7 +12,10 @@ over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in 
 A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks
 the preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
 :mod:`facediag.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
-take part (:func:`facediag.fusion.choose_rule`).
+take part (:func:`facediag.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of the features of
+each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a CNN source
+with its own ``align`` is another view of the face by the same network. Such sources are named apart
+(:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from facediag.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
 from facediag.fusion import RULES, block_slices, choose_rule
 from facediag.geometry import FEATURE_KINDS, landmark_features
+from facediag.models.features import flip_averaged, mirrored_crops
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
 VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen fusion rule and C)"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
+VIEW_KEYS = ("flip",)  # how a CNN source looks at its crop
 LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
 
 
@@ -57,8 +62,17 @@ def landmark_crop(source: Mapping[str, Any]) -> tuple[int, str, float]:
 
 
 def source_name(source: Mapping[str, Any]) -> str:
-    """A source's backbone, or its landmark-features kind."""
-    return str(source["backbone"] if "backbone" in source else source["features"])
+    """A source's name: its recorded ``name`` (metrics.json), else its backbone or landmark-features kind."""
+    return str(source.get("name") or (source["backbone"] if "backbone" in source else source["features"]))
+
+
+def view_name(backbone: str, crop: tuple[int, str, float], flip: bool) -> str:
+    """The name of a CNN source: the backbone, ``@<template>-<padding>-<size>`` when its crop is not the backbone's
+    own and ``-flip`` when flip-averaged (two views of one network stay apart in metrics.json and fusion names)."""
+    name = backbone
+    if crop != crop_of(OmegaConf.create(backbone_config(backbone))):
+        name += f"@{crop[1]}-{crop[2]:g}-{crop[0]}"
+    return name + ("-flip" if flip else "")
 
 
 def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
@@ -79,7 +93,7 @@ def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfi
                                  **{what: OmegaConf.load(file) for what, file in files.items()}})
         backbone = OmegaConf.to_container(root.backbone, resolve=True)
         weights = OmegaConf.to_container(root.weights, resolve=True)
-    unknown = set(source) - {"backbone", "weights", *BACKBONE_KEYS, *WEIGHTS_KEYS}
+    unknown = set(source) - {"backbone", "weights", *BACKBONE_KEYS, *WEIGHTS_KEYS, *VIEW_KEYS}
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
     backbone.update({k: source[k] for k in BACKBONE_KEYS if k in source})
@@ -89,11 +103,11 @@ def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfi
 
 
 def frozen_features(
-    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray
+    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray, mirrored: bool = False
 ) -> tuple[np.ndarray, int]:
     """Features of ``rows`` (from the pair's per-image cache; the CNN runs only for misses) and the number
-    of images the CNN computed."""
-    cache, digests = job.feature_cache(backbone, weights), rows["sha256"].to_numpy(dtype=str)
+    of images the CNN computed. ``mirrored``: ``crops`` are the mirrored crops (their own cache)."""
+    cache, digests = job.feature_cache(backbone, weights, mirrored), rows["sha256"].to_numpy(dtype=str)
     cached = cache.stacked(digests)
     if cached is not None:  # a warm cache: no CNN, no predict pass
         return cached, 0
@@ -130,6 +144,8 @@ class FusedDTL2:
                                      f"{sorted(FEATURE_KINDS)}")
             elif not {"backbone", "weights"} <= set(source):
                 raise ValueError(f"fused DTL2 source {dict(source)}: give backbone and weights, or features")
+            elif not isinstance(source.get("flip", False), bool):
+                raise ValueError(f"fused DTL2 source {dict(source)}: flip must be true or false")
         unknown = sorted(set(rules) - set(RULES))
         if unknown or not rules:
             raise ValueError(f"strategy.rules must be among {RULES}, got {list(rules)}")
@@ -150,14 +166,21 @@ class FusedDTL2:
             return rows, features, {"features": str(source["features"]), "crop": list(crop),
                                     "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
         backbone, weights = source_config(job.cfg, source)
+        flip = bool(source.get("flip", False))
         rows, crops = job.crops(*crop_of(backbone))
         features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
+        if flip:  # the mean over the crop and its mirror: the mirrored features have a cache of their own
+            mirrored, mirrored_images = frozen_features(job, backbone, weights, rows, mirrored_crops(crops), True)
+            features, cnn_images = flip_averaged(features, mirrored), cnn_images + mirrored_images
         macs, params = cached_count_macs(str(backbone.name), str(weights.name), len(job.classes),
                                          job.cfg.paths.get("cache_dir"))
-        return rows, features, {"backbone": str(backbone.name), "weights": str(weights.name),
-                                "feature_layer": backbone.get("feature_layer"), "crop": list(crop_of(backbone)),
-                                "feature_dim": int(features.shape[1]), "cnn_images": cnn_images, "macs": macs,
-                                "params": params}
+        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip), "backbone": str(backbone.name),
+                "weights": str(weights.name), "feature_layer": backbone.get("feature_layer"),
+                "crop": list(crop_of(backbone)), "feature_dim": int(features.shape[1]), "cnn_images": cnn_images,
+                "macs": macs * (2 if flip else 1), "params": params}
+        if flip:
+            info["flip"] = True
+        return rows, features, info
 
     def run(self, job: Job) -> pd.DataFrame:
         from facediag.estimators import save_estimator

@@ -62,10 +62,11 @@ class Job:
         backbone = backbone if backbone is not None else self.cfg.backbone
         return create_from_config(backbone, weights if weights is not None else self.cfg.weights)
 
-    def feature_cache(self, backbone: Any = None, weights: Any = None) -> FeatureCache:
+    def feature_cache(self, backbone: Any = None, weights: Any = None, mirrored: bool = False) -> FeatureCache:
         """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop.
 
-        ``backbone`` / ``weights``: config nodes of another pair than the run's own (fused DTL2 sources).
+        ``backbone`` / ``weights``: config nodes of another pair than the run's own (fused DTL2 sources);
+        ``mirrored``: the features of the mirrored crops (a fused source's ``flip``), cached apart.
         """
         nodes = {
             "backbone": backbone if backbone is not None else self.cfg.backbone,
@@ -73,7 +74,8 @@ class Job:
             "preprocess": self.cfg.preprocess,
         }
         return backbone_feature_cache(
-            self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(v, resolve=True) for k, v in nodes.items()}
+            self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(v, resolve=True) for k, v in nodes.items()},
+            mirrored=mirrored,
         )
 
     def augment(self) -> list[Any]:
