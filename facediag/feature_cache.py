@@ -74,10 +74,13 @@ def backbone_feature_cache(
     weights: Mapping[str, Any],
     preprocess: Mapping[str, Any],
     mirrored: bool = False,
+    region: Sequence[float] | None = None,
 ) -> FeatureCache:
     """The cache of one backbone's features: keyed by backbone, weights (+ pinned file), feature layer,
     preprocessing and crop (the Hydra ``backbone``, ``weights``, ``preprocess`` groups as plain dicts).
-    ``mirrored``: the features of the horizontally mirrored crop (a fused source's ``flip``), a cache of their own.
+    ``mirrored``: the features of the horizontally mirrored crop (a fused source's ``flip``), a cache of their own;
+    ``region``: (x0, y0, x1, y1) fractions, the features of that part of the crop resized to the input (a fused
+    source's ``region``), a cache of their own too.
 
     DTL2 and identity grouping share it: a descriptor computed by one is reused by the other.
     """
@@ -94,4 +97,6 @@ def backbone_feature_cache(
     }
     if mirrored:  # only then: the unmirrored key (and so every existing cache folder) stays as it was
         key["view"] = "mirrored"
+    if region is not None:  # likewise: only a region view's key holds the region
+        key["region"] = [float(v) for v in region]
     return FeatureCache(Path(cache_dir) / "features", key)

@@ -273,6 +273,7 @@ class TrainedRun:
     def _score_fused(self, preprocessor: Any, paths: list[str]) -> Scored:
         """Fused DTL2: every source's crop and features, concatenated in the run's column order, into its model."""
         from facediag.geometry import crop_landmarks, landmark_features, mirrored
+        from facediag.models.features import region_crops
         from facediag.preprocess.pipeline import stack_crops
         from facediag.svm import decision_scores
 
@@ -286,8 +287,12 @@ class TrainedRun:
             elif [r.path for r in kept] != [r.path for r in first[1]]:
                 name = source.get("backbone") or source.get("features")
                 raise RuntimeError(f"fused run {self.run_dir}: source {name} got crops for other images")
-            # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops
-            per_source.append(crop_landmarks(preprocessor, kept, *crop) if "features" in source else stacked)
+            # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops (or the
+            # region of them it was trained on, as facediag.strategies.fused cuts it)
+            if "features" in source:
+                per_source.append(crop_landmarks(preprocessor, kept, *crop))
+            else:
+                per_source.append(region_crops(stacked, source["region"]) if source.get("region") else stacked)
         assert first is not None
         results, kept, stacked = first
         if not kept:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from facediag.models.features import region_box, region_crops
 from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
 from facediag.svm import decision_scores
 from tests.conftest import REPO, compose_train, train_cli
@@ -101,21 +102,25 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
 
 
+# the second source: EfficientNet on the tight crop, a region of it (not symmetric, so the order of cutting and
+# mirroring shows) and flip-averaged: every view option composed, in training and in predict
+REGION = [0.1, 0.5, 0.8, 1.0]
 FLIP_AND_TIGHT = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,flip:true},"
-                  "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25}}]")
+                  "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},"
+                  "region:[0.1,0.5,0.8,1.0],flip:true}]")
 
 
 @pytest.mark.slow
-def test_flip_averaged_source_and_second_crop_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
+def test_flip_averaged_source_and_second_crop_region_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
     from facediag.models.flops import count_macs
 
     run_dir = tmp_path / "run"
     train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache, FLIP_AND_TIGHT)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     flipped, tight = metrics["sources"]
-    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0@dlib-0.25-224"
-    assert flipped["name"] == "dlib_resnet-flip" and flipped["flip"] is True and "flip" not in tight
-    assert tight["name"] == "efficientnet_lite0@dlib-0.25-224" and tight["crop"] == [224, "dlib", 0.25]
+    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
+    assert flipped["name"] == "dlib_resnet-flip" and flipped["flip"] is True and "region" not in flipped
+    assert tight["crop"] == [224, "dlib", 0.25] and tight["region"] == REGION and tight["flip"] is True
     # a flip-averaged source runs its CNN twice per image: twice the MACs, the parameters once
     dlib_macs, dlib_params = count_macs("dlib_resnet", "dlib_faces", 4)
     assert flipped["macs"] == 2 * dlib_macs and flipped["params"] == dlib_params
@@ -130,6 +135,12 @@ def test_flip_averaged_source_and_second_crop_through_the_cli_and_predict(london
     plain, mirrored = ([np.load(folders[view] / f"{d}.npy") for d in digests] for view in (None, "mirrored"))
     np.testing.assert_array_equal(test["features"][:, :128], (np.stack(plain) + np.stack(mirrored)) / 2)
     assert not np.allclose(np.stack(plain), np.stack(mirrored))  # a mirrored face is another input
+    # the region view: the crop's region resized to 224 px, then (flip) mirrored; both cached under the region
+    keys = {k.parent: json.loads(k.read_text()) for k in (shared_cache / "features").glob("*/key.json")}
+    regions = {k.get("view"): folder for folder, k in keys.items() if k.get("region") == REGION}
+    assert set(regions) == {None, "mirrored"} and all("region" not in k for k in keys.values() if k["crop"][0] == 150)
+    plain, mirrored = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests]) for view in (None, "mirrored"))
+    np.testing.assert_array_equal(test["features"][:, 128:], (plain + mirrored) / 2)
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
 
 
@@ -152,12 +163,31 @@ def test_a_source_is_named_by_its_view_and_its_mirrored_features_keyed_apart(tmp
     assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), False) == "efficientnet_lite0"
     assert view_name("efficientnet_lite0", (224, "dlib", 0.25), True) == "efficientnet_lite0@dlib-0.25-224-flip"
     assert view_name("dlib_resnet", (150, "dlib", 0.25), True) == "dlib_resnet-flip"
+    lower_face = view_name("efficientnet_lite0", (224, "vggface2", 0.2), True, "lower_face")
+    assert lower_face == "efficientnet_lite0[lower_face]-flip"
+    fractions = view_name("efficientnet_lite0", (224, "vggface2", 0.2), False, [0, 0.5, 1, 1])
+    assert fractions == "efficientnet_lite0[0,0.5,1,1]"
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", cache_dir=tmp_path / "cache")
     backbone, weights = source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "flip": True})
     nodes = [OmegaConf.to_container(n, resolve=True) for n in (backbone, weights, cfg.preprocess)]
     plain, mirrored = (backbone_feature_cache(tmp_path, *nodes, mirrored=m) for m in (False, True))
     assert plain.folder != mirrored.folder and mirrored.key["view"] == "mirrored"
     assert "view" not in plain.key  # the unmirrored key is the one single-backbone DTL2 runs fill
+    region = backbone_feature_cache(tmp_path, *nodes, region=region_box("lower_face"))
+    assert region.folder not in (plain.folder, mirrored.folder) and "region" not in plain.key
+    assert region.key["region"] == [0.125, 0.4, 0.875, 0.95]
+
+
+def test_a_region_view_is_that_part_of_the_crop_at_the_input_size():
+    crops = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    crops[:, 4:, :4] = 200  # the lower left quarter
+    view = region_crops(crops, (0.0, 0.5, 0.5, 1.0))
+    assert view.shape == crops.shape and view.dtype == np.uint8 and (view == 200).all()
+    np.testing.assert_array_equal(region_crops(crops, (0, 0, 1, 1)), crops)
+    with pytest.raises(ValueError, match=r"region 'mouth': unknown name; choose one of \['lower_face'\]"):
+        region_box("mouth")
+    with pytest.raises(ValueError, match=r"region \[0.5, 0.0, 0.2, 1.0\]: need 0 <= x0 < x1 <= 1"):
+        region_box([0.5, 0.0, 0.2, 1.0])
 
 
 def test_a_source_with_an_unknown_backbone_or_key_is_refused_by_name(tmp_path):
@@ -191,4 +221,6 @@ def test_a_landmark_source_with_an_unknown_kind_or_key_is_refused_by_name():
         FusedDTL2(sources=[cnn, {**cnn, "flip": "yes"}])
     with pytest.raises(ValueError, match=r"unknown keys \['flip'\]"):  # geometry has no mirror view to average
         FusedDTL2(sources=[cnn, {"features": "face_geometry", "flip": True}])
+    with pytest.raises(ValueError, match=r"source .*efficientnet_lite0.*: region \[0, 1\]: give a name or four"):
+        FusedDTL2(sources=[cnn, {"backbone": "efficientnet_lite0", "weights": "imagenet", "region": [0, 1]}])
 

@@ -14,8 +14,11 @@ the preprocessing already found (``{features: face_geometry[, align: {size, temp
 :mod:`facediag.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
 take part (:func:`facediag.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of the features of
 each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a CNN source
-with its own ``align`` is another view of the face by the same network. Such sources are named apart
-(:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``).
+with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
+``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
+of its crop resized to its input size (its features cached apart; with ``flip`` the region view is mirrored). Such
+sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
+``efficientnet_lite0[lower_face]-flip``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from facediag.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
 from facediag.fusion import RULES, block_slices, choose_rule
 from facediag.geometry import FEATURE_KINDS, landmark_features
-from facediag.models.features import flip_averaged, mirrored_crops
+from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
@@ -47,7 +50,7 @@ log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
 VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen fusion rule and C)"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
-VIEW_KEYS = ("flip",)  # how a CNN source looks at its crop
+VIEW_KEYS = ("flip", "region")  # how a CNN source looks at its crop
 LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
 
 
@@ -66,12 +69,15 @@ def source_name(source: Mapping[str, Any]) -> str:
     return str(source.get("name") or (source["backbone"] if "backbone" in source else source["features"]))
 
 
-def view_name(backbone: str, crop: tuple[int, str, float], flip: bool) -> str:
+def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: Any = None) -> str:
     """The name of a CNN source: the backbone, ``@<template>-<padding>-<size>`` when its crop is not the backbone's
-    own and ``-flip`` when flip-averaged (two views of one network stay apart in metrics.json and fusion names)."""
+    own, ``[<region>]`` for a region view (its name, or its fractions) and ``-flip`` when flip-averaged (two views of
+    one network stay apart in metrics.json and fusion names)."""
     name = backbone
     if crop != crop_of(OmegaConf.create(backbone_config(backbone))):
         name += f"@{crop[1]}-{crop[2]:g}-{crop[0]}"
+    if region is not None:
+        name += f"[{region}]" if isinstance(region, str) else "[" + ",".join(f"{float(v):g}" for v in region) + "]"
     return name + ("-flip" if flip else "")
 
 
@@ -103,11 +109,13 @@ def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfi
 
 
 def frozen_features(
-    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray, mirrored: bool = False
+    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray, mirrored: bool = False,
+    region: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Features of ``rows`` (from the pair's per-image cache; the CNN runs only for misses) and the number
-    of images the CNN computed. ``mirrored``: ``crops`` are the mirrored crops (their own cache)."""
-    cache, digests = job.feature_cache(backbone, weights, mirrored), rows["sha256"].to_numpy(dtype=str)
+    of images the CNN computed. ``mirrored`` / ``region``: ``crops`` are the mirrored crops / that region view
+    (caches of their own)."""
+    cache, digests = job.feature_cache(backbone, weights, mirrored, region), rows["sha256"].to_numpy(dtype=str)
     cached = cache.stacked(digests)
     if cached is not None:  # a warm cache: no CNN, no predict pass
         return cached, 0
@@ -146,6 +154,11 @@ class FusedDTL2:
                 raise ValueError(f"fused DTL2 source {dict(source)}: give backbone and weights, or features")
             elif not isinstance(source.get("flip", False), bool):
                 raise ValueError(f"fused DTL2 source {dict(source)}: flip must be true or false")
+            elif source.get("region") is not None:
+                try:
+                    region_box(source["region"])
+                except ValueError as err:
+                    raise ValueError(f"fused DTL2 source {dict(source)}: {err}") from None
         unknown = sorted(set(rules) - set(RULES))
         if unknown or not rules:
             raise ValueError(f"strategy.rules must be among {RULES}, got {list(rules)}")
@@ -166,20 +179,26 @@ class FusedDTL2:
             return rows, features, {"features": str(source["features"]), "crop": list(crop),
                                     "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
         backbone, weights = source_config(job.cfg, source)
-        flip = bool(source.get("flip", False))
+        flip, region = bool(source.get("flip", False)), source.get("region")
+        box = region_box(region) if region is not None else None
         rows, crops = job.crops(*crop_of(backbone))
-        features, cnn_images = frozen_features(job, backbone, weights, rows, crops)
+        if box is not None:  # the region view: that part of the crop at the input size (cached apart)
+            crops = region_crops(crops, box)
+        features, cnn_images = frozen_features(job, backbone, weights, rows, crops, region=box)
         if flip:  # the mean over the crop and its mirror: the mirrored features have a cache of their own
-            mirrored, mirrored_images = frozen_features(job, backbone, weights, rows, mirrored_crops(crops), True)
+            mirrored, mirrored_images = frozen_features(job, backbone, weights, rows, mirrored_crops(crops), True,
+                                                        box)
             features, cnn_images = flip_averaged(features, mirrored), cnn_images + mirrored_images
         macs, params = cached_count_macs(str(backbone.name), str(weights.name), len(job.classes),
                                          job.cfg.paths.get("cache_dir"))
-        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip), "backbone": str(backbone.name),
+        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip, region), "backbone": str(backbone.name),
                 "weights": str(weights.name), "feature_layer": backbone.get("feature_layer"),
                 "crop": list(crop_of(backbone)), "feature_dim": int(features.shape[1]), "cnn_images": cnn_images,
                 "macs": macs * (2 if flip else 1), "params": params}
         if flip:
             info["flip"] = True
+        if box is not None:  # facediag.inference cuts the same region from each photo's crop
+            info["region"] = list(box)
         return rows, features, info
 
     def run(self, job: Job) -> pd.DataFrame:

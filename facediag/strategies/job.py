@@ -62,11 +62,14 @@ class Job:
         backbone = backbone if backbone is not None else self.cfg.backbone
         return create_from_config(backbone, weights if weights is not None else self.cfg.weights)
 
-    def feature_cache(self, backbone: Any = None, weights: Any = None, mirrored: bool = False) -> FeatureCache:
+    def feature_cache(
+        self, backbone: Any = None, weights: Any = None, mirrored: bool = False, region: Any = None
+    ) -> FeatureCache:
         """Features keyed by backbone, weights (+ pinned file), feature layer, preprocessing and crop.
 
         ``backbone`` / ``weights``: config nodes of another pair than the run's own (fused DTL2 sources);
-        ``mirrored``: the features of the mirrored crops (a fused source's ``flip``), cached apart.
+        ``mirrored``: the features of the mirrored crops (a fused source's ``flip``), cached apart; ``region``:
+        (x0, y0, x1, y1) fractions, the features of a region view (a fused source's ``region``), cached apart.
         """
         nodes = {
             "backbone": backbone if backbone is not None else self.cfg.backbone,
@@ -75,7 +78,7 @@ class Job:
         }
         return backbone_feature_cache(
             self.cfg.paths.cache_dir, **{k: OmegaConf.to_container(v, resolve=True) for k, v in nodes.items()},
-            mirrored=mirrored,
+            mirrored=mirrored, region=region,
         )
 
     def augment(self) -> list[Any]:
