@@ -36,6 +36,9 @@ TARGETS = {"sex_expression": 0.965, "expression": 0.985, "sex": 0.995}
 CNNS = ("dlib_resnet", "efficientnet_lite0")
 #: the second EfficientNet view: the tight dlib face-chip geometry (brows to chin) at 224 px
 TIGHT = "efficientnet_lite0@dlib-0.25-224"
+#: the lower-face region view of EfficientNet (facediag.models.features.REGIONS: below the eyes to below the chin)
+LOWER = "efficientnet_lite0[lower_face]"
+BOTH_FLIP = ("dlib_resnet-flip", "efficientnet_lite0-flip")
 #: fusion designs compared on validation: (source names as metrics.json records them, select_sources), rules
 #: block_scaled and stacked as the presets; ``-flip``: flip-averaged features of that source
 DESIGNS = {
@@ -48,6 +51,9 @@ DESIGNS = {
     "dlib + EfficientNet + EfficientNet tight crop": ((*CNNS, TIGHT), False),
     "dlib + EfficientNet + EfficientNet tight crop, both EfficientNets flip-averaged":
         (("dlib_resnet", "efficientnet_lite0-flip", f"{TIGHT}-flip"), False),
+    "dlib + EfficientNet both flip-averaged + EfficientNet lower face flip-averaged":
+        ((*BOTH_FLIP, f"{LOWER}-flip"), False),
+    "dlib + EfficientNet both flip-averaged + EfficientNet lower face": ((*BOTH_FLIP, LOWER), False),
 }
 #: every source a designs sweep must hold (strategy.sources of the sweep; see RESULTS.md, flip-averaged sources)
 DESIGN_SOURCES = (
@@ -55,6 +61,8 @@ DESIGN_SOURCES = (
     "{backbone:efficientnet_lite0,weights:imagenet},{backbone:efficientnet_lite0,weights:imagenet,flip:true},"
     "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25}},"
     "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},flip:true},"
+    "{backbone:efficientnet_lite0,weights:imagenet,region:lower_face},"
+    "{backbone:efficientnet_lite0,weights:imagenet,region:lower_face,flip:true},"
     "{features:face_geometry}]"
 )
 
