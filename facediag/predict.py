@@ -187,11 +187,11 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    pause_collection()  # until torch is imported (facediag.startup)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     inputs, options = parse(sys.argv[1:] if argv is None else argv)
     return predict(inputs, options)
 
 
 if __name__ == "__main__":
+    pause_collection()  # the command only, not a caller of main(): until torch is imported (facediag.startup)
     sys.exit(main())

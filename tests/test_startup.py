@@ -34,3 +34,12 @@ def test_an_app_that_never_paused_is_left_alone():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_calling_predict_main_in_process_leaves_the_callers_collector_alone():
+    code = (
+        "import gc\nfrom facediag.predict import main\ntry:\n    main([])\nexcept SystemExit:\n    pass\n"
+        "assert gc.isenabled() and gc.get_freeze_count() == 0, (gc.isenabled(), gc.get_freeze_count())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
