@@ -116,7 +116,7 @@ def nested_validation(run_dir: Path, sources: tuple[str, ...], select: bool) -> 
     from omegaconf import OmegaConf
 
     from facediag.fusion import choose_rule, grouped_splits
-    from facediag.strategies.fused import source_name
+    from facediag.models.features import source_name
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     parts = [np.load(run_dir / "features" / f"{role}.npz") for role in ("train", "val")]

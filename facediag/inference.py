@@ -273,7 +273,7 @@ class TrainedRun:
     def _score_fused(self, preprocessor: Any, paths: list[str]) -> Scored:
         """Fused DTL2: every source's crop and features, concatenated in the run's column order, into its model."""
         from facediag.geometry import crop_landmarks, landmark_features, mirrored
-        from facediag.models.features import region_crops
+        from facediag.models.features import region_crops, source_name
         from facediag.preprocess.pipeline import stack_crops
         from facediag.svm import decision_scores
 
@@ -285,8 +285,7 @@ class TrainedRun:
             if first is None:
                 first = (results, kept, stacked)
             elif [r.path for r in kept] != [r.path for r in first[1]]:
-                name = source.get("backbone") or source.get("features")
-                raise RuntimeError(f"fused run {self.run_dir}: source {name} got crops for other images")
+                raise RuntimeError(f"fused run {self.run_dir}: source {source_name(source)} got crops for other images")
             # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops (or the
             # region of them it was trained on, as facediag.strategies.fused cuts it)
             if "features" in source:
@@ -300,21 +299,28 @@ class TrainedRun:
             return Scored([], stacked, empty, empty, results)
         from facediag.models.features import extract_features, flip_averaged, mirrored_crops
 
-        def features_of(source: dict[str, Any], net: Any, data: np.ndarray, flip: bool) -> np.ndarray:
+        backbones, fusion, platt = self.model()
+        computed: dict[tuple[int, bool], np.ndarray] = {}
+
+        def features_of(i: int, flip: bool) -> np.ndarray:
+            source, net, data = self.sources[i], backbones[i], per_source[i]
             if "features" in source:
                 points = mirrored(data) if flip else data
                 return landmark_features(str(source["features"]), points, str(source["crop"][1]))
-            view = mirrored_crops(data) if flip else data
-            features = extract_features(net, view, batch_size=self.batch_size)
-            if source.get("flip"):  # a flip-averaged source, as in training (facediag.strategies.fused)
-                return flip_averaged(features, extract_features(net, mirrored_crops(view), batch_size=self.batch_size))
-            return features
+            if source.get("flip"):  # flip-averaged, as in training (facediag.strategies.fused): the same mirrored
+                flip = False
+            if (i, flip) not in computed:
+                view = mirrored_crops(data) if flip else data
+                features = extract_features(net, view, batch_size=self.batch_size)
+                if source.get("flip"):
+                    features = flip_averaged(features, extract_features(net, mirrored_crops(view),
+                                                                        batch_size=self.batch_size))
+                computed[(i, flip)] = features
+            return computed[(i, flip)]
 
-        backbones, fusion, platt = self.model()
         scores, probabilities = [], []
         for flip in ([False, True] if self.tta == "flip" else [False]):
-            features = np.hstack([features_of(source, net, data, flip)
-                                  for source, net, data in zip(self.sources, backbones, per_source, strict=True)])
+            features = np.hstack([features_of(i, flip) for i in range(len(self.sources))])
             scores.append(decision_scores(fusion, features, len(self.classes)))
             probabilities.append(platt.predict_proba(features) if platt is not None else _softmax(scores[-1]))
         return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0), results)

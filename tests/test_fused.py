@@ -24,19 +24,20 @@ def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str)
                      "strategy.cv_folds=3", *overrides)
 
 
-def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path) -> None:
-    """Applied to the run's test photos the way users do (python -m facediag.predict, each source's own crop or
-    landmarks), the run gives its own test scores again."""
+def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path, *options: str) -> None:
+    """Applied to the run's test photos the way users do (python -m facediag.predict [options], each source's own
+    crop or landmarks), the run gives its own test scores again."""
     predictions = pd.read_csv(run_dir / "predictions.csv")
     columns = [c for c in predictions.columns if c.startswith("score_")]
     photos = tmp_path / "photos"
-    photos.mkdir()
-    for i, path in enumerate(predictions["path"]):
-        (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
-    scored_csv = tmp_path / "scored.csv"
+    if not photos.is_dir():
+        photos.mkdir()
+        for i, path in enumerate(predictions["path"]):
+            (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
+    scored_csv = tmp_path / f"scored{'_'.join(('', *options))}.csv"
     out = subprocess.run([sys.executable, "-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
-                          f"cache_dir={shared_cache}", "workers=1"], cwd=REPO, capture_output=True, text=True,
-                         timeout=900)
+                          f"cache_dir={shared_cache}", "workers=1", *options], cwd=REPO, capture_output=True,
+                         text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     scored = pd.read_csv(scored_csv)
     scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
@@ -142,6 +143,8 @@ def test_flip_averaged_source_and_second_crop_region_through_the_cli_and_predict
     plain, mirrored = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests]) for view in (None, "mirrored"))
     np.testing.assert_array_equal(test["features"][:, 128:], (plain + mirrored) / 2)
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+    # every source is flip-averaged, so mirroring changes no feature: tta=flip gives the same scores
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache, "tta=flip")
 
 
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,11 @@ def extract_features(
     if not chunks:
         return np.zeros((0, model.feature_dim), dtype=np.float32)
     return torch.cat(chunks).numpy()
+
+
+def source_name(source: Mapping[str, Any]) -> str:
+    """A fused source's name: its recorded ``name`` (metrics.json), else its backbone or landmark-features kind."""
+    return str(source.get("name") or (source["backbone"] if "backbone" in source else source["features"]))
 
 
 def mirrored_crops(crops: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from facediag.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
 from facediag.fusion import RULES, block_slices, choose_rule
 from facediag.geometry import FEATURE_KINDS, landmark_features
-from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops
+from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops, source_name
 from facediag.models.registry import backbone_config
 from facediag.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
@@ -62,11 +62,6 @@ def landmark_crop(source: Mapping[str, Any]) -> tuple[int, str, float]:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
     align = {**LANDMARK_ALIGN, **dict(source.get("align") or {})}
     return int(align["size"]), str(align["template"]), float(align["padding"])
-
-
-def source_name(source: Mapping[str, Any]) -> str:
-    """A source's name: its recorded ``name`` (metrics.json), else its backbone or landmark-features kind."""
-    return str(source.get("name") or (source["backbone"] if "backbone" in source else source["features"]))
 
 
 def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: Any = None) -> str:
