@@ -22,9 +22,14 @@ assert gc.isenabled() and gc.get_freeze_count() == frozen, "a later job paused o
 """
 
 
-def test_collection_pauses_until_resumed_then_freezes_once_and_never_again():
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, cwd=REPO, timeout=60)
+def assert_fresh_python_runs(code: str) -> None:
+    """``code`` runs without error in a fresh interpreter (the collector's state is per process)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_collection_pauses_until_resumed_then_freezes_once_and_never_again():
+    assert_fresh_python_runs(CHECK)
 
 
 def test_an_app_that_never_paused_is_left_alone():
@@ -32,8 +37,7 @@ def test_an_app_that_never_paused_is_left_alone():
         "import gc; from facediag.startup import resume_collection; resume_collection(); "
         "assert gc.isenabled() and gc.get_freeze_count() == 0"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert_fresh_python_runs(code)
 
 
 def test_calling_predict_main_in_process_leaves_the_callers_collector_alone():
@@ -41,5 +45,4 @@ def test_calling_predict_main_in_process_leaves_the_callers_collector_alone():
         "import gc\nfrom facediag.predict import main\ntry:\n    main([])\nexcept SystemExit:\n    pass\n"
         "assert gc.isenabled() and gc.get_freeze_count() == 0, (gc.isenabled(), gc.get_freeze_count())"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert_fresh_python_runs(code)
