@@ -38,6 +38,9 @@ CNNS = ("dlib_resnet", "efficientnet_lite0")
 TIGHT = "efficientnet_lite0@dlib-0.25-224"
 #: the lower-face region view of EfficientNet (facediag.models.features.REGIONS: below the eyes to below the chin)
 LOWER = "efficientnet_lite0[lower_face]"
+#: other EfficientNet feature layers (facediag.models.registry): pooled outputs of stages 4-7 (704), the final map
+#: averaged in three horizontal bands (3 x 1280)
+STAGES, BANDS = "efficientnet_lite0:stages", "efficientnet_lite0:bands"
 BOTH_FLIP = ("dlib_resnet-flip", "efficientnet_lite0-flip")
 #: fusion designs compared on validation: (source names as metrics.json records them, select_sources), rules
 #: block_scaled and stacked as the presets; ``-flip``: flip-averaged features of that source
@@ -54,6 +57,12 @@ DESIGNS = {
     "dlib + EfficientNet both flip-averaged + EfficientNet lower face flip-averaged":
         ((*BOTH_FLIP, f"{LOWER}-flip"), False),
     "dlib + EfficientNet both flip-averaged + EfficientNet lower face": ((*BOTH_FLIP, LOWER), False),
+    "dlib + EfficientNet both flip-averaged + EfficientNet mid-level stages flip-averaged":
+        ((*BOTH_FLIP, f"{STAGES}-flip"), False),
+    "dlib + EfficientNet mid-level stages, both flip-averaged": (("dlib_resnet-flip", f"{STAGES}-flip"), False),
+    "dlib + EfficientNet three-band map, both flip-averaged": (("dlib_resnet-flip", f"{BANDS}-flip"), False),
+    "dlib + EfficientNet both flip-averaged + EfficientNet three-band map flip-averaged":
+        ((*BOTH_FLIP, f"{BANDS}-flip"), False),
 }
 #: every source a designs sweep must hold (strategy.sources of the sweep; see RESULTS.md, flip-averaged sources)
 DESIGN_SOURCES = (
@@ -63,6 +72,8 @@ DESIGN_SOURCES = (
     "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},flip:true},"
     "{backbone:efficientnet_lite0,weights:imagenet,region:lower_face},"
     "{backbone:efficientnet_lite0,weights:imagenet,region:lower_face,flip:true},"
+    "{backbone:efficientnet_lite0,weights:imagenet,feature_layer:stages,flip:true},"
+    "{backbone:efficientnet_lite0,weights:imagenet,feature_layer:bands,flip:true},"
     "{features:face_geometry}]"
 )
 

@@ -10,7 +10,7 @@ batch norms stay in eval mode while training).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,20 @@ FEATURE_SOURCES = (PENULTIMATE, HEAD_OUTPUT)
 
 
 @dataclass(frozen=True)
+class Tap:
+    """A DTL2 feature layer inside the trunk: features(network, x) -> (N, dim(network))."""
+
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    dim: Callable[[nn.Module], int]
+
+
+@dataclass(frozen=True)
 class Architecture:
     """How to build a network and where its parts are.
 
     build(num_classes) -> network; penultimate(network, x) -> (N, D) input of the final layer;
-    head: dotted path of the final layer; stages(network) -> modules of each stage, input first.
+    head: dotted path of the final layer; stages(network) -> modules of each stage, input first;
+    taps: further DTL2 feature layers by name (e.g. pooled outputs of several stages).
     """
 
     name: str
@@ -37,6 +46,7 @@ class Architecture:
     penultimate: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     head: str
     stages: Callable[[nn.Module], list[list[nn.Module]]]
+    taps: Mapping[str, Tap] = field(default_factory=dict)
 
 
 class NormalizedHead(nn.Module):
@@ -93,6 +103,9 @@ class FaceBackbone(nn.Module):
         self.align = dict(align or {})
         self.feature_layer = feature_layer
         self._feature_source = feature_layers[feature_layer]
+        if self._feature_source not in (*FEATURE_SOURCES, *arch.taps):
+            raise ValueError(f"{spec.backbone}: feature layer {feature_layer!r} is {self._feature_source!r}, which "
+                             f"architecture {arch.name} does not have")
         self.head_replaced = False
         self.frozen_stages = 0
         to_255 = 255.0 if spec.value_range == "0-1" else 1.0
@@ -152,6 +165,8 @@ class FaceBackbone(nn.Module):
         """Width of the DTL2 feature layer."""
         if self._feature_source == HEAD_OUTPUT:
             return int(self.head.out_features)
+        if self._feature_source in self.arch.taps:
+            return self.arch.taps[self._feature_source].dim(self.net)
         return self.head_in_features
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +177,8 @@ class FaceBackbone(nn.Module):
         """Normalised input -> (N, feature_dim) DTL2 features (``feature_layer``)."""
         if self._feature_source == PENULTIMATE:
             return self.penultimate(x)
+        if self._feature_source in self.arch.taps:
+            return self.arch.taps[self._feature_source].features(self.net, x)
         if self.head_replaced:
             raise RuntimeError(
                 f"{self.backbone}: feature layer {self.feature_layer!r} is the output of the final layer, "

@@ -12,7 +12,7 @@ and their architectures:
 | | Caffe ResNet-50 (vggface2, ms1m_vggface2) | pool5 (2048) | classifier |
 | senet50 | Caffe SE-ResNet-50 | pool5 (2048) | classifier |
 | dlib_resnet | dlib's face ResNet (parsed from its .dat) | descriptor (128) or pooled (256) | fc |
-| efficientnet_lite0 | EfficientNet-Lite0 (efficientnet_lite_pytorch) | pool (1280) | _fc |
+| efficientnet_lite0 | EfficientNet-Lite0 | pool (1280), stages (704), bands (3840) | _fc |
 
 The architecture is a property of the weight file (its spec's ``arch``), not of the backbone name:
 ResNet-50 ImageNet weights need torchvision's layout, the VGGFace2 ones the Caffe layout.
@@ -30,7 +30,7 @@ import yaml
 from torch import nn
 
 from facediag.models.caffe_resnet import CaffeResNet50
-from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE, Architecture, FaceBackbone
+from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE, Architecture, FaceBackbone, Tap
 from facediag.models.weights import (
     WeightSpec,
     apply_key_map,
@@ -50,7 +50,7 @@ FEATURE_LAYERS: dict[str, dict[str, str]] = {
     "resnet50": {"pool5": PENULTIMATE},
     "senet50": {"pool5": PENULTIMATE},
     "dlib_resnet": {"descriptor": HEAD_OUTPUT, "pooled": PENULTIMATE},
-    "efficientnet_lite0": {"pool": PENULTIMATE},
+    "efficientnet_lite0": {"pool": PENULTIMATE, "stages": "stages", "bands": "bands"},
 }
 BACKBONES = tuple(FEATURE_LAYERS)
 
@@ -141,6 +141,51 @@ def _efficientnet_stages(net: nn.Module) -> list[list[nn.Module]]:
     return stages + [[net._conv_head, net._bn1]]
 
 
+#: EfficientNet-Lite0 stages (stem 0, MBConv stages 1-7, head conv 8) whose globally averaged outputs make the
+#: ``stages`` feature layer: mid- to high-level maps (80 + 112 + 192 + 320 = 704 channels), before the 1x1 head conv
+#: that ImageNet's classes shaped most
+EFFICIENTNET_TAP_STAGES = (4, 5, 6, 7)
+#: horizontal bands of the final 7x7 map averaged apart in the ``bands`` feature layer (3 x 1280): at the
+#: backbone's face crop roughly brows and eyes / nose and cheeks / mouth and chin, where global pooling mixes them
+EFFICIENTNET_BANDS = 3
+
+
+def _efficientnet_stage_outputs(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of the :data:`EFFICIENTNET_TAP_STAGES` (forward hooks on each stage's last block), in stage order."""
+    stages = _efficientnet_stages(net)
+    outputs: list[torch.Tensor] = []
+    hooks = [stages[i][-1].register_forward_hook(lambda _module, _input, output: outputs.append(output))
+             for i in EFFICIENTNET_TAP_STAGES]
+    try:
+        net.extract_features(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
+
+
+def _efficientnet_stages_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([output.mean(dim=(2, 3)) for output in _efficientnet_stage_outputs(net, x)], dim=1)
+
+
+def _efficientnet_stages_dim(net: nn.Module) -> int:
+    stages = _efficientnet_stages(net)
+    return sum(int(stages[i][-1]._project_conv.out_channels) for i in EFFICIENTNET_TAP_STAGES)
+
+
+def _efficientnet_bands(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    pooled = nn.functional.adaptive_avg_pool2d(net.extract_features(x), (EFFICIENTNET_BANDS, 1))
+    return torch.flatten(pooled, 1)
+
+
+def _efficientnet_bands_dim(net: nn.Module) -> int:
+    return EFFICIENTNET_BANDS * int(net._conv_head.out_channels)
+
+
+EFFICIENTNET_TAPS = {"stages": Tap(_efficientnet_stages_pooled, _efficientnet_stages_dim),
+                     "bands": Tap(_efficientnet_bands, _efficientnet_bands_dim)}
+
+
 def _build_alexnet(num_classes: int) -> nn.Module:
     import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
 
@@ -177,7 +222,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("caffe_senet50", _build_caffe_senet50, _caffe_pool5, "classifier", _caffe_stages),
         Architecture("dlib_resnet", _build_dlib, _dlib_pooled, "fc", _dlib_stages),
         Architecture("efficientnet_lite0", _build_efficientnet_lite0, _efficientnet_pool, "_fc",
-                     _efficientnet_stages),
+                     _efficientnet_stages, EFFICIENTNET_TAPS),
     )
 }
 

@@ -18,7 +18,9 @@ with its own ``align`` is another view of the face by the same network; ``region
 ``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
 of its crop resized to its input size (its features cached apart; with ``flip`` the region view is mirrored). Such
 sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
-``efficientnet_lite0[lower_face]-flip``).
+``efficientnet_lite0[lower_face]-flip``); so is a source with another ``feature_layer`` than its backbone's
+default (``efficientnet_lite0:stages-flip``: pooled outputs of mid-level stages, ``:bands``: the final map averaged
+in three horizontal bands; :data:`facediag.models.registry.FEATURE_LAYERS`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,17 @@ def landmark_crop(source: Mapping[str, Any]) -> tuple[int, str, float]:
     return int(align["size"]), str(align["template"]), float(align["padding"])
 
 
-def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: Any = None) -> str:
-    """The name of a CNN source: the backbone, ``@<template>-<padding>-<size>`` when its crop is not the backbone's
-    own, ``[<region>]`` for a region view (its name, or its fractions) and ``-flip`` when flip-averaged (two views of
-    one network stay apart in metrics.json and fusion names)."""
+def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: Any = None,
+              feature_layer: str | None = None) -> str:
+    """The name of a CNN source: the backbone, ``:<feature layer>`` when it is not the backbone's default,
+    ``@<template>-<padding>-<size>`` when its crop is not the backbone's own, ``[<region>]`` for a region view (its
+    name, or its fractions) and ``-flip`` when flip-averaged (two views of one network stay apart in metrics.json
+    and fusion names)."""
+    packaged = backbone_config(backbone)
     name = backbone
-    if crop != crop_of(OmegaConf.create(backbone_config(backbone))):
+    if feature_layer is not None and feature_layer != packaged["feature_layer"]:
+        name += f":{feature_layer}"
+    if crop != crop_of(OmegaConf.create(packaged)):
         name += f"@{crop[1]}-{crop[2]:g}-{crop[0]}"
     if region is not None:
         name += f"[{region}]" if isinstance(region, str) else "[" + ",".join(f"{float(v):g}" for v in region) + "]"
@@ -186,7 +193,8 @@ class FusedDTL2:
             features, cnn_images = flip_averaged(features, mirrored), cnn_images + mirrored_images
         macs, params = cached_count_macs(str(backbone.name), str(weights.name), len(job.classes),
                                          job.cfg.paths.get("cache_dir"))
-        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip, region), "backbone": str(backbone.name),
+        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip, region, backbone.get("feature_layer")),
+                "backbone": str(backbone.name),
                 "weights": str(weights.name), "feature_layer": backbone.get("feature_layer"),
                 "crop": list(crop_of(backbone)), "feature_dim": int(features.shape[1]), "cnn_images": cnn_images,
                 "macs": macs * (2 if flip else 1), "params": params}
