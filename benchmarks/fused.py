@@ -10,7 +10,7 @@
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/fused.py time [--workdir DIR] [overrides...]
     python benchmarks/fused.py check <evaluate output dir>/learning_curves.csv
-    python benchmarks/fused.py designs <sweep dir of the geometry preset> [--split-seed 0]
+    python benchmarks/fused.py designs <sweep dir of the geometry preset> [--split-seed 0] [--only 6 11 12] [--jobs 2]
 
     designs compares fusion designs (which sources, with or without source selection) on validation only:
            in each run's training part (features/train.npz + val.npz, never test.npz), a person-grouped
@@ -149,25 +149,36 @@ def nested_validation(run_dir: Path, sources: tuple[str, ...], select: bool) -> 
     return correct / len(y)
 
 
-def compare_designs(sweep_dir: Path, split_seed: int | None) -> None:
+def run_designs(metrics_file: Path, designs: dict[str, tuple[tuple[str, ...], bool]]) -> list[dict]:
+    """Nested validation accuracy of every design in one run's training part (one BLAS thread)."""
     import json
 
     from threadpoolctl import threadpool_limits
 
-    print_header("benchmarks/fused.py designs: fusion designs on held-out people of each training part (no test)",
-                 sweep_dir=str(sweep_dir), split_seed="all" if split_seed is None else split_seed)  # fmt: skip
+    metrics = json.loads(metrics_file.read_text())
     rows = []
-    for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: int(f.parent.name)):
-        metrics = json.loads(metrics_file.read_text())
-        if split_seed is not None and metrics["split_seed"] != split_seed:
-            continue
-        with threadpool_limits(1):
-            for design, (sources, select) in DESIGNS.items():
-                accuracy = nested_validation(metrics_file.parent, sources, select)
-                rows.append({"task": metrics["task"], "split seed": metrics["split_seed"], "fold": metrics["fold"],
-                             "design": design, "validation accuracy": accuracy})
-                print(f"  {metrics['task']:<15} seed {metrics['split_seed']} fold {metrics['fold']}  {design:<68} "
-                      f"{accuracy:.3f}", flush=True)  # fmt: skip
+    with threadpool_limits(1):
+        for design, (sources, select) in designs.items():
+            accuracy = nested_validation(metrics_file.parent, sources, select)
+            rows.append({"task": metrics["task"], "split seed": metrics["split_seed"], "fold": metrics["fold"],
+                         "design": design, "validation accuracy": accuracy})
+            print(f"  {metrics['task']:<15} seed {metrics['split_seed']} fold {metrics['fold']}  {design:<68} "
+                  f"{accuracy:.3f}", flush=True)  # fmt: skip
+    return rows
+
+
+def compare_designs(sweep_dir: Path, split_seed: int | None, only: list[int] | None = None, jobs: int = 1) -> None:
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    designs = {d: v for i, (d, v) in enumerate(DESIGNS.items(), 1) if not only or i in only}
+    print_header("benchmarks/fused.py designs: fusion designs on held-out people of each training part (no test)",
+                 sweep_dir=str(sweep_dir), split_seed="all" if split_seed is None else split_seed,
+                 designs=", ".join(str(i) for i in only) if only else "all", processes=jobs)  # fmt: skip
+    files = [f for f in sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: int(f.parent.name))
+             if split_seed is None or json.loads(f.read_text())["split_seed"] == split_seed]
+    with ProcessPoolExecutor(jobs) as pool:
+        rows = [row for part in pool.map(run_designs, files, [designs] * len(files)) for row in part]
     grouped = pd.DataFrame(rows).groupby(["task", "design"], sort=False)["validation accuracy"]
     table = grouped.agg(["mean", "std", "count"])
     print("\nmean over runs of the held-out-people accuracy in the training parts (SD over runs, runs)")
@@ -195,11 +206,15 @@ def main() -> None:
     designs = sub.add_parser("designs")
     designs.add_argument("sweep_dir", type=Path)
     designs.add_argument("--split-seed", type=int, default=None, help="only the runs of this split seed")
+    designs.add_argument("--only", type=int, nargs="+", default=None,
+                         help="only these designs (1-based, in DESIGNS order; a design's numbers do not depend on "
+                              "the others)")
+    designs.add_argument("--jobs", type=int, default=1, help="runs evaluated in parallel processes")
     args = parser.parse_args()
     if args.command == "time":
         time_rows(args.workdir or Path(tempfile.mkdtemp(prefix="facediag-bench-fused-")), args.overrides, args.fused)
     elif args.command == "designs":
-        compare_designs(args.sweep_dir, args.split_seed)
+        compare_designs(args.sweep_dir, args.split_seed, args.only, args.jobs)
     else:
         check_targets(args.csv)
 

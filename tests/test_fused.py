@@ -108,18 +108,19 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
 REGION = [0.1, 0.5, 0.8, 1.0]
 FLIP_AND_TIGHT = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,flip:true},"
                   "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},"
-                  "region:[0.1,0.5,0.8,1.0],flip:true}]")
+                  "region:[0.1,0.5,0.8,1.0],flip:true,feature_layer:stages}]")
 
 
 @pytest.mark.slow
-def test_flip_averaged_source_and_second_crop_region_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
+def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
     from facediag.models.flops import count_macs
 
     run_dir = tmp_path / "run"
     train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache, FLIP_AND_TIGHT)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     flipped, tight = metrics["sources"]
-    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
+    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0:stages@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
+    assert metrics["sources"][1]["feature_layer"] == "stages" and metrics["sources"][1]["feature_dim"] == 704
     assert flipped["name"] == "dlib_resnet-flip" and flipped["flip"] is True and "region" not in flipped
     assert tight["crop"] == [224, "dlib", 0.25] and tight["region"] == REGION and tight["flip"] is True
     # a flip-averaged source runs its CNN twice per image: twice the MACs, the parameters once
@@ -170,6 +171,8 @@ def test_a_source_is_named_by_its_view_and_its_mirrored_features_keyed_apart(tmp
     assert lower_face == "efficientnet_lite0[lower_face]-flip"
     fractions = view_name("efficientnet_lite0", (224, "vggface2", 0.2), False, [0, 0.5, 1, 1])
     assert fractions == "efficientnet_lite0[0,0.5,1,1]"
+    assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), True, None, "bands") == "efficientnet_lite0:bands-flip"
+    assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), False, None, "pool") == "efficientnet_lite0"
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", cache_dir=tmp_path / "cache")
     backbone, weights = source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "flip": True})
     nodes = [OmegaConf.to_container(n, resolve=True) for n in (backbone, weights, cfg.preprocess)]

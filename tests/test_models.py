@@ -256,6 +256,32 @@ def test_packaged_dlib_weights_load_through_create():
     assert pooled.feature_dim == 256
 
 
+def test_efficientnet_stages_and_bands_layers_pool_the_trunk_where_they_say():
+    from facediag.models.registry import EFFICIENTNET_TAP_STAGES
+
+    x = torch.randn(2, 3, 96, 96)
+    reference = create("efficientnet_lite0", "none")
+    net = reference.net
+    stage_ends = {id(stage[-1]) for i, stage in enumerate(reference.stages()) if i in EFFICIENTNET_TAP_STAGES}
+    with torch.no_grad():  # the trunk by hand, block by block (eval mode: no drop-connect)
+        h, pooled = net._swish(net._bn0(net._conv_stem(x))), []
+        for block in net._blocks:
+            h = block(h)
+            if id(block) in stage_ends:
+                pooled.append(h.mean(dim=(2, 3)))
+        final = net._swish(net._bn1(net._conv_head(h)))
+    for layer, dim, expected in (("stages", 704, torch.cat(pooled, 1)),
+                                 ("bands", 3840, final.mean(dim=3).flatten(1))):  # 3x3 map: a band is a row
+        model = create("efficientnet_lite0", "none", feature_layer=layer)
+        model.net.load_state_dict(net.state_dict())
+        assert model.feature_dim == dim
+        with torch.no_grad():
+            torch.testing.assert_close(model.features(x), expected)
+        assert not any(m._forward_hooks for m in model.net.modules())  # the taps leave no hook behind
+        with torch.no_grad():  # the final layer is still the classifier over the global pool
+            torch.testing.assert_close(model(x), reference(x))
+
+
 def test_unknown_backbone_and_feature_layer_are_refused():
     with pytest.raises(ValueError, match="unknown backbone 'resnet18'"):
         create("resnet18", "none")
