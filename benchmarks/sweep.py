@@ -1,7 +1,8 @@
 """Wall time of the London results table as one sweep, then of its report.
 
-    python train.py -m experiment=london_table hydra.sweep.dir=<dir>     (10 jobs: sex / expression x
-        dlib ResNet DTL2, EfficientNet-Lite0 DTL2, fused DTL2, dlib ResNet DTL1 on a CPU budget, dense SIFT)
+    python train.py -m experiment=london_table hydra.sweep.dir=<dir>     (14 jobs: sex / expression x
+        dlib ResNet DTL2, EfficientNet-Lite0 DTL2, three fused DTL2 presets, dlib ResNet DTL1 on a CPU budget,
+        dense SIFT)
     python evaluate.py sweep=<dir>
 
 The cache starts empty unless ``--cache-dir`` names a filled one, so the first job pays for the face

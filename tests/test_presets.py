@@ -60,7 +60,7 @@ def test_every_experiment_preset_composes_into_a_multirun(experiment, tmp_path):
         ("paper_table4", {"dtl2"}, 4),
         ("paper_table5", {"dtl1", "dtl2", "dsift"}, 9),
         ("paper_table6", {"dtl2"}, 4),
-        ("london_table", {"dtl1", "dtl2", "dtl2_fused", "dsift"}, 12),
+        ("london_table", {"dtl1", "dtl2", "dtl2_fused", "dsift"}, 14),
     ],
 )
 def test_table_presets_sweep_the_rows_of_their_table(experiment, strategies, n_jobs, tmp_path):
@@ -184,7 +184,7 @@ def test_london_learning_curve_sweeps_training_people_per_class_on_fixed_folds(t
     assert {job["data.split_seed"] for job in jobs} == {"0", "1"} and cfg.data.n_folds == 5
     strategies = {(method_pair(job["method"].strip()) or ("", "", "dsift"))[2] for job in jobs}
     assert strategies == {"dsift", "dtl2", "dtl2_fused", "dtl1"}
-    assert len(jobs) == 3 * 6 * 4 * 2 * 5
+    assert len(jobs) == 3 * 7 * 4 * 2 * 5
     # the option subsamples the training part only (the data stage reads it; null = every person)
     assert compose_hydra(tmp_path).data.train_subjects_per_class is None
 
@@ -217,6 +217,17 @@ def test_geometry_fused_method_adds_a_landmark_source_and_needs_no_weight_file_f
     assert cfg.strategy.select_sources is False  # the choice on held-out training people (benchmarks/fused.py designs)
     assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) == {
         ("dlib_resnet", "dlib_faces"), ("efficientnet_lite0", "imagenet")}
+
+
+def test_stages_flip_fused_method_takes_efficientnets_mid_level_stages_flip_averaged(tmp_path):
+    from facediag.sweeps import config_pairs, needed_pairs
+
+    cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_stages_flip_dtl2_fused")
+    assert [dict(s) for s in cfg.strategy.sources] == [
+        {"backbone": "dlib_resnet", "weights": "dlib_faces", "flip": True},
+        {"backbone": "efficientnet_lite0", "weights": "imagenet", "feature_layer": "stages", "flip": True}]
+    assert missing_weight_files(cfg, config_pairs(cfg)) == []
+    assert needed_pairs(compose_hydra(tmp_path, "experiment=london_table")) == config_pairs(cfg)
 
 
 def test_efficientnet_dtl1_cpu_preset_fine_tunes_with_config_augmentation(tmp_path):

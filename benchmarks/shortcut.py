@@ -1,0 +1,176 @@
+"""Is a London task's signal in the face? Frozen features of the face alone, of everything but the face, and of the
+whole crop, each with a person-grouped cross-validated linear SVM.
+
+A capture shortcut (the two photos of a person taken with other light, camera or framing, so that the background,
+hair or clothing tell the class) would show as accuracy well above chance with the face masked out. The face is
+the union over all photos of the convex hull of their 68 dlib landmarks (jaw, brows, nose, eyes, mouth) grown by 10%
+of its width, one fixed region; "masked" fills it (or everything outside it) with the ImageNet mean colour.
+Features: EfficientNet-Lite0 on its own crop (VGGFace2 template, padding 0.2, 224 px), flip-averaged as in the
+fused presets, for each ``--layers`` feature layer.
+Accuracy: outer person-grouped 5-fold CV x 2 split seeds, C chosen by an inner person-grouped CV on the training
+folds only (``facediag.svm.select_svm``), pooled over the folds of a repeat, mean over repeats; 95% interval: a
+person bootstrap of the pooled predictions (``facediag.stats``).
+
+Cues with no face at all, the same SVM: the photo's file size, and the fine grain of the four background corners
+(log variance of the Laplacian) of the raw photo (150 px squares) and of the crop (32 px). ``--blur`` repeats
+everything on crops Gaussian-blurred alike, which removes fine grain from every photo; ``--align eyes`` aligns on the
+eye centres only, so that the mouth cannot move the crop.
+
+    FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/shortcut.py [--task expression] [--layers pool stages]
+        [--blur 0 1.5] [--align eyes]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from common import print_header, print_table
+from gpu_crops import compose
+
+VIEWS = ("whole crop", "face only (rest masked)", "face masked")
+MEAN_RGB = (124, 116, 104)  # ImageNet's mean colour in 0-255
+
+
+def masked_views(crops: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
+    """The crops as they are, and with the face / everything but the face filled. The face region is one fixed
+    mask for every photo, the union of all photos' face hulls (a mask shaped by each photo's own landmarks would
+    itself tell a smile: a wider mouth, a raised cheek line)."""
+    from facediag.saliency import region_mask
+
+    size = crops.shape[1]
+    face = np.any([region_mask(p, size, indices=range(68), dilate=0.1) for p in points], axis=0)
+    fill = np.array(MEAN_RGB, dtype=np.uint8)
+    face_only, no_face = crops.copy(), crops.copy()
+    face_only[:, ~face] = fill
+    no_face[:, face] = fill
+    print(f"face region: {face.mean():.0%} of the {size} x {size} crop, rows {np.flatnonzero(face.any(1))[[0, -1]]}, "
+          f"columns {np.flatnonzero(face.any(0))[[0, -1]]}")
+    return dict(zip(VIEWS, (crops, face_only, no_face), strict=True))
+
+
+def corner_energy(images: list[np.ndarray] | np.ndarray, size: int = 32) -> np.ndarray:
+    """(N, 4) log variance of the Laplacian in each RGB image's four ``size`` px corners (grey): how much fine grain
+    (sensor noise, sharpening, JPEG texture) the background has, with no face in it."""
+    import cv2
+
+    grey = [cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY).astype(np.float32) for c in images]
+    corners = [(slice(None, size), slice(None, size)), (slice(None, size), slice(-size, None)),
+               (slice(-size, None), slice(None, size)), (slice(-size, None), slice(-size, None))]
+    return np.log(np.array([[np.var(cv2.Laplacian(g[r, c], cv2.CV_32F)) for r, c in corners] for g in grey]) + 1e-6)
+
+
+def eye_aligned(paths: list[str], results: list, points: np.ndarray, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
+    """Crops aligned on the two eye centres only (an exact similarity onto the median eye positions of the usual
+    crops), and their landmarks: the mouth no longer moves the crop (a smile widens the mouth, which shrinks and
+    shifts the usual 68-point crop, so its surroundings alone could tell a smile)."""
+    from facediag.imageio import read_rgb
+    from facediag.preprocess.align import chip_matrix, transform_points, warp
+
+    target = np.nanmedian(np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1)], 1), axis=0)
+    crops, moved = [], []
+    for path, result in zip(paths, results, strict=True):
+        eyes = np.stack([result.landmarks[36:42].mean(0), result.landmarks[42:48].mean(0)]).astype(np.float64)
+        source, goal = eyes[1] - eyes[0], target[1] - target[0]
+        scale = np.hypot(*goal) / np.hypot(*source)
+        angle = np.arctan2(goal[1], goal[0]) - np.arctan2(source[1], source[0])
+        rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        matrix = np.hstack([rotation, (target[0] - rotation @ eyes[0])[:, None]])
+        crops.append(warp(read_rgb(path), matrix, size))
+        moved.append(transform_points(result.landmarks, chip_matrix(matrix, size)))
+    return np.stack(crops), np.stack(moved).astype(np.float32)
+
+
+def blurred(crops: np.ndarray, sigma: float) -> np.ndarray:
+    """Every crop Gaussian-blurred alike (``sigma`` px; 0: unchanged): removes fine grain from both classes."""
+    import cv2
+
+    if sigma <= 0:
+        return crops
+    return np.stack([cv2.GaussianBlur(np.ascontiguousarray(c), (0, 0), sigma) for c in crops])
+
+
+def cv_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seeds: tuple[int, ...] = (0, 1)) -> tuple:
+    """(mean accuracy over repeats, 95% person-bootstrap interval of the pooled predictions)."""
+    from sklearn.preprocessing import StandardScaler
+
+    from facediag.fusion import grouped_splits, linear_svm
+    from facediag.stats import metric_intervals
+    from facediag.svm import select_svm
+
+    predicted = np.zeros((len(seeds), len(y)), dtype=np.int64)
+    for repeat, seed in enumerate(seeds):
+        for train, test in grouped_splits(y, groups, 5, seed):
+            fit = select_svm(linear_svm(StandardScaler()), X[train], y[train], groups[train],
+                             (0.001, 0.01, 0.1, 1.0, 10.0), 5, seed, "svm__C")
+            predicted[repeat, test] = fit.estimator.predict(X[test])
+    n_classes = int(y.max()) + 1
+    one_hot = np.eye(n_classes)[predicted.ravel()]
+    positive = 1 if n_classes == 2 else None
+    intervals, _ = metric_intervals(np.tile(y, len(seeds)), one_hot, positive, np.tile(groups, len(seeds)),
+                                    np.repeat(np.arange(len(seeds)), len(y)))
+    low, high = intervals["accuracy"]
+    return float(np.mean(predicted == y)), low, high
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="expression", choices=("sex", "expression", "sex_expression"))
+    parser.add_argument("--layers", nargs="+", default=["pool", "stages"])
+    parser.add_argument("--blur", type=float, nargs="+", default=[0.0], help="Gaussian blur sigma(s) in crop px")
+    parser.add_argument("--align", choices=("landmarks", "eyes"), default="landmarks",
+                        help="landmarks: the project's 68-point crop; eyes: aligned on the eye centres only")
+    args = parser.parse_args()
+    import torch
+    from hydra.utils import instantiate
+
+    from facediag.geometry import crop_landmarks
+    from facediag.models.features import extract_features, flip_averaged, mirrored_crops
+    from facediag.models.registry import create
+
+    torch.set_num_threads(1)
+    print_header("benchmarks/shortcut.py: is the signal in the face? (face only / face masked / whole crop)",
+                 torch_threads=1, task=args.task, layers=" ".join(args.layers),
+                 blur=" ".join(f"{b:g}" for b in args.blur), align=args.align)  # fmt: skip
+    cfg = compose(["data=london", f"data.task={args.task}", "preprocess=dlib"])
+    records = instantiate(cfg.data.source).records()
+    preprocessor = instantiate(cfg.preprocess)
+    results, crops = preprocessor.results_and_crops([r.path for r in records], 224, "vggface2", 0.2)
+    kept = [i for i, crop in enumerate(crops) if crop is not None]
+    crops = np.stack([crops[i] for i in kept])
+    points = crop_landmarks(preprocessor, [results[i] for i in kept], 224, "vggface2", 0.2)
+    if args.align == "eyes":
+        crops, points = eye_aligned([records[i].path for i in kept], [results[i] for i in kept], points)
+    y = np.unique([records[i].label for i in kept], return_inverse=True)[1]
+    groups = np.array([records[i].subject for i in kept], dtype=str)
+    rows = []
+
+    def add(blur: float, what: str, view: str, features: np.ndarray) -> None:
+        accuracy, low, high = cv_accuracy(features, y, groups)
+        rows.append({"blur sigma px": blur, "features": what, "view": view, "images": len(y),
+                     "people": len(set(groups)), "accuracy [95% CI]": f"{accuracy:.3f} [{low:.3f}-{high:.3f}]"})
+        print(rows[-1], flush=True)
+
+    from facediag.imageio import read_rgb
+
+    paths = [records[i].path for i in kept]
+    add(0.0, "no CNN: file size (bytes)", "the photo file", np.array([[Path(p).stat().st_size] for p in paths], float))
+    add(0.0, "no CNN: log Laplacian variance of the 4 corners", "raw photo corners (150 px)",
+        corner_energy([read_rgb(p) for p in paths], 150))
+    models = {layer: create("efficientnet_lite0", "imagenet", feature_layer=layer) for layer in args.layers}
+    for sigma in args.blur:
+        images = blurred(crops, sigma)
+        energy = corner_energy(images)
+        print(f"blur {sigma}: median corner log-energy per class "
+              + ", ".join(f"{c}: {np.median(energy[y == c]):.2f}" for c in np.unique(y)), flush=True)  # fmt: skip
+        add(sigma, "no CNN: log Laplacian variance of the 4 corners", "crop corners (32 px)", energy)
+        for layer, model in models.items():
+            for view, shown in masked_views(images, points).items():
+                features = flip_averaged(extract_features(model, shown), extract_features(model, mirrored_crops(shown)))
+                add(sigma, f"EfficientNet-Lite0 {layer}, flip-averaged", view, features)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
