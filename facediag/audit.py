@@ -4,8 +4,9 @@ Writes ``audit.html`` (self-contained), ``audit.md`` and ``audit.csv`` (one row 
 dir: images per class; unreadable / no-face / several-face files with reasons; exact and near
 duplicates; identity groups (those spanning classes flagged); image size, face size, blur (variance
 of the Laplacian of the aligned 150 px chip) and head pose (yaw / pitch / roll proxies from the 68
-landmarks) per class; metadata balance per class (sex / age / ethnicity columns of a subjects CSV);
-a contact sheet of aligned faces per class. Research tool, not a diagnosis.
+landmarks) per class; capture cues (file size, format, JPEG quality, EXIF camera / software, background grain;
+:mod:`facediag.capture`) with how well each alone tells the classes; metadata balance per class (sex / age /
+ethnicity columns of a subjects CSV); a contact sheet of aligned faces per class. Research tool, not a diagnosis.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from facediag.capture import CUES, capture_facts, cue_accuracies  # noqa: E402
 from facediag.config import hydra_app  # noqa: E402
 
 META_COLUMNS = ("sex", "age", "ethnicity", "gender", "race")
@@ -131,6 +133,8 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
         near.setdefault(b, []).append(a)
     table["near_duplicate_of"] = table["path"].map(lambda p: ", ".join(near.get(p, [])))
     table["problems"] = table.apply(problems_of, axis=1)
+    facts = pd.DataFrame([{"path": path, **capture_facts(path)} for path in readable["path"]], columns=["path", *CUES])
+    table = table.merge(facts, on="path", how="left")
     table.to_csv(out_dir / "audit.csv", index=False)
 
     classes = list(source.classes)
@@ -166,6 +170,25 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
         caption="median and spread (std) per class: image size (px), face width (px, fraction of the image), "
         "blur (variance of Laplacian of the 150 px chip; low = blurred), head pose (yaw, pitch ~0.5 frontal, roll °)",
     )
+    report.heading("Could the class be told from how the photo was saved?")
+    usable = labelled[labelled["status"] == "ok"]
+    people = usable["identity"].where(usable["identity"].fillna(-1) >= 0).astype("string").fillna(usable["subject"])
+    cues = cue_accuracies(usable, usable["label"], people)
+    report.text(
+        "Each cue alone, in a person-grouped 5-fold CV (logistic regression): file size (kB), pixel count, format, "
+        "JPEG quality (from the quantisation table), EXIF camera and software, and the grain of the background "
+        "(log variance of the Laplacian in the four corners). An accuracy whose 95% interval lies above chance "
+        "means the classes were photographed or saved differently: a model can score on that without looking at "
+        "a face. Re-encode or re-photograph, or check any score with the face masked (benchmarks/shortcut.py)."
+    )
+    flagged = cues[cues["shortcut"]]
+    for _, cue in flagged.iterrows():
+        report.text(f"WARNING: the class can be told from {cue['cue']} alone: accuracy {cue['accuracy']:.3f} "
+                    f"[{cue['low']:.3f}-{cue['high']:.3f}] vs chance {cue['chance']:.3f} "
+                    f"({cue['per class (median or commonest)']}).")  # fmt: skip
+    shown = cues.drop(columns="shortcut").astype(object)
+    report.table(shown.where(shown.notna(), ""), caption="capture cues per class; accuracy of the class from each "
+                 "cue alone [95% person-bootstrap interval]")  # fmt: skip
     meta = [c for c in META_COLUMNS if c in labelled.columns and labelled[c].notna().any()]
     if meta:
         report.heading("Metadata balance per class")
@@ -180,6 +203,10 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     report.write(out_dir, stem="audit")
     print(f"audit of {len(manifest)} files: {len(bad)} need a look; near-duplicates "
           f"{len(identity.near_duplicates)}; identities across classes {len(identity.cross_class)}")  # fmt: skip
+    if not flagged.empty:
+        found = [f"{c.cue} {c.accuracy:.3f} [{c.low:.3f}-{c.high:.3f}] vs chance {c.chance:.3f}"
+                 for c in flagged.itertuples()]
+        print("WARNING: the class can be told from how the photos were saved: " + ", ".join(found))
     print(f"wrote {out_dir / 'audit.html'} and {out_dir / 'audit.csv'}")
     return table
 

@@ -74,6 +74,11 @@ def test_the_audit_page_is_self_contained_with_class_statistics_and_metadata(aud
     out, _ = audited
     html = (out / "audit.html").read_text()
     assert "data:image/png;base64," in html and "<img src=\"http" not in html
-    for section in ("Images per class", "How each class was photographed", "sex per class", "Aligned faces per class"):
+    for section in ("Images per class", "How each class was photographed", "sex per class", "Aligned faces per class",
+                    "Could the class be told from how the photo was saved?"):
         assert section in html
+    table = pd.read_csv(out / "audit.csv", keep_default_na=False)
+    readable = table[table["status"] == "ok"]
+    assert (readable["file_kb"].astype(float) > 0).all() and set(readable["format"]) == {"JPEG"}
+    assert (readable["grain"].astype(float) > -14).all() and (table[table["status"] != "ok"]["file_kb"] == "").all()
     assert (out / "contact_sheet.png").stat().st_size > 10_000

@@ -1,0 +1,129 @@
+"""Capture cues: how each photo was taken and saved, and how well each cue *alone* tells the classes apart.
+
+When the photos of one class come from another camera, clinic, website or processing path than the others, a CNN can
+score well without looking at a face (on the London set, the smiling photos' files are 1.5 x larger and grainier
+than the neutral ones: the file size alone gives 0.985 on expression, ``benchmarks/shortcut.py``). ``capture_facts``
+reads, per file, its size in kB, its pixel count, the format, the JPEG quality (estimated from the luminance
+quantisation table), the EXIF camera and software, and the grain of its background (log variance of the Laplacian in
+the four corners, away from the face). ``cue_accuracies`` fits, for each cue on its own, a logistic regression under
+person-grouped stratified 5-fold CV and reports its accuracy with a person-bootstrap 95% interval next to chance (the
+majority class's share): a cue whose interval lies above chance is a shortcut a model can learn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: per-file facts: numeric cues (log-scaled where noted) and categorical ones
+NUMERIC_CUES = ("file_kb", "megapixels", "grain")
+CATEGORICAL_CUES = ("format", "jpeg_quality", "camera", "software")
+CUES = (*NUMERIC_CUES, *CATEGORICAL_CUES)
+#: IJG's standard luminance quantisation table at quality 50 (JPEG Annex K), natural order
+_IJG_LUMINANCE = (
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+_EXIF_MAKE, _EXIF_MODEL, _EXIF_SOFTWARE = 271, 272, 305
+
+
+def jpeg_quality(image: Any) -> float | None:
+    """The IJG quality (1-100) whose scaled luminance table is closest to the file's; None if not a JPEG."""
+    tables = getattr(image, "quantization", None)
+    if not tables or 0 not in tables:
+        return None
+    table = np.asarray(tables[0], dtype=float)
+    if table.max() <= 1:  # every step 1: quality 100 (the formula below cannot reach it, steps are at least 1)
+        return 100.0
+    ratio = float(np.mean(table / np.asarray(_IJG_LUMINANCE, dtype=float))) * 100
+    quality = (200 - ratio) / 2 if ratio <= 100 else 5000 / ratio
+    return float(min(100, max(1, round(quality))))
+
+
+def grain(grey: np.ndarray) -> float:
+    """Mean over the four corners (a tenth of the short side, at least 16 px) of the log variance of the Laplacian:
+    how much fine texture (sensor noise, sharpening, compression) the background has."""
+    import cv2
+
+    side = max(16, min(grey.shape) // 10)
+    corners = (grey[:side, :side], grey[:side, -side:], grey[-side:, :side], grey[-side:, -side:])
+    return float(np.mean([math.log(float(np.var(cv2.Laplacian(c, cv2.CV_32F))) + 1e-6) for c in corners]))
+
+
+def capture_facts(path: str | Path) -> dict[str, Any]:
+    """The capture cues of one readable image file (NaN / empty where a file has none)."""
+    from PIL import Image
+
+    path = Path(path)
+    with Image.open(path) as image:
+        exif = image.getexif()
+        facts: dict[str, Any] = {
+            "file_kb": path.stat().st_size / 1024,
+            "megapixels": image.width * image.height / 1e6,
+            "format": image.format or "",
+            "jpeg_quality": jpeg_quality(image),
+            "camera": " ".join(str(exif.get(k, "")).strip() for k in (_EXIF_MAKE, _EXIF_MODEL)).strip(),
+            "software": str(exif.get(_EXIF_SOFTWARE, "")).strip(),
+        }
+        facts["grain"] = grain(np.asarray(image.convert("L"), dtype=np.float32))
+    return facts
+
+
+def _cue_matrix(values: pd.Series, numeric: bool) -> np.ndarray:
+    if numeric:
+        column = pd.to_numeric(values, errors="coerce").astype(float)
+        column = np.log(column.clip(lower=1e-9)) if values.name in ("file_kb", "megapixels") else column
+        return column.fillna(column.median()).to_numpy()[:, None]
+    return pd.get_dummies(values.fillna("").astype(str)).to_numpy(dtype=float)
+
+
+def cue_accuracies(
+    table: pd.DataFrame, labels: Sequence[str], groups: Sequence[str], cues: Sequence[str] = CUES, seed: int = 0
+) -> pd.DataFrame:
+    """Per cue: accuracy [95% CI] of telling the classes from that cue alone (person-grouped 5-fold CV, logistic
+    regression), chance (majority share), the class medians / commonest values, and ``shortcut`` when the interval
+    lies above chance."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from facediag.fusion import grouped_splits
+    from facediag.stats import metric_intervals
+
+    classes, y = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    groups = np.asarray(groups, dtype=str)
+    chance = float(np.bincount(y).max() / len(y))
+    rows = []
+    for cue in cues:
+        numeric = cue in NUMERIC_CUES
+        X = _cue_matrix(table[cue].reset_index(drop=True), numeric)
+        summary = "; ".join(
+            f"{c}: " + (f"{pd.to_numeric(part, errors='coerce').median():.3g}" if numeric
+                        else str(part.fillna("").astype(str).replace("", "-").mode().iloc[0]))
+            for c, part in table[cue].reset_index(drop=True).groupby(classes[y])
+        )  # fmt: skip
+        row = {"cue": cue, "per class (median or commonest)": summary, "chance": round(chance, 3)}
+        if len(classes) < 2 or X.shape[1] == 0 or np.ptp(X, axis=0).max() == 0:
+            rows.append({**row, "accuracy": np.nan, "low": np.nan, "high": np.nan, "shortcut": False,
+                         "note": "the same for every file"})  # fmt: skip
+            continue
+        predicted = np.zeros(len(y), dtype=int)
+        for train, test in grouped_splits(y, groups, 5, seed):
+            if len(np.unique(y[train])) < 2:  # a class with too few people for this fold: predict the one seen
+                predicted[test] = y[train][0]
+                continue
+            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X[train], y[train])
+            predicted[test] = model.predict(X[test])
+        positive = 1 if len(classes) == 2 else None
+        intervals, _ = metric_intervals(y, np.eye(len(classes))[predicted], positive, groups)
+        low, high = intervals["accuracy"]
+        accuracy = float(np.mean(predicted == y))
+        rows.append({**row, "accuracy": round(accuracy, 3), "low": round(low, 3), "high": round(high, 3),
+                     "shortcut": bool(low > chance), "note": ""})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,64 @@
+"""Capture cues: how a photo was saved, and whether that alone tells the classes (facediag.capture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facediag.capture import capture_facts, cue_accuracies, grain, jpeg_quality
+
+
+def portrait(rng: np.random.Generator, noise: float = 0.0, size: int = 96) -> Image.Image:
+    """A smooth synthetic picture (a bright disc on a gradient), with optional pixel noise."""
+    yy, xx = np.mgrid[:size, :size]
+    base = 60 + 100 * xx / size + 80 * ((xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 3) ** 2)
+    pixels = base[..., None] + rng.normal(0, noise, (size, size, 3)) + rng.uniform(-10, 10)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def photo_folder(tmp_path: Path, quality: dict[str, int], noise: dict[str, float], people: int = 8) -> pd.DataFrame:
+    """Two photos of ``people`` people per class, saved with the class's JPEG quality and pixel noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in quality:
+        for person in range(people):
+            for shot in range(2):
+                path = tmp_path / label / f"{person}_{shot}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                portrait(rng, noise[label]).save(path, quality=quality[label])
+                rows.append({"path": str(path), "label": label, "subject": f"{label}{person}", **capture_facts(path)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("quality", [100, 95, 75, 50, 20])
+def test_jpeg_quality_is_read_back_from_the_quantisation_table(tmp_path, quality):
+    path = tmp_path / "photo.jpg"
+    portrait(np.random.default_rng(1)).save(path, quality=quality)
+    with Image.open(path) as image:
+        assert jpeg_quality(image) == pytest.approx(quality, abs=1)
+    png = tmp_path / "photo.png"
+    portrait(np.random.default_rng(1)).save(png)
+    facts = capture_facts(png)
+    assert facts["jpeg_quality"] is None and facts["format"] == "PNG" and facts["megapixels"] == 96 * 96 / 1e6
+
+
+def test_background_grain_grows_with_pixel_noise():
+    rng = np.random.default_rng(2)
+    clean, noisy = (np.asarray(portrait(rng, noise).convert("L"), dtype=np.float32) for noise in (0.0, 8.0))
+    assert grain(noisy) > grain(clean) + 2
+
+
+def test_a_class_saved_another_way_is_flagged_and_one_saved_alike_is_not(tmp_path):
+    table = photo_folder(tmp_path / "differ", {"patients": 60, "controls": 95}, {"patients": 0.0, "controls": 6.0})
+    cues = cue_accuracies(table, table["label"], table["subject"]).set_index("cue")
+    assert cues.loc["jpeg_quality", "shortcut"] and cues.loc["jpeg_quality", "accuracy"] == 1.0
+    assert cues.loc["grain", "shortcut"] and cues.loc["grain", "low"] > cues.loc["grain", "chance"]
+    assert not cues.loc["megapixels", "shortcut"] and cues.loc["megapixels", "note"] == "the same for every file"
+    assert "patients: 60" in cues.loc["jpeg_quality", "per class (median or commonest)"]
+    alike = photo_folder(tmp_path / "alike", {"patients": 90, "controls": 90}, {"patients": 3.0, "controls": 3.0})
+    cues = cue_accuracies(alike, alike["label"], alike["subject"]).set_index("cue")
+    assert not cues["shortcut"].any(), cues
