@@ -51,14 +51,12 @@ def masked_views(crops: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]
 
 
 def corner_energy(images: list[np.ndarray] | np.ndarray, size: int = 32) -> np.ndarray:
-    """(N, 4) log variance of the Laplacian in each RGB image's four ``size`` px corners (grey): how much fine grain
-    (sensor noise, sharpening, JPEG texture) the background has, with no face in it."""
+    """(N, 4) :func:`facediag.capture.corner_grain` of each RGB image's ``size`` px corners (grey)."""
     import cv2
 
-    grey = [cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY).astype(np.float32) for c in images]
-    corners = [(slice(None, size), slice(None, size)), (slice(None, size), slice(-size, None)),
-               (slice(-size, None), slice(None, size)), (slice(-size, None), slice(-size, None))]
-    return np.log(np.array([[np.var(cv2.Laplacian(g[r, c], cv2.CV_32F)) for r, c in corners] for g in grey]) + 1e-6)
+    from facediag.capture import corner_grain
+
+    return np.stack([corner_grain(cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY), size) for c in images])
 
 
 def eye_aligned(paths: list[str], results: list, points: np.ndarray, size: int = 224) -> tuple[np.ndarray, np.ndarray]:

@@ -46,14 +46,19 @@ def jpeg_quality(image: Any) -> float | None:
     return float(min(100, max(1, round(quality))))
 
 
-def grain(grey: np.ndarray) -> float:
-    """Mean over the four corners (a tenth of the short side, at least 16 px) of the log variance of the Laplacian:
-    how much fine texture (sensor noise, sharpening, compression) the background has."""
+def corner_grain(grey: np.ndarray, side: int) -> np.ndarray:
+    """(4,) log variance of the Laplacian in the ``side`` px corners of a grey image: its fine texture (sensor
+    noise, sharpening, compression) where a portrait has background, not face."""
     import cv2
 
-    side = max(16, min(grey.shape) // 10)
+    grey = np.asarray(grey, dtype=np.float32)
     corners = (grey[:side, :side], grey[:side, -side:], grey[-side:, :side], grey[-side:, -side:])
-    return float(np.mean([math.log(float(np.var(cv2.Laplacian(c, cv2.CV_32F))) + 1e-6) for c in corners]))
+    return np.array([math.log(float(np.var(cv2.Laplacian(c, cv2.CV_32F))) + 1e-6) for c in corners])
+
+
+def grain(grey: np.ndarray) -> float:
+    """The mean :func:`corner_grain` over corners a tenth of the short side (at least 16 px)."""
+    return float(corner_grain(grey, max(16, min(np.shape(grey)) // 10)).mean())
 
 
 def capture_facts(path: str | Path) -> dict[str, Any]:

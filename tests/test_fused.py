@@ -171,7 +171,8 @@ def test_a_source_is_named_by_its_view_and_its_mirrored_features_keyed_apart(tmp
     assert lower_face == "efficientnet_lite0[lower_face]-flip"
     fractions = view_name("efficientnet_lite0", (224, "vggface2", 0.2), False, [0, 0.5, 1, 1])
     assert fractions == "efficientnet_lite0[0,0.5,1,1]"
-    assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), True, None, "bands") == "efficientnet_lite0:bands-flip"
+    bands = view_name("efficientnet_lite0", (224, "vggface2", 0.2), True, None, "bands")
+    assert bands == "efficientnet_lite0:bands-flip"
     assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), False, None, "pool") == "efficientnet_lite0"
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", cache_dir=tmp_path / "cache")
     backbone, weights = source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "flip": True})
