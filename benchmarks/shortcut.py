@@ -30,24 +30,18 @@ from common import print_header, print_table
 from gpu_crops import compose
 
 VIEWS = ("whole crop", "face only (rest masked)", "face masked")
-MEAN_RGB = (124, 116, 104)  # ImageNet's mean colour in 0-255
 
 
 def masked_views(crops: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
-    """The crops as they are, and with the face / everything but the face filled. The face region is one fixed
-    mask for every photo, the union of all photos' face hulls (a mask shaped by each photo's own landmarks would
-    itself tell a smile: a wider mouth, a raised cheek line)."""
-    from facediag.saliency import region_mask
+    """The crops as they are, and with everything but the face / the face filled
+    (:func:`facediag.capture.face_region`, one fixed region for every photo)."""
+    from facediag.capture import face_region, filled
 
     size = crops.shape[1]
-    face = np.any([region_mask(p, size, indices=range(68), dilate=0.1) for p in points], axis=0)
-    fill = np.array(MEAN_RGB, dtype=np.uint8)
-    face_only, no_face = crops.copy(), crops.copy()
-    face_only[:, ~face] = fill
-    no_face[:, face] = fill
+    face = face_region(points, size)
     print(f"face region: {face.mean():.0%} of the {size} x {size} crop, rows {np.flatnonzero(face.any(1))[[0, -1]]}, "
           f"columns {np.flatnonzero(face.any(0))[[0, -1]]}")
-    return dict(zip(VIEWS, (crops, face_only, no_face), strict=True))
+    return dict(zip(VIEWS, (crops, filled(crops, ~face), filled(crops, face)), strict=True))
 
 
 def corner_energy(images: list[np.ndarray] | np.ndarray, size: int = 32) -> np.ndarray:
@@ -89,29 +83,6 @@ def blurred(crops: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(np.ascontiguousarray(c), (0, 0), sigma) for c in crops])
 
 
-def cv_accuracy(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seeds: tuple[int, ...] = (0, 1)) -> tuple:
-    """(mean accuracy over repeats, 95% person-bootstrap interval of the pooled predictions)."""
-    from sklearn.preprocessing import StandardScaler
-
-    from facediag.fusion import grouped_splits, linear_svm
-    from facediag.stats import metric_intervals
-    from facediag.svm import select_svm
-
-    predicted = np.zeros((len(seeds), len(y)), dtype=np.int64)
-    for repeat, seed in enumerate(seeds):
-        for train, test in grouped_splits(y, groups, 5, seed):
-            fit = select_svm(linear_svm(StandardScaler()), X[train], y[train], groups[train],
-                             (0.001, 0.01, 0.1, 1.0, 10.0), 5, seed, "svm__C")
-            predicted[repeat, test] = fit.estimator.predict(X[test])
-    n_classes = int(y.max()) + 1
-    one_hot = np.eye(n_classes)[predicted.ravel()]
-    positive = 1 if n_classes == 2 else None
-    intervals, _ = metric_intervals(np.tile(y, len(seeds)), one_hot, positive, np.tile(groups, len(seeds)),
-                                    np.repeat(np.arange(len(seeds)), len(y)))
-    low, high = intervals["accuracy"]
-    return float(np.mean(predicted == y)), low, high
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="expression", choices=("sex", "expression", "sex_expression"))
@@ -123,6 +94,7 @@ def main() -> None:
     import torch
     from hydra.utils import instantiate
 
+    from facediag.capture import grouped_cv_accuracy
     from facediag.geometry import crop_landmarks
     from facediag.models.features import extract_features, flip_averaged, mirrored_crops
     from facediag.models.registry import create
@@ -145,7 +117,7 @@ def main() -> None:
     rows = []
 
     def add(blur: float, what: str, view: str, features: np.ndarray) -> None:
-        accuracy, low, high = cv_accuracy(features, y, groups)
+        accuracy, low, high = grouped_cv_accuracy(features, y, groups, "svm", (0, 1))
         rows.append({"blur sigma px": blur, "features": what, "view": view, "images": len(y),
                      "people": len(set(groups)), "accuracy [95% CI]": f"{accuracy:.3f} [{low:.3f}-{high:.3f}]"})
         print(rows[-1], flush=True)

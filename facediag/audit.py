@@ -82,6 +82,26 @@ def problems_of(row: pd.Series) -> str:
     return "; ".join(found)
 
 
+def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -> pd.DataFrame:
+    """The cue-table row of :func:`facediag.capture.face_blind_accuracy` on the usable labelled photos with a face."""
+    from facediag.capture import face_blind_accuracy
+    from facediag.geometry import crop_landmarks
+
+    crops, kept = preprocessor.crops(list(usable["path"]), 224, "vggface2", 0.2)
+    with_face = [i for i, r in enumerate(kept) if r.landmarks is not None]
+    by_path = usable.assign(person=people.to_numpy()).set_index("path")
+    rows = by_path.loc[[kept[i].path for i in with_face]]
+    row = {"cue": "face masked: CNN", "per class (median or commonest)": "", "note": ""}
+    if rows["label"].nunique() < 2:
+        return pd.DataFrame([{**row, "chance": np.nan, "accuracy": np.nan, "low": np.nan, "high": np.nan,
+                              "shortcut": False, "note": "fewer than two classes with a face"}])  # fmt: skip
+    points = crop_landmarks(preprocessor, [kept[i] for i in with_face], 224, "vggface2", 0.2)
+    found = face_blind_accuracy(np.stack([crops[i] for i in with_face]), points, rows["label"], rows["person"])
+    row["per class (median or commonest)"] = f"{found['hidden']:.0%} of each 224 px crop hidden"
+    return pd.DataFrame([{**row, **{k: round(found[k], 3) for k in ("chance", "accuracy", "low", "high")},
+                          "shortcut": found["shortcut"]}])  # fmt: skip
+
+
 def contact_sheet(chips: dict[str, np.ndarray], table: pd.DataFrame, classes: list[str], out_png: Path, n: int) -> Path:
     """Up to ``n`` aligned faces per class (one row per class)."""
     from facediag.plots import image_grid, save_figure
@@ -174,16 +194,22 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     usable = labelled[labelled["status"] == "ok"]
     people = usable["identity"].where(usable["identity"].fillna(-1) >= 0).astype("string").fillna(usable["subject"])
     cues = cue_accuracies(usable, usable["label"], people)
+    if cfg.face_blind_check and usable["label"].nunique() > 1:
+        cues = pd.concat([cues, face_blind_row(preprocessor, usable, people)], ignore_index=True)
     report.text(
         "Each cue alone, in a person-grouped 5-fold CV (logistic regression): file size (kB), pixel count, format, "
         "JPEG quality (from the quantisation table), EXIF camera and software, and the grain of the background "
         "(log variance of the Laplacian in the four corners). An accuracy whose 95% interval lies above chance "
         "means the classes were photographed or saved differently: a model can score on that without looking at "
-        "a face. Re-encode or re-photograph, or check any score with the face masked (benchmarks/shortcut.py)."
+        "a face. Last row: ImageNet CNN features (EfficientNet-Lite0) of the crops with the face hidden (one fixed "
+        "region, the union of every photo's landmark hull), linear SVM: what a model can learn without the face. "
+        "Re-encode or re-photograph, or compare any score with this face-blind one."
     )
     flagged = cues[cues["shortcut"]]
     for _, cue in flagged.iterrows():
-        report.text(f"WARNING: the class can be told from {cue['cue']} alone: accuracy {cue['accuracy']:.3f} "
+        what = (f"{cue['cue']} alone" if cue["cue"] in CUES else
+                "a CNN with the face hidden (hair, clothing, background or the photos' grain)")  # fmt: skip
+        report.text(f"WARNING: the class can be told from {what}: accuracy {cue['accuracy']:.3f} "
                     f"[{cue['low']:.3f}-{cue['high']:.3f}] vs chance {cue['chance']:.3f} "
                     f"({cue['per class (median or commonest)']}).")  # fmt: skip
     shown = cues.drop(columns="shortcut").astype(object)
@@ -206,7 +232,8 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     if not flagged.empty:
         found = [f"{c.cue} {c.accuracy:.3f} [{c.low:.3f}-{c.high:.3f}] vs chance {c.chance:.3f}"
                  for c in flagged.itertuples()]
-        print("WARNING: the class can be told from how the photos were saved: " + ", ".join(found))
+        print("WARNING: the class can be told without the faces (how the photos were saved, or a CNN with the "
+              "face hidden): " + ", ".join(found))
     print(f"wrote {out_dir / 'audit.html'} and {out_dir / 'audit.csv'}")
     return table
 

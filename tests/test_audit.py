@@ -81,4 +81,5 @@ def test_the_audit_page_is_self_contained_with_class_statistics_and_metadata(aud
     readable = table[table["status"] == "ok"]
     assert (readable["file_kb"].astype(float) > 0).all() and set(readable["format"]) == {"JPEG"}
     assert (readable["grain"].astype(float) > -14).all() and (table[table["status"] != "ok"]["file_kb"] == "").all()
+    assert "face masked: CNN" in html and "of each 224 px crop hidden" in html
     assert (out / "contact_sheet.png").stat().st_size > 10_000

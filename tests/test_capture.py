@@ -62,3 +62,44 @@ def test_a_class_saved_another_way_is_flagged_and_one_saved_alike_is_not(tmp_pat
     alike = photo_folder(tmp_path / "alike", {"patients": 90, "controls": 90}, {"patients": 3.0, "controls": 3.0})
     cues = cue_accuracies(alike, alike["label"], alike["subject"]).set_index("cue")
     assert not cues["shortcut"].any(), cues
+
+
+def circle_landmarks(count: int, radius: float = 60.0) -> np.ndarray:
+    """(count, 68, 2) landmarks on a circle around the centre of a 224 px crop: the 'face' of the synthetic crops."""
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    ring = np.stack([112 + radius * np.cos(angles), 112 + radius * np.sin(angles)], axis=1)
+    return np.repeat(ring[None], count, axis=0).astype(np.float32)
+
+
+def synthetic_crops(where: str, people: int = 8) -> tuple[np.ndarray, list[str], list[str]]:
+    """224 px crops whose two classes differ only outside the face circle (stripes vs plain background) or only
+    inside it (a bright mouth bar or none); two photos per person, random brightness."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:224, :224]
+    inside = (xx - 112) ** 2 + (yy - 112) ** 2 < 80**2
+    crops, labels, groups = [], [], []
+    for label in ("a", "b"):
+        for person in range(people):
+            for _ in range(2):
+                image = np.full((224, 224), rng.uniform(60, 160)) + rng.normal(0, 4, (224, 224))
+                if where == "outside" and label == "a":
+                    image[~inside] += 40 * ((xx[~inside] // 8) % 2)
+                if where == "inside" and label == "a":
+                    image[(abs(yy - 140) < 8) & (abs(xx - 112) < 30)] += 80
+                crops.append(np.repeat(np.clip(image, 0, 255).astype(np.uint8)[..., None], 3, axis=2))
+                labels.append(label)
+                groups.append(f"{label}{person}")
+    return np.stack(crops), labels, groups
+
+
+def test_a_cnn_with_the_face_hidden_sees_a_background_difference_but_not_a_face_difference():
+    from facediag.capture import face_blind_accuracy, face_region
+
+    points = circle_landmarks(32)
+    assert 0.3 < face_region(points, 224).mean() < 0.5  # the circle grown by 10% of its width
+    crops, labels, groups = synthetic_crops("outside")
+    outside = face_blind_accuracy(crops, points, labels, groups)
+    assert outside["shortcut"] and outside["accuracy"] > 0.9
+    crops, labels, groups = synthetic_crops("inside")
+    inside = face_blind_accuracy(crops, points, labels, groups)
+    assert not inside["shortcut"] and inside["accuracy"] < 0.75, inside
