@@ -84,22 +84,22 @@ def problems_of(row: pd.Series) -> str:
 
 def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -> pd.DataFrame:
     """The cue-table row of :func:`facediag.capture.face_blind_accuracy` on the usable labelled photos with a face."""
-    from facediag.capture import face_blind_accuracy
+    from facediag.capture import TOO_FEW_PEOPLE, face_blind_accuracy, too_few_people
     from facediag.geometry import crop_landmarks
 
     crops, kept = preprocessor.crops(list(usable["path"]), 224, "vggface2", 0.2)
     with_face = [i for i, r in enumerate(kept) if r.landmarks is not None]
     by_path = usable.assign(person=people.to_numpy()).set_index("path")
     rows = by_path.loc[[kept[i].path for i in with_face]]
-    row = {"cue": "face masked: CNN", "per class (median or commonest)": "", "note": ""}
-    if rows["label"].nunique() < 2:
+    row = {"cue": "face masked: CNN", "per class (median or commonest)": ""}
+    if too_few_people(rows["label"], rows["person"]):
         return pd.DataFrame([{**row, "chance": np.nan, "accuracy": np.nan, "low": np.nan, "high": np.nan,
-                              "shortcut": False, "note": "fewer than two classes with a face"}])  # fmt: skip
+                              "shortcut": False, "note": TOO_FEW_PEOPLE + " (photos with a face)"}])  # fmt: skip
     points = crop_landmarks(preprocessor, [kept[i] for i in with_face], 224, "vggface2", 0.2)
     found = face_blind_accuracy(np.stack([crops[i] for i in with_face]), points, rows["label"], rows["person"])
     row["per class (median or commonest)"] = f"{found['hidden']:.0%} of each 224 px crop hidden"
     return pd.DataFrame([{**row, **{k: round(found[k], 3) for k in ("chance", "accuracy", "low", "high")},
-                          "shortcut": found["shortcut"]}])  # fmt: skip
+                          "shortcut": found["shortcut"], "note": found["note"]}])  # fmt: skip
 
 
 def contact_sheet(chips: dict[str, np.ndarray], table: pd.DataFrame, classes: list[str], out_png: Path, n: int) -> Path:
@@ -194,7 +194,7 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     usable = labelled[labelled["status"] == "ok"]
     people = usable["identity"].where(usable["identity"].fillna(-1) >= 0).astype("string").fillna(usable["subject"])
     cues = cue_accuracies(usable, usable["label"], people)
-    if cfg.face_blind_check and usable["label"].nunique() > 1:
+    if cfg.face_blind_check:
         cues = pd.concat([cues, face_blind_row(preprocessor, usable, people)], ignore_index=True)
     report.text(
         "Each cue alone, in a person-grouped 5-fold CV (logistic regression): file size (kB), pixel count, format, "

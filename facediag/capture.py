@@ -90,6 +90,17 @@ def _cue_matrix(values: pd.Series, numeric: bool) -> np.ndarray:
     return pd.get_dummies(values.fillna("").astype(str)).to_numpy(dtype=float)
 
 
+#: the note of a cue that cannot be cross-validated
+TOO_FEW_PEOPLE = "fewer than two people in a class: no cross-validation"
+
+
+def too_few_people(labels: Sequence[Any], groups: Sequence[Any]) -> bool:
+    """Whether some class has fewer than two people (or there are fewer than two classes): no grouped CV then."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    classes = np.unique(labels)
+    return len(classes) < 2 or min(len(set(groups[labels == c])) for c in classes) < 2
+
+
 def grouped_cv_accuracy(
     X: np.ndarray, y: np.ndarray, groups: np.ndarray, model: str = "logistic", seeds: Sequence[int] = (0,)
 ) -> tuple[float, float, float]:
@@ -143,9 +154,10 @@ def cue_accuracies(
             for c, part in table[cue].reset_index(drop=True).groupby(classes[y])
         )  # fmt: skip
         row = {"cue": cue, "per class (median or commonest)": summary, "chance": round(chance, 3)}
-        if len(classes) < 2 or X.shape[1] == 0 or np.ptp(X, axis=0).max() == 0:
+        constant = X.shape[1] == 0 or np.ptp(X, axis=0).max() == 0
+        if constant or too_few_people(y, groups):
             rows.append({**row, "accuracy": np.nan, "low": np.nan, "high": np.nan, "shortcut": False,
-                         "note": "the same for every file"})  # fmt: skip
+                         "note": "the same for every file" if constant else TOO_FEW_PEOPLE})  # fmt: skip
             continue
         accuracy, low, high = grouped_cv_accuracy(X, y, np.asarray(groups), "logistic", (seed,))
         rows.append({**row, "accuracy": round(accuracy, 3), "low": round(low, 3), "high": round(high, 3),
@@ -183,9 +195,12 @@ def face_blind_accuracy(
     from facediag.models.registry import create
 
     classes, y = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    chance = float(np.bincount(y).max() / len(y))
+    if too_few_people(y, groups):
+        return {"accuracy": np.nan, "low": np.nan, "high": np.nan, "chance": chance, "hidden": np.nan,
+                "shortcut": False, "note": TOO_FEW_PEOPLE}  # fmt: skip
     region = face_region(points, crops.shape[1])
     features = extract_features(create("efficientnet_lite0", "imagenet"), filled(crops, region))
     accuracy, low, high = grouped_cv_accuracy(features, y, np.asarray(groups), "svm", seeds)
-    chance = float(np.bincount(y).max() / len(y))
     return {"accuracy": accuracy, "low": low, "high": high, "chance": chance, "hidden": float(region.mean()),
-            "shortcut": bool(low > chance)}
+            "shortcut": bool(low > chance), "note": ""}

@@ -103,3 +103,15 @@ def test_a_cnn_with_the_face_hidden_sees_a_background_difference_but_not_a_face_
     crops, labels, groups = synthetic_crops("inside")
     inside = face_blind_accuracy(crops, points, labels, groups)
     assert not inside["shortcut"] and inside["accuracy"] < 0.75, inside
+
+
+def test_a_class_with_one_person_gets_a_note_instead_of_a_cross_validation(tmp_path):
+    from facediag.capture import TOO_FEW_PEOPLE, face_blind_accuracy
+
+    table = photo_folder(tmp_path, {"patients": 60, "controls": 95}, {"patients": 0.0, "controls": 6.0}, people=1)
+    cues = cue_accuracies(table, table["label"], table["subject"]).set_index("cue")
+    assert not cues["shortcut"].any() and cues.loc["jpeg_quality", "note"] == TOO_FEW_PEOPLE
+    assert cues["accuracy"].isna().all()
+    crops, labels, groups = synthetic_crops("outside", people=1)
+    found = face_blind_accuracy(crops, circle_landmarks(len(crops)), labels, groups)
+    assert found["note"] == TOO_FEW_PEOPLE and not found["shortcut"] and np.isnan(found["accuracy"])
