@@ -194,7 +194,7 @@ def face_blind_accuracy(
     from facediag.models.features import extract_features
     from facediag.models.registry import create
 
-    classes, y = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    _, y = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     chance = float(np.bincount(y).max() / len(y))
     if too_few_people(y, groups):
         return {"accuracy": np.nan, "low": np.nan, "high": np.nan, "chance": chance, "hidden": np.nan,

@@ -307,14 +307,13 @@ class TrainedRun:
             if "features" in source:
                 points = mirrored(data) if flip else data
                 return landmark_features(str(source["features"]), points, str(source["crop"][1]))
-            if source.get("flip"):  # flip-averaged, as in training (facediag.strategies.fused): the same mirrored
-                flip = False
+            averaged = bool(source.get("flip"))  # flip-averaged as in training (facediag.strategies.fused)
+            flip = flip and not averaged  # mirroring the photo leaves a flip-averaged feature as it is: compute once
             if (i, flip) not in computed:
-                view = mirrored_crops(data) if flip else data
-                features = extract_features(net, view, batch_size=self.batch_size)
-                if source.get("flip"):
-                    features = flip_averaged(features, extract_features(net, mirrored_crops(view),
-                                                                        batch_size=self.batch_size))
+                features = extract_features(net, mirrored_crops(data) if flip else data, batch_size=self.batch_size)
+                if averaged:
+                    mirror = extract_features(net, mirrored_crops(data), batch_size=self.batch_size)
+                    features = flip_averaged(features, mirror)
                 computed[(i, flip)] = features
             return computed[(i, flip)]
 
