@@ -2,16 +2,16 @@
 
 import os
 
-from facediag.startup import pause_collection, resume_collection
+from facediag.core.startup import pause_collection, resume_collection
 
-pause_collection()  # until the evaluation's libraries are imported (facediag.startup)
+pause_collection()  # until the evaluation's libraries are imported (facediag.core.startup)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from facediag.config import register_resolvers  # noqa: E402
-from facediag.errors import exit_on_user_error  # noqa: E402
+from facediag.core.config import register_resolvers  # noqa: E402
+from facediag.core.errors import exit_on_user_error  # noqa: E402
 
 register_resolvers()
 

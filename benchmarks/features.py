@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from common import print_header
 
-from facediag.config import data_dir
-from facediag.imageio import read_rgb
+from facediag.core.config import data_dir
+from facediag.core.imageio import read_rgb
 from facediag.models import create, extract_features
 
 REPO = Path(__file__).resolve().parents[1]

@@ -126,7 +126,7 @@ def nested_validation(run_dir: Path, sources: tuple[str, ...], select: bool) -> 
     import numpy as np
     from omegaconf import OmegaConf
 
-    from facediag.fusion import choose_rule, grouped_splits
+    from facediag.classifiers.fusion import choose_rule, grouped_splits
     from facediag.models.features import source_name
 
     metrics = json.loads((run_dir / "metrics.json").read_text())

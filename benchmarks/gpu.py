@@ -106,8 +106,8 @@ def test_outcomes(roots: list[Path]) -> pd.DataFrame:
 def paired(a_root: Path, b_roots: list[Path]) -> pd.DataFrame:
     """Method A (all runs under ``a_root``) against every method under ``b_roots``, per task and size, on the same
     test photos of the same split seeds: McNemar's exact test over people and the paired person-bootstrap interval
-    of the accuracy difference A - B (``facediag.stats.paired_comparison``)."""
-    from facediag.stats import paired_comparison
+    of the accuracy difference A - B (``facediag.scoring.stats.paired_comparison``)."""
+    from facediag.scoring.stats import paired_comparison
 
     a, b = test_outcomes([a_root]), test_outcomes(b_roots)
     keys = ["task", "size", "seed", "photo"]

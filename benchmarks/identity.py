@@ -24,7 +24,7 @@ import numpy as np
 from common import print_header
 from PIL import Image
 
-from facediag.config import CONFIG_DIR, register_resolvers
+from facediag.core.config import CONFIG_DIR, register_resolvers
 from facediag.data.identity import (
     IDENTITY_THRESHOLD,
     LINKAGE,

@@ -2,7 +2,7 @@
 and ``python -m facediag.models`` (which must not import Lightning).
 
 Rows alternate (baseline, paused baseline, demo, ...) so that load changes hit all alike. The apps pause
-cyclic garbage collection while their libraries import (facediag.startup), which the issue's bare baseline
+cyclic garbage collection while their libraries import (facediag.core.startup), which the issue's bare baseline
 does not: the "paused baseline" row imports the same libraries with the same setting, so the demo's own
 cost shows against both. The demo runs on a
 warm cache (one untimed run first fills it). facediag's bytecode is compiled first, as pip does for an installed
@@ -28,7 +28,7 @@ from common import REPO, load_average, print_header, print_table, run_script
 
 BASELINE = "import torch, pytorch_lightning, sklearn, dlib, hydra"
 #: the same imports with cyclic collection paused and the heap frozen afterwards, as the apps start
-#: (facediag.startup): the like-for-like baseline, so the demo's own cost is not hidden by the start-up setting
+#: (facediag.core.startup): the like-for-like baseline, so the demo's own cost is not hidden by the start-up setting
 BASELINE_PAUSED = f"import gc; gc.disable(); {BASELINE}; gc.freeze(); gc.enable()"
 LIST_MODELS = ("-m", "facediag.models", "--no-macs")
 

@@ -46,7 +46,7 @@ def in_process(run_dir: Path, folder: Path, cache: Path, workers: int) -> tuple[
     """(wall s, CPU s of this process and its workers) of scoring the folder once the run is loaded and warm."""
     import numpy as np
 
-    from facediag.inference import TrainedRun
+    from facediag.apply.trained_run import TrainedRun
 
     run = TrainedRun(run_dir)
     run.score_crops(np.zeros((1, *[run.crop[0]] * 2, 3), dtype=np.uint8))  # model loaded, first call done
@@ -86,7 +86,7 @@ def main() -> None:
                 if not link.exists():
                     link.symlink_to(photo)
     n_images = sum(1 for p in args.folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    print_header("facediag.predict: one photo and a folder, cold cache", run=run_dir, photo=args.photo.name,
+    print_header("facediag.apply.predict: one photo and a folder, cold cache", run=run_dir, photo=args.photo.name,
                  folder=f"{args.folder} ({n_images} images)", repeats=args.repeats, workers=args.workers)
     predict = [sys.executable, "-m", "facediag.predict"]
     samples: dict[str, list[tuple[float, float]]] = {"import": [], "photo": [], "folder": [], "in-process": []}

@@ -30,12 +30,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facediag.config import data_dir
-from facediag.download import sha256_file
-from facediag.imageio import read_rgb
+from facediag.core.config import data_dir
+from facediag.core.download import sha256_file
+from facediag.core.imageio import read_rgb
 from facediag.preprocess import DlibHogDetector, DlibLandmarker, Preprocessor
+from facediag.preprocess.landmark_weights import dlib_model_path
 from facediag.preprocess.pipeline import downscale
-from facediag.preprocess.weights import dlib_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facediag.config import data_dir
+from facediag.core.config import data_dir
 from facediag.preprocess import DlibHogDetector, DlibLandmarker, Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]

@@ -52,9 +52,7 @@ def blurred_region(crops: np.ndarray, masks: list[np.ndarray], shift: int = 0) -
 def check_run(
     run_dir: str, label: str, n_photos: int, n_occlusion: int, seed: int, window: int | None = None
 ) -> list[dict[str, object]]:
-    from facediag.geometry import crop_landmarks
-    from facediag.inference import TrainedRun
-    from facediag.saliency import (
+    from facediag.apply.saliency import (
         class_score_module,
         gradcam,
         mass_share,
@@ -64,6 +62,8 @@ def check_run(
         region_mask,
         spearman,
     )
+    from facediag.apply.trained_run import TrainedRun
+    from facediag.models.geometry import crop_landmarks
 
     run = TrainedRun(run_dir)
     split = pd.read_csv(Path(run_dir) / "split.csv")
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--occlusion-photos", type=int, default=8, help="of those, for occlusion (~100 scorings each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--occlusion-window", type=int, default=None,
-                        help="square side in pixels, stride half of it (default: facediag.saliency.occlusion_window)")
+                        help="square side in pixels, stride half (default: facediag.apply.saliency.occlusion_window)")
     args = parser.parse_args()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     torch.set_num_threads(1)

@@ -8,8 +8,9 @@ of its width, one fixed region; "masked" fills it (or everything outside it) wit
 Features: EfficientNet-Lite0 on its own crop (VGGFace2 template, padding 0.2, 224 px), flip-averaged as in the
 fused presets, for each ``--layers`` feature layer.
 Accuracy: outer person-grouped 5-fold CV x 2 split seeds, C chosen by an inner person-grouped CV on the training
-folds only (``facediag.svm.select_svm``), pooled over the folds of a repeat, mean over repeats; 95% interval: a
-person bootstrap of the pooled predictions (``facediag.stats``).
+folds only (``facediag.classifiers.svm.select_svm``), pooled over the folds of a repeat, mean over repeats;
+95% interval: a
+person bootstrap of the pooled predictions (``facediag.scoring.stats``).
 
 Cues with no face at all, the same SVM: the photo's file size, and the fine grain of the four background corners
 (log variance of the Laplacian) of the raw photo (150 px squares) and of the crop (32 px). ``--blur`` repeats
@@ -34,8 +35,8 @@ VIEWS = ("whole crop", "face only (rest masked)", "face masked")
 
 def masked_views(crops: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
     """The crops as they are, and with everything but the face / the face filled
-    (:func:`facediag.capture.face_region`, one fixed region for every photo)."""
-    from facediag.capture import face_region, filled
+    (:func:`facediag.audit.capture.face_region`, one fixed region for every photo)."""
+    from facediag.audit.capture import face_region, filled
 
     size = crops.shape[1]
     face = face_region(points, size)
@@ -45,10 +46,10 @@ def masked_views(crops: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]
 
 
 def corner_energy(images: list[np.ndarray] | np.ndarray, size: int = 32) -> np.ndarray:
-    """(N, 4) :func:`facediag.capture.corner_grain` of each RGB image's ``size`` px corners (grey)."""
+    """(N, 4) :func:`facediag.audit.capture.corner_grain` of each RGB image's ``size`` px corners (grey)."""
     import cv2
 
-    from facediag.capture import corner_grain
+    from facediag.audit.capture import corner_grain
 
     return np.stack([corner_grain(cv2.cvtColor(np.ascontiguousarray(c), cv2.COLOR_RGB2GRAY), size) for c in images])
 
@@ -57,7 +58,7 @@ def eye_aligned(paths: list[str], results: list, points: np.ndarray, size: int =
     """Crops aligned on the two eye centres only (an exact similarity onto the median eye positions of the usual
     crops), and their landmarks: the mouth no longer moves the crop (a smile widens the mouth, which shrinks and
     shifts the usual 68-point crop, so its surroundings alone could tell a smile)."""
-    from facediag.imageio import read_rgb
+    from facediag.core.imageio import read_rgb
     from facediag.preprocess.align import chip_matrix, transform_points, warp
 
     target = np.nanmedian(np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1)], 1), axis=0)
@@ -94,9 +95,9 @@ def main() -> None:
     import torch
     from hydra.utils import instantiate
 
-    from facediag.capture import grouped_cv_accuracy
-    from facediag.geometry import crop_landmarks
+    from facediag.audit.capture import grouped_cv_accuracy
     from facediag.models.features import extract_features, flip_averaged, mirrored_crops
+    from facediag.models.geometry import crop_landmarks
     from facediag.models.registry import create
 
     torch.set_num_threads(1)
@@ -122,7 +123,7 @@ def main() -> None:
                      "people": len(set(groups)), "accuracy [95% CI]": f"{accuracy:.3f} [{low:.3f}-{high:.3f}]"})
         print(rows[-1], flush=True)
 
-    from facediag.imageio import read_rgb
+    from facediag.core.imageio import read_rgb
 
     paths = [records[i].path for i in kept]
     add(0.0, "no CNN: file size (bytes)", "the photo file", np.array([[Path(p).stat().st_size] for p in paths], float))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facediag.config import data_dir
+from facediag.core.config import data_dir
 from facediag.data.locate import DemoDataUnavailable, london_faces
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -80,7 +80,7 @@ def compose_train(out_dir: Path, *overrides: str, cache_dir: Path | None = None)
     """The composed `train` config for a run in ``out_dir`` (no Hydra runtime needed)."""
     from hydra import compose, initialize_config_dir
 
-    from facediag.config import CONFIG_DIR, register_resolvers
+    from facediag.core.config import CONFIG_DIR, register_resolvers
 
     register_resolvers()
     base = [f"paths.output_dir={out_dir}", f"paths.data_dir={DATA_DIR}"]
@@ -103,7 +103,7 @@ TINY = ["data.max_subjects_per_class=6", "data.n_folds=3", "preprocess.n_workers
 @pytest.fixture(scope="session")
 def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
     """One finished tiny DTL2 run (dlib ResNet on 12 London people) shared by the tests that apply a run."""
-    from facediag.training import train
+    from facediag.training.train import train
 
     run_dir = tmp_path_factory.mktemp("tiny_dtl2_run")
     train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))

@@ -1,4 +1,4 @@
-"""Capture cues: how a photo was saved, and whether that alone tells the classes (facediag.capture)."""
+"""Capture cues: how a photo was saved, and whether that alone tells the classes (facediag.audit.capture)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facediag.capture import capture_facts, cue_accuracies, grain, jpeg_quality
+from facediag.audit.capture import capture_facts, cue_accuracies, grain, jpeg_quality
 
 
 def portrait(rng: np.random.Generator, noise: float = 0.0, size: int = 96) -> Image.Image:
@@ -93,7 +93,7 @@ def synthetic_crops(where: str, people: int = 8) -> tuple[np.ndarray, list[str],
 
 
 def test_a_cnn_with_the_face_hidden_sees_a_background_difference_but_not_a_face_difference():
-    from facediag.capture import face_blind_accuracy, face_region
+    from facediag.audit.capture import face_blind_accuracy, face_region
 
     points = circle_landmarks(32)
     assert 0.3 < face_region(points, 224).mean() < 0.5  # the circle grown by 10% of its width
@@ -106,7 +106,7 @@ def test_a_cnn_with_the_face_hidden_sees_a_background_difference_but_not_a_face_
 
 
 def test_a_class_with_one_person_gets_a_note_instead_of_a_cross_validation(tmp_path):
-    from facediag.capture import TOO_FEW_PEOPLE, face_blind_accuracy
+    from facediag.audit.capture import TOO_FEW_PEOPLE, face_blind_accuracy
 
     table = photo_folder(tmp_path, {"patients": 60, "controls": 95}, {"patients": 0.0, "controls": 6.0}, people=1)
     cues = cue_accuracies(table, table["label"], table["subject"]).set_index("cue")

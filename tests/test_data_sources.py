@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
+from facediag.core.download import sha256_file
 from facediag.data import build_manifest, usable
 from facediag.data.dsf import DSFDataset
 from facediag.data.folder import FolderDataset, UnknownClassError
 from facediag.data.london import LondonFaces, pinned_checksums
-from facediag.download import sha256_file
 
 DSF_FOLDERS = ["Beta-Thalassemia", "hyperthyroidism", "Down Syndrome", "LEPROSY", "healthy"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facediag.download import ChecksumError
+from facediag.core.download import ChecksumError
 from facediag.models.dlib_resnet import (
     DlibFaceResNet,
     DlibModelError,

@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
+from facediag.core.download import ChecksumError, DownloadError, download_verified, sha256_file
 from facediag.data.london import LondonFaces, download_london, remote_path
-from facediag.download import ChecksumError, DownloadError, download_verified, sha256_file
 
 FILES = ["london_info.csv", "neutral/001_03.jpg", "smiling/001_08.jpg", "landmarks/001_03.tem"]
 

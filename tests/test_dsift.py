@@ -19,8 +19,8 @@ from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import check_estimator
 from threadpoolctl import threadpool_limits
 
-from facediag.dsift import Chi2SVC, DenseSiftBow, dense_sift_descriptors, make_svm
-from facediag.metrics import classification_metrics
+from facediag.classifiers.dense_sift import Chi2SVC, DenseSiftBow, dense_sift_descriptors, make_svm
+from facediag.scoring.metrics import classification_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -182,8 +182,8 @@ def test_chi2_svc_round_trips_through_skops_when_trusted():
     features, labels = rng.dirichlet(np.ones(6), size=20), np.repeat([0, 1], 10)
     model = Chi2SVC(C=10.0).fit(features, labels)
     payload = skops.io.dumps(model)
-    assert skops.io.get_untrusted_types(data=payload) == ["facediag.dsift.Chi2SVC"]
-    restored = skops.io.loads(payload, trusted=["facediag.dsift.Chi2SVC"])
+    assert skops.io.get_untrusted_types(data=payload) == ["facediag.classifiers.dense_sift.Chi2SVC"]
+    restored = skops.io.loads(payload, trusted=["facediag.classifiers.dense_sift.Chi2SVC"])
     np.testing.assert_allclose(restored.decision_function(features), model.decision_function(features))
 
 
@@ -193,7 +193,7 @@ def test_chi2_svc_round_trips_through_skops_when_trusted():
 def _detect_and_align(path: Path, detector, predictor) -> np.ndarray:
     import dlib
 
-    from facediag.imageio import read_rgb
+    from facediag.core.imageio import read_rgb
 
     image = read_rgb(path)
     small = cv2.resize(image, (image.shape[1] // 4, image.shape[0] // 4), interpolation=cv2.INTER_AREA)

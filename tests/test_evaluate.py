@@ -30,8 +30,8 @@ from facediag.evaluation import (
     subgroup_table,
 )
 from facediag.evaluation.figures import roc_curves
-from facediag.metrics import classification_metrics, wilson_interval
-from facediag.results import DISCLAIMER, summarize
+from facediag.scoring.metrics import classification_metrics, wilson_interval
+from facediag.scoring.results import DISCLAIMER, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

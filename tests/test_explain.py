@@ -67,9 +67,9 @@ def test_explain_cli_writes_the_output_contract_and_reports_a_bad_file(tiny_dtl2
 
 
 def test_gradcam_through_the_svm_matches_the_runs_scores_and_changes_when_weights_are_randomised(tiny_dtl2_run):
-    from facediag.explain import Explainer
-    from facediag.inference import TrainedRun
-    from facediag.saliency import gradcam, module_scorer, randomized, spearman
+    from facediag.apply.explain import Explainer
+    from facediag.apply.saliency import gradcam, module_scorer, randomized, spearman
+    from facediag.apply.trained_run import TrainedRun
 
     run = TrainedRun(tiny_dtl2_run)
     explainer = Explainer(run)
@@ -84,7 +84,7 @@ def test_gradcam_through_the_svm_matches_the_runs_scores_and_changes_when_weight
 
 
 def test_explain_by_occlusion_of_a_named_class(tiny_dtl2_run, tmp_path):
-    from facediag.explain import main
+    from facediag.apply.explain import main
 
     photo = test_photos(tiny_dtl2_run, 1)[0]
     classes = json.loads((tiny_dtl2_run / "metrics.json").read_text())["classes"]
@@ -102,7 +102,7 @@ def test_explain_by_occlusion_of_a_named_class(tiny_dtl2_run, tmp_path):
 
 
 def test_explain_a_dtl1_run_with_gradcam(tiny_dtl1_run, tmp_path):
-    from facediag.explain import main
+    from facediag.apply.explain import main
 
     photo = test_photos(tiny_dtl1_run, 1)[0]
     assert main([photo, f"run={tiny_dtl1_run}", f"out={tmp_path}"]) == 0
@@ -110,8 +110,8 @@ def test_explain_a_dtl1_run_with_gradcam(tiny_dtl1_run, tmp_path):
 
 
 def test_explain_a_dsift_run_by_occlusion(tiny_dsift_run, tmp_path):
+    from facediag.apply.explain import main
     from facediag.evaluation import evaluate_run
-    from facediag.explain import main
 
     evaluate_run(tiny_dsift_run, out_dir=tmp_path / "eval")  # the report's feature map reads dsift_features.npz
     assert (tmp_path / "eval" / "figures" / "feature_map.png").is_file()
@@ -123,7 +123,7 @@ def test_explain_a_dsift_run_by_occlusion(tiny_dsift_run, tmp_path):
 
 
 def test_predict_lists_the_nearest_training_photos_and_draws_them(tiny_dtl2_run, tmp_path, capsys):
-    from facediag.predict import main
+    from facediag.apply.predict import main
 
     split = pd.read_csv(tiny_dtl2_run / "split.csv")
     known = split[split["role"] == "train"].iloc[0]
@@ -139,8 +139,8 @@ def test_predict_lists_the_nearest_training_photos_and_draws_them(tiny_dtl2_run,
 
 
 def test_neighbours_of_a_dtl1_run_use_the_fine_tuned_features(tiny_dtl1_run, tmp_path):
-    from facediag.inference import TrainedRun
-    from facediag.neighbours import show_neighbours
+    from facediag.apply.neighbours import show_neighbours
+    from facediag.apply.trained_run import TrainedRun
 
     run = TrainedRun(tiny_dtl1_run)
     photo = test_photos(tiny_dtl1_run, 1)[0]
@@ -197,8 +197,8 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
 def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_stems_apart(tmp_path):
     from types import SimpleNamespace
 
-    from facediag.explain import Explainer, unique_stems
-    from facediag.predict import expand
+    from facediag.apply.explain import Explainer, unique_stems
+    from facediag.apply.predict import expand
 
     dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"])
     with pytest.raises(ValueError, match="method=occlusion"):

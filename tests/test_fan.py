@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from facediag.download import sha256_file
+from facediag.core.download import sha256_file
 from facediag.preprocess import FanDetector, FanLandmarker, ModelUnavailableError, Preprocessor
 from facediag.preprocess import weights as preprocess_weights
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facediag.files import atomic_write, config_hash
-from facediag.labels import class_index, encode_labels
+from facediag.core.files import atomic_write, config_hash
+from facediag.core.labels import class_index, encode_labels
 
 
 def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path: Path):

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from facediag.classifiers.svm import decision_scores
 from facediag.models.features import region_box, region_crops
 from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
-from facediag.svm import decision_scores
 from tests.conftest import REPO, compose_train, train_cli
 
 
@@ -81,7 +81,7 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london
 
 @pytest.mark.slow
 def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_path, shared_cache):
-    from facediag.geometry import N_FEATURES
+    from facediag.models.geometry import N_FEATURES
 
     run_dir = tmp_path / "run"
     method = "dlib_resnet_efficientnet_lite0_geometry_dtl2_fused"
@@ -161,7 +161,7 @@ def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):
 
 
 def test_a_source_is_named_by_its_view_and_its_mirrored_features_keyed_apart(tmp_path):
-    from facediag.feature_cache import backbone_feature_cache
+    from facediag.models.feature_cache import backbone_feature_cache
     from facediag.strategies.fused import view_name
 
     assert view_name("efficientnet_lite0", (224, "vggface2", 0.2), False) == "efficientnet_lite0"

@@ -7,7 +7,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from facediag.fusion import BlockScaler, choose_rule, fit_stacked
+from facediag.classifiers.fusion import BlockScaler, choose_rule, fit_stacked
 
 
 def two_blocks(n_people: int = 30, seed: int = 0, informative: bool = True):
@@ -95,8 +95,8 @@ def test_stacking_sources_choose_c_like_select_svm_and_feed_the_saved_model_thei
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from facediag.fusion import linear_svm
-    from facediag.svm import select_svm
+    from facediag.classifiers.fusion import linear_svm
+    from facediag.classifiers.svm import select_svm
 
     X, _, groups = two_blocks(n_people=30, seed=2)
     y = np.repeat(np.arange(30) % 3, 2)  # three classes: decision values have one column per class

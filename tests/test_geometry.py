@@ -1,11 +1,11 @@
-"""Facial geometry features (facediag.geometry): aligned landmarks in inter-ocular units, mouth/eye measures."""
+"""Facial geometry features (facediag.models.geometry): aligned landmarks in inter-ocular units, mouth/eye measures."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facediag.geometry import DERIVED, INNER, MIRROR, N_FEATURES, face_geometry, landmark_features, mirrored
+from facediag.models.geometry import DERIVED, INNER, MIRROR, N_FEATURES, face_geometry, landmark_features, mirrored
 from facediag.preprocess.align import template_landmarks
 
 

@@ -118,8 +118,8 @@ def test_find_overlaps_between_a_training_set_and_new_photos(london_dir, tmp_pat
 
     from hydra.utils import instantiate
 
+    from facediag.core.download import sha256_file
     from facediag.data.identity import find_overlaps
-    from facediag.download import sha256_file
     from tests.conftest import compose_train
     from tests.owndata import photos, resized_copy
 

@@ -1,4 +1,4 @@
-"""The DTL2 SVM as plain arrays (facediag.linear_svm) scores exactly like scikit-learn, and applying a DTL2
+"""The DTL2 SVM as plain arrays (facediag.classifiers.linear_svm) scores exactly like scikit-learn, and applying a DTL2
 run then needs neither scikit-learn nor skops."""
 
 import subprocess
@@ -11,8 +11,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, LinearSVM, export
-from facediag.saliency import svm_as_linear
+from facediag.apply.saliency import svm_as_linear
+from facediag.classifiers.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, LinearSVM, export
 from facediag.strategies.dtl2 import platt_scaled
 from tests.conftest import REPO
 
@@ -61,8 +61,8 @@ def test_gradcam_linear_layer_is_the_same_from_arrays_and_from_sklearn(tmp_path,
 def test_a_dtl2_run_saves_only_the_arrays_and_is_applied_without_sklearn_or_skops(tiny_dtl2_run, london_dir):
     import pandas as pd
 
-    from facediag.inference import TrainedRun
-    from facediag.results import score_columns
+    from facediag.apply.trained_run import TrainedRun
+    from facediag.scoring.results import score_columns
 
     assert (tiny_dtl2_run / ARRAYS_FILE).is_file()
     assert not (tiny_dtl2_run / SVM_FILE).exists() and not (tiny_dtl2_run / SVM_PLATT_FILE).exists()
@@ -74,7 +74,7 @@ def test_a_dtl2_run_saves_only_the_arrays_and_is_applied_without_sklearn_or_skop
     assert arrays.has_probabilities and isinstance(TrainedRun(tiny_dtl2_run).model()[1], LinearSVM)
     photo = str(test["paths"][0])
     code = (
-        "import sys\nfrom facediag.inference import TrainedRun\n"
+        "import sys\nfrom facediag.apply.trained_run import TrainedRun\n"
         f"TrainedRun({str(tiny_dtl2_run)!r}).score([{photo!r}])\n"
         "print(sorted(m for m in ('sklearn', 'skops', 'pytorch_lightning', 'hydra') if m in sys.modules))"
     )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facediag.config import REPO_ROOT, data_dir
+from facediag.core.config import REPO_ROOT, data_dir
 from facediag.data.locate import DemoDataUnavailable, london_faces
 
 
@@ -19,7 +19,7 @@ def test_a_relative_data_dir_is_made_absolute_for_the_demo_and_the_tests(tmp_pat
 
     from hydra import compose, initialize_config_dir
 
-    from facediag.config import CONFIG_DIR, register_resolvers
+    from facediag.core.config import CONFIG_DIR, register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

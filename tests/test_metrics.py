@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from facediag.metrics import class_ranking_scores, classification_metrics, wilson_interval
+from facediag.scoring.metrics import class_ranking_scores, classification_metrics, wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facediag.plots import (
+from facediag.scoring.plots import (
     confusion_matrix_figure,
     figure_to_array,
     plot_confusion_matrix,

@@ -1,4 +1,4 @@
-"""facediag.predict and the run loader: tiny real runs of every strategy score new photos as they scored
+"""facediag.apply.predict and the run loader: tiny real runs of every strategy score new photos as they scored
 their own test photos (scikit-image's public-domain astronaut photo and no-face images for the edge cases)."""
 
 import json
@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facediag.predict import main
+from facediag.apply.predict import main
 from tests.conftest import REPO, own_scores
 
 pytestmark = pytest.mark.slow
@@ -107,7 +107,7 @@ def test_dsift_predicts_with_the_variant_asked_for(tiny_dsift_run, tmp_path, cap
 
 
 def test_tta_flip_averages_the_crop_and_its_mirror(tiny_dtl2_run):
-    from facediag.inference import TrainedRun
+    from facediag.apply.trained_run import TrainedRun
 
     paths = list(own_scores(tiny_dtl2_run).index[:4])
     plain = TrainedRun(tiny_dtl2_run, batch_size=3)
@@ -120,7 +120,7 @@ def test_tta_flip_averages_the_crop_and_its_mirror(tiny_dtl2_run):
 
 
 def test_dtl1_loads_the_checkpoint_its_test_pass_used_not_a_stale_best_ckpt(tiny_dtl1_head_norm_run, tmp_path):
-    from facediag.inference import TrainedRun
+    from facediag.apply.trained_run import TrainedRun
 
     run_dir = tmp_path / "rerun"
     shutil.copytree(tiny_dtl1_head_norm_run, run_dir)

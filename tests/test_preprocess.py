@@ -35,8 +35,8 @@ from facediag.preprocess.align import (
     transform_points,
     warp,
 )
+from facediag.preprocess.face_results import REPORT_COLUMNS, summarise
 from facediag.preprocess.pipeline import downscale
-from facediag.preprocess.results import REPORT_COLUMNS, summarise
 from tests.conftest import REPO, compose_train
 
 ASTRONAUT_FACE = (175, 75, 270, 175)  # x0, y0, x1, y1 around the face in skimage's astronaut()
@@ -393,7 +393,7 @@ def test_london_faces_are_aligned_exactly_like_dlib_get_face_chip(make, london_d
     results = preprocessor.landmarks(paths)
     assert [r.status for r in results] == ["ok", "ok"]
     crops, kept = preprocessor.crops(paths, 150, "dlib", 0.25)
-    from facediag.imageio import read_rgb
+    from facediag.core.imageio import read_rgb
 
     for crop, result in zip(crops, kept, strict=True):
         x0, y0, x1, y1 = (round(v) for v in result.box)

@@ -16,8 +16,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.config import CONFIG_DIR, register_resolvers
-from facediag.sweeps import MissingWeightsError, check_weights, method_pair, missing_weight_files
+from facediag.core.config import CONFIG_DIR, register_resolvers
+from facediag.training.multirun import MissingWeightsError, check_weights, method_pair, missing_weight_files
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -50,7 +50,7 @@ def test_every_experiment_preset_composes_into_a_multirun(experiment, tmp_path):
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.hydra.sweeper.params, f"{experiment} sweeps nothing"
     OmegaConf.to_container(cfg, resolve=False)  # every node is well formed
-    assert cfg.hydra.callbacks.check_weights._target_ == "facediag.sweeps.CheckWeights"
+    assert cfg.hydra.callbacks.check_weights._target_ == "facediag.training.multirun.CheckWeights"
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_london_learning_curve_sweeps_training_people_per_class_on_fixed_folds(t
 
 
 def test_fused_method_lists_both_sources_and_the_weight_check_covers_them(tmp_path):
-    from facediag.sweeps import needed_pairs
+    from facediag.training.multirun import needed_pairs
 
     cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused")
     assert cfg.strategy.name == "dtl2_fused" and cfg.strategy._target_ == "facediag.strategies.fused.FusedDTL2"
@@ -201,7 +201,7 @@ def test_fused_method_lists_both_sources_and_the_weight_check_covers_them(tmp_pa
 
 
 def test_a_landmark_source_needs_no_weight_file_and_the_weight_check_lists_the_cnn_sources(tmp_path):
-    from facediag.sweeps import config_pairs
+    from facediag.training.multirun import config_pairs
 
     cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_geometry_dtl2_fused")
     assert any("features" in s for s in cfg.strategy.sources)
@@ -210,7 +210,7 @@ def test_a_landmark_source_needs_no_weight_file_and_the_weight_check_lists_the_c
 
 
 def test_geometry_fused_method_adds_a_landmark_source_and_needs_no_weight_file_for_it(tmp_path):
-    from facediag.sweeps import needed_pairs
+    from facediag.training.multirun import needed_pairs
 
     cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_geometry_dtl2_fused")
     assert [dict(s) for s in cfg.strategy.sources][2] == {"features": "face_geometry"}
@@ -220,7 +220,7 @@ def test_geometry_fused_method_adds_a_landmark_source_and_needs_no_weight_file_f
 
 
 def test_stages_flip_fused_method_takes_efficientnets_mid_level_stages_flip_averaged(tmp_path):
-    from facediag.sweeps import config_pairs, needed_pairs
+    from facediag.training.multirun import config_pairs, needed_pairs
 
     cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_stages_flip_dtl2_fused")
     assert [dict(s) for s in cfg.strategy.sources] == [
@@ -241,7 +241,7 @@ def test_efficientnet_dtl1_cpu_preset_fine_tunes_with_config_augmentation(tmp_pa
 
 
 def test_flip_fused_method_flip_averages_both_cnn_sources(tmp_path):
-    from facediag.sweeps import config_pairs
+    from facediag.training.multirun import config_pairs
 
     cfg = compose_hydra(tmp_path, "method=dlib_resnet_efficientnet_lite0_flip_dtl2_fused")
     assert [dict(s) for s in cfg.strategy.sources] == [

@@ -15,7 +15,7 @@ from PIL import Image
 
 from facediag.evaluation import evaluate_sweep
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
-from facediag.results import DISCLAIMER
+from facediag.scoring.results import DISCLAIMER
 from tests.test_evaluate import DSIFT_VARIANTS, hand_accuracy, write_fake_run
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

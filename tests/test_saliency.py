@@ -1,4 +1,4 @@
-"""facediag.saliency without a trained run: the SVM as a torch layer, occlusion, regions, randomisation."""
+"""facediag.apply.saliency without a trained run: the SVM as a torch layer, occlusion, regions, randomisation."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
-from facediag.saliency import (
+from facediag.apply.saliency import (
     mass_share,
     occlusion,
     occlusion_window,
@@ -18,7 +18,7 @@ from facediag.saliency import (
     spearman,
     svm_as_linear,
 )
-from facediag.svm import decision_scores
+from facediag.classifiers.svm import decision_scores
 
 torch.set_num_threads(1)
 
@@ -65,7 +65,7 @@ def test_occlusion_lights_up_exactly_the_patch_the_score_depends_on():
 
 def test_occlusion_explains_a_dense_sift_classifier(london_chips):
     """DSIFT has no gradients: occlusion through its crops → scores function."""
-    from facediag.dsift import DenseSiftBow, make_svm
+    from facediag.classifiers.dense_sift import DenseSiftBow, make_svm
 
     bow = DenseSiftBow(n_words=16, max_descriptors_per_image=50).fit(london_chips)
     labels = np.arange(len(london_chips)) % 2

@@ -7,7 +7,7 @@ from tests.conftest import REPO
 
 CHECK = """
 import gc
-from facediag.startup import pause_collection, resume_collection
+from facediag.core.startup import pause_collection, resume_collection
 
 pause_collection()
 assert not gc.isenabled()
@@ -34,7 +34,7 @@ def test_collection_pauses_until_resumed_then_freezes_once_and_never_again():
 
 def test_an_app_that_never_paused_is_left_alone():
     code = (
-        "import gc; from facediag.startup import resume_collection; resume_collection(); "
+        "import gc; from facediag.core.startup import resume_collection; resume_collection(); "
         "assert gc.isenabled() and gc.get_freeze_count() == 0"
     )
     assert_fresh_python_runs(code)
@@ -42,7 +42,7 @@ def test_an_app_that_never_paused_is_left_alone():
 
 def test_calling_predict_main_in_process_leaves_the_callers_collector_alone():
     code = (
-        "import gc\nfrom facediag.predict import main\ntry:\n    main([])\nexcept SystemExit:\n    pass\n"
+        "import gc\nfrom facediag.apply.predict import main\ntry:\n    main([])\nexcept SystemExit:\n    pass\n"
         "assert gc.isenabled() and gc.get_freeze_count() == 0, (gc.isenabled(), gc.get_freeze_count())"
     )
     assert_fresh_python_runs(code)

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from facediag.metrics import class_ranking_scores, classification_metrics, wilson_interval
-from facediag.stats import holm, metric_intervals, paired_comparison, person_weights, resampled_metrics
+from facediag.scoring.metrics import class_ranking_scores, classification_metrics, wilson_interval
+from facediag.scoring.stats import holm, metric_intervals, paired_comparison, person_weights, resampled_metrics
 
 
 def _scores_for(y_true: np.ndarray, correct: np.ndarray, n_classes: int = 2) -> np.ndarray:

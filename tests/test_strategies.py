@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from facediag.inference import TrainedRun
-from facediag.training import train
+from facediag.apply.trained_run import TrainedRun
+from facediag.training.train import train
 from tests.conftest import TINY, compose_train
 
 pytestmark = pytest.mark.slow
@@ -174,7 +174,7 @@ def test_a_dtl2_svm_the_arrays_cannot_reproduce_is_saved_with_skops_and_applied_
     london_dir, tmp_path, shared_cache, monkeypatch
 ):
     import facediag.strategies.dtl2 as dtl2
-    from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE
+    from facediag.classifiers.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE
 
     monkeypatch.setattr(dtl2, "export", lambda *args: False)  # as export does when the check fails
     run(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from facediag.svm import decision_scores, grouped_folds, select_svm
+from facediag.classifiers.svm import decision_scores, grouped_folds, select_svm
 
 
 def _random_five_classes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

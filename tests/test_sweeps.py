@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from facediag.sweeps import completed_summary, optimized_value
-from facediag.training import FAILED, RUN_CONFIG
+from facediag.training.multirun import completed_summary, optimized_value
+from facediag.training.train import FAILED, RUN_CONFIG
 from tests.conftest import DATA_DIR, TINY
 
 REPO = Path(__file__).resolve().parents[1]

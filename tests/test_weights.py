@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facediag.download import ChecksumError
+from facediag.core.download import ChecksumError
 from facediag.models import (
     BadWeightsError,
     UnknownWeightsError,

@@ -12,9 +12,9 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from facediag.core.errors import DataNotFoundError, UserError
 from facediag.data.records import build_manifest, usable
 from facediag.data.splits import make_split, short_classes
-from facediag.errors import DataNotFoundError, UserError
 
 IDENTITY_GROUPING = ("auto", "off")
 

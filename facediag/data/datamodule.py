@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from facediag.core.labels import encode_labels
 from facediag.data.splits import TEST, TRAIN, VAL
-from facediag.labels import encode_labels
 
 if TYPE_CHECKING:  # albumentations is imported only where augmentations are built (DTL1 with data.augment)
     import albumentations as A

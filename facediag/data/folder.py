@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from facediag.core.errors import DataNotFoundError, UserError
 from facediag.data.records import Record, list_images, normalize_name
-from facediag.errors import DataNotFoundError, UserError
 
 
 class UnknownClassError(UserError, ValueError):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.feature_cache import FeatureCache, backbone_feature_cache
+from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
 
 log = logging.getLogger(__name__)
 

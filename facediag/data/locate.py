@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facediag.config import data_dir
-from facediag.download import DownloadError
+from facediag.core.config import data_dir
+from facediag.core.download import DownloadError
 
 
 class DemoDataUnavailable(FileNotFoundError):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from facediag.core.download import DownloadError, download_verified
 from facediag.data.records import Record
-from facediag.download import DownloadError, download_verified
 
 PINNED_COMMIT = "fa8b78fda2d659bb74ce62fcd99c4407551d2a77"
 BASE_URL = f"https://raw.githubusercontent.com/debruine/webmorphR.stim/{PINNED_COMMIT}/"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from facediag.download import sha256_file
-from facediag.files import atomic_write
-from facediag.imageio import DEFAULT_MAX_PIXELS, BadImageError, check_decodes
+from facediag.core.download import sha256_file
+from facediag.core.files import atomic_write
+from facediag.core.imageio import DEFAULT_MAX_PIXELS, BadImageError, check_decodes
 
 MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status", "subject_source"]
 OK = "ok"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from facediag.errors import UserError
+from facediag.core.errors import UserError
 
 TRAIN, VAL, TEST = "train", "val", "test"
 

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.sweep import display_table, evaluate_sweep, group_rows_by_table
-from facediag.results import DISCLAIMER
+from facediag.scoring.results import DISCLAIMER
 
 
 def evaluate(

@@ -16,7 +16,7 @@ Selection rule (never a test number):
   trials are listed with their validation scores only, so a test score is shown once, for the chosen trial.
 
 Comparison: every other row against the chosen one on the images both scored (same split seed and path),
-per person (facediag.stats.paired_comparison: McNemar's exact test on discordant people, paired bootstrap
+per person (facediag.scoring.stats.paired_comparison: McNemar's exact test on discordant people, paired bootstrap
 interval of the accuracy difference), Holm-adjusted over the rows of the table. "Not clearly different"
 means a Holm-adjusted p >= ALPHA.
 """
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.results import score_columns, subjects_of
-from facediag.stats import holm, paired_comparison
+from facediag.scoring.results import score_columns, subjects_of
+from facediag.scoring.stats import holm, paired_comparison
 
 ALPHA = 0.05
 ACCURACY_STRATEGIES = ("dtl2", "dsift", "dtl2_fused")  # their val_score is already a grouped-CV accuracy (older runs)
@@ -94,7 +94,7 @@ def correctness(row: Any) -> pd.DataFrame:
 
 
 def compare_rows(rows: Sequence[Any], chosen: Any) -> None:
-    """Set ``comparison`` (facediag.stats.PairedComparison), ``n_paired`` and ``p_holm`` of every ok row
+    """Set ``comparison`` (facediag.scoring.stats.PairedComparison), ``n_paired`` and ``p_holm`` of every ok row
     against ``chosen`` (rows sharing no test image with it get ``comparison`` None)."""
     base = correctness(chosen)
     compared = []

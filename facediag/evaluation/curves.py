@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from facediag.evaluation.report import Report, fmt_interval
 from facediag.evaluation.runs import get_dotted
-from facediag.plots import save_figure
+from facediag.scoring.plots import save_figure
 
 CURVE_KEY = "data.train_subjects_per_class"
 ALL = "all"

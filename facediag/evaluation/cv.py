@@ -3,7 +3,7 @@
 Per repeat (``data.split_seed``) the test predictions of its folds are concatenated: every image is
 predicted once, by the model that did not see it, and every person sits in exactly one test fold (checked),
 so people stay whole when the pooled predictions are resampled: intervals are person-level (cluster
-bootstrap over people, Wilson with one image per person; facediag.stats). Over repeats: mean ± SD of the
+bootstrap over people, Wilson with one image per person; facediag.scoring.stats). Over repeats: mean ± SD of the
 pooled accuracies, the interval of the mean drawing the same people in every repeat. The confusion matrix
 is row-normalised per fold (rows = true class) and averaged over every fold of every repeat.
 """
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.metrics import classification_metrics
-from facediag.results import subjects_of, targets_and_scores
-from facediag.stats import INTERVAL_METRICS, metric_intervals
+from facediag.scoring.metrics import classification_metrics
+from facediag.scoring.results import subjects_of, targets_and_scores
+from facediag.scoring.stats import INTERVAL_METRICS, metric_intervals
 
 # Keys that vary between the runs of one configuration: the fold, the split seed and machine-local settings
 # (paths, threads, resuming, logging). Everything else, the training seed included, identifies the configuration.
@@ -117,7 +117,7 @@ def pool_folds(folds: Sequence[FoldPredictions], classes: Sequence[str], positiv
     ``summary`` holds: n_repeats, n_folds (per repeat, the largest), n (images per repeat, the mean),
     n_people, accuracy (mean over repeats), accuracy_sd, the other SUMMARY_KEYS (means over repeats),
     person-level intervals ``<metric>_ci`` of the means with ``ci_methods`` / ``accuracy_ci_method``
-    (facediag.stats.metric_intervals: repeats re-use the same people, so each resample draws the same
+    (facediag.scoring.stats.metric_intervals: repeats re-use the same people, so each resample draws the same
     people for every repeat; with one image per person, Wilson of the mean count at n = images per
     repeat) and per_class_accuracy.
     Raises ValueError when an image or a person is tested twice within a repeat (not out-of-fold).

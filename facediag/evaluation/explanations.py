@@ -24,7 +24,7 @@ COLUMNS = 6
 
 def gallery_figure(pictures: list[np.ndarray], captions: list[str], png: Path, title: str) -> Path:
     """A grid of overlays with one caption each."""
-    from facediag.plots import image_grid, save_figure
+    from facediag.scoring.plots import image_grid, save_figure
 
     return save_figure(image_grid(pictures, captions, COLUMNS, title=title), png)
 
@@ -37,7 +37,7 @@ def feature_map_figure(
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from facediag.plots import save_figure
+    from facediag.scoring.plots import save_figure
 
     fig = Figure(figsize=(6.5, 5.5), dpi=90, layout="constrained")
     ax = fig.subplots()
@@ -87,11 +87,12 @@ def to_tensorboard(run_dir: Path, images: dict[str, Path]) -> bool:
 
 
 def _feature_set(run_dir: Path, strategy: str) -> Any:
-    """Train, val and test features of the run (DTL1 / DTL2 via facediag.neighbours; DSIFT's dsift_features.npz)."""
-    from facediag.neighbours import FeatureSet, run_features
+    """Train, val and test features of the run (DTL1 / DTL2 via facediag.apply.neighbours; DSIFT's
+    dsift_features.npz)."""
+    from facediag.apply.neighbours import FeatureSet, run_features
 
     if strategy in ("dtl1", "dtl2"):
-        from facediag.inference import TrainedRun
+        from facediag.apply.trained_run import TrainedRun
 
         return run_features(TrainedRun(run_dir), ("train", "val", "test"))
     stored = run_dir / "dsift_features.npz"
@@ -123,9 +124,9 @@ def add_explanations(report: Report, run: Any, variant: str, figures: Path) -> d
 
 
 def _saliency_figures(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
-    from facediag.explain import Explainer
-    from facediag.inference import TrainedRun
-    from facediag.saliency import overlay
+    from facediag.apply.explain import Explainer
+    from facediag.apply.saliency import overlay
+    from facediag.apply.trained_run import TrainedRun
 
     trained = TrainedRun(run.path)
     explainer = Explainer(trained)

@@ -10,11 +10,11 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facediag.apply.trained_run import TrainedRun
 from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
-from facediag.inference import TrainedRun
 from facediag.preprocess.pipeline import results_frame
-from facediag.results import prediction_frame
+from facediag.scoring.results import prediction_frame
 
 log = logging.getLogger(__name__)
 

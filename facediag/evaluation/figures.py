@@ -1,6 +1,6 @@
-"""ROC inputs ranked like facediag.metrics ranks them for its AUC, and macro-averaged one-vs-rest curves.
+"""ROC inputs ranked like facediag.scoring.metrics ranks them for its AUC, and macro-averaged one-vs-rest curves.
 
-Every curve is drawn by ``facediag.plots.plot_roc`` (labels + scores, or a computed ``RocCurve`` such as
+Every curve is drawn by ``facediag.scoring.plots.plot_roc`` (labels + scores, or a computed ``RocCurve`` such as
 the macro average a multiclass sweep overlays per row).
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facediag.metrics import class_ranking_scores  # the AUC ranking convention, kept in one place
-from facediag.plots import RocCurve, RocInput, compute_roc
+from facediag.scoring.metrics import class_ranking_scores  # the AUC ranking convention, kept in one place
+from facediag.scoring.plots import RocCurve, RocInput, compute_roc
 
 
 def roc_inputs(

@@ -11,7 +11,7 @@ from typing import Any
 
 from facediag.evaluation.compare import validation_source
 from facediag.evaluation.runs import get_dotted
-from facediag.stats import N_RESAMPLES
+from facediag.scoring.stats import N_RESAMPLES
 
 
 def _cfg(row: Any) -> dict[str, Any]:

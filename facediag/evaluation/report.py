@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from facediag.results import DISCLAIMER
+from facediag.scoring.results import DISCLAIMER
 
 MISSING = "—"
 LONG_CELL = 30  # characters: longer cells may wrap in HTML, shorter ones stay on one line

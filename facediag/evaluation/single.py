@@ -14,8 +14,8 @@ from facediag.evaluation.figures import roc_inputs
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import SMALL_N, subgroup_table
-from facediag.plots import plot_confusion_matrix, plot_roc
-from facediag.results import summarize, targets_and_scores, to_json
+from facediag.scoring.plots import plot_confusion_matrix, plot_roc
+from facediag.scoring.results import summarize, targets_and_scores, to_json
 
 TEST = "test"
 MAX_LISTED = 30  # images listed by name in the "not predicted" section

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from facediag.data.records import MANIFEST_COLUMNS
-from facediag.metrics import classification_metrics
-from facediag.results import subjects_of, targets_and_scores
+from facediag.scoring.metrics import classification_metrics
+from facediag.scoring.results import subjects_of, targets_and_scores
 
 UNKNOWN = "unknown"
 MAX_CATEGORIES = 8  # a numeric column with more distinct values than this is binned

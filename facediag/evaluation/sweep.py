@@ -2,7 +2,7 @@
 
 Rows are configurations × variants. A configuration is the run's composed config without its fold /
 split-seed / path keys (facediag.evaluation.cv.IGNORED_KEYS): runs sharing it are folds or
-repeats of one cross-validation and are pooled. Intervals are person-level (facediag.stats). The row to
+repeats of one cross-validation and are pooled. Intervals are person-level (facediag.scoring.stats). The row to
 report is chosen on validation, never on test, and every other row is compared with it on the same test
 images (McNemar's exact test per person, paired bootstrap interval of the accuracy difference, Holm
 adjustment; facediag.evaluation.compare). Optuna trials are reduced to the trial chosen on validation. A
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.config import uses_backbone
+from facediag.core.config import uses_backbone
 from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
@@ -28,9 +28,9 @@ from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, roc_curve
 from facediag.evaluation.methods import methods_paragraph
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
-from facediag.plots import plot_confusion_matrix, plot_roc
-from facediag.results import metrics_for, targets_and_scores
-from facediag.stats import N_RESAMPLES, PairedComparison
+from facediag.scoring.plots import plot_confusion_matrix, plot_roc
+from facediag.scoring.results import metrics_for, targets_and_scores
+from facediag.scoring.stats import N_RESAMPLES, PairedComparison
 
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
 CHOSEN_NOTE = "★ chosen on validation"
@@ -438,7 +438,7 @@ def _people(row: Row) -> Any:
 
 def row_curve(row: Row, classes: Sequence[str], positive: str | None) -> RocInput | RocCurve | None:
     """A row's ROC over its test predictions: binary, the positive class's (label, y, score) for
-    facediag.plots.plot_roc; multiclass, the macro-averaged one-vs-rest curve."""
+    facediag.scoring.plots.plot_roc; multiclass, the macro-averaged one-vs-rest curve."""
     if row.predictions is None or row.predictions.empty:
         return None
     y_true, scores = targets_and_scores(row.predictions, classes)

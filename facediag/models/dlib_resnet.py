@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facediag.download import verify_sha256
+from facediag.core.download import verify_sha256
 
 PACKAGED_MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 PACKAGED_MODEL_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"

@@ -28,7 +28,7 @@ from ptflops import get_model_complexity_info
 from ptflops.pytorch_ops import MODULES_MAPPING, linear_flops_counter_hook
 from torch import nn
 
-from facediag.files import atomic_write, config_hash
+from facediag.core.files import atomic_write, config_hash
 from facediag.models.caffe_resnet import Conv1x1Classifier
 from facediag.models.dlib_resnet import Affine2d
 from facediag.models.face_backbone import FaceBackbone

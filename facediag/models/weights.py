@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from facediag.download import ChecksumError, DownloadError, download_verified, verify_sha256
+from facediag.core.download import ChecksumError, DownloadError, download_verified, verify_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def resolve_weight_file(
 
     ``sha256`` (the user's pin) overrides the spec's. Without any expected checksum the file's sha256
     is logged so that the user can pin it. Raises WeightsNotFoundError naming the file, its source URLs
-    and the folder to put it in; ChecksumError (from facediag.download) when the bytes differ.
+    and the folder to put it in; ChecksumError (from facediag.core.download) when the bytes differ.
     """
     if not spec.needs_file:
         raise ValueError(f"weights {spec.dataset!r} for {spec.backbone} has no file (random init)")

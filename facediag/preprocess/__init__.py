@@ -5,10 +5,10 @@
 
 from facediag.preprocess.aligners import ResizeAligner, SimilarityAligner
 from facediag.preprocess.detectors import DlibHogDetector, FanDetector
+from facediag.preprocess.face_results import FaceResult, results_frame, summarise
+from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import DlibLandmarker, FanLandmarker
 from facediag.preprocess.pipeline import Preprocessor
-from facediag.preprocess.results import FaceResult, results_frame, summarise
-from facediag.preprocess.weights import ModelUnavailableError
 
 __all__ = [
     "DlibHogDetector",

@@ -13,7 +13,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from omegaconf import DictConfig  # noqa: E402
 
-from facediag.config import hydra_app  # noqa: E402
+from facediag.core.config import hydra_app  # noqa: E402
 
 
 def run(cfg: DictConfig) -> None:
@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> None:
 
     from hydra.utils import instantiate
 
-    from facediag.preprocess.results import summarise
+    from facediag.preprocess.face_results import summarise
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

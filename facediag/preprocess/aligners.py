@@ -15,7 +15,7 @@ from facediag.preprocess.align import (
 )
 
 if TYPE_CHECKING:
-    from facediag.preprocess.results import FaceResult
+    from facediag.preprocess.face_results import FaceResult
 
 
 class Aligner(Protocol):

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facediag import files
-from facediag.files import atomic_write
+from facediag.core import files
+from facediag.core.files import atomic_write
 
 CACHE_FORMAT = 1
 

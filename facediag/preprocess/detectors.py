@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from facediag.preprocess.weights import LazyModel, fan_weight_path
+from facediag.preprocess.landmark_weights import LazyModel, fan_weight_path
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from facediag.preprocess.weights import LazyModel, dlib_model_path, fan_weight_path
+from facediag.preprocess.landmark_weights import LazyModel, dlib_model_path, fan_weight_path
 
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 

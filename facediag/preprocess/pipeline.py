@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from facediag.download import sha256_file
-from facediag.imageio import DEFAULT_MAX_PIXELS, BadImageError, read_rgb
+from facediag.core.download import sha256_file
+from facediag.core.imageio import DEFAULT_MAX_PIXELS, BadImageError, read_rgb
 from facediag.preprocess.align import TEMPLATES, transform_points
 from facediag.preprocess.aligners import Aligner, ResizeAligner, SimilarityAligner
 from facediag.preprocess.cache import PreprocessCache, config_hash
 from facediag.preprocess.detectors import Detection, FaceDetector
+from facediag.preprocess.face_results import FaceResult, results_frame
+from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
-from facediag.preprocess.results import FaceResult, results_frame
-from facediag.preprocess.weights import ModelUnavailableError
 
 NO_FACE_POLICIES = ("skip", "center_crop")
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from facediag.preprocess.results import FaceResult
+    from facediag.preprocess.face_results import FaceResult
 
 LANDMARK_COLOUR = (0, 255, 0)
 FLAG_COLOUR = (255, 64, 64)

@@ -2,7 +2,7 @@
 
 The vocabulary is fitted on the training part only; each classifier is one `variant` of the run
 (the paper's two result rows). The vocabulary (``dsift_bow.skops``) and every SVM
-(``svm_<kind>.skops``) are saved with skops, so facediag.inference can apply the run to new images.
+(``svm_<kind>.skops``) are saved with skops, so facediag.apply.trained_run can apply the run to new images.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from facediag.dsift import DenseSiftBow, make_svm
-from facediag.estimators import save_estimator
-from facediag.results import prediction_frame
+from facediag.classifiers.dense_sift import DenseSiftBow, make_svm
+from facediag.classifiers.estimators import save_estimator
+from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
+from facediag.scoring.results import prediction_frame
 from facediag.strategies.job import Job
-from facediag.svm import VAL_SOURCE, decision_scores, select_svm
 
 log = logging.getLogger(__name__)
 VOCABULARY = "dsift_bow.skops"  # the fitted DenseSiftBow; each variant's SVM is <variant>.skops

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from facediag.data.datamodule import FaceDataModule, build_augment
 from facediag.models.face_backbone import NormalizedHead
-from facediag.results import prediction_frame
+from facediag.scoring.results import prediction_frame
 from facediag.strategies.job import FULL_PRECISION, Job
 from facediag.strategies.sgd import SGDSettings
 
@@ -164,7 +164,7 @@ class DTL1:
         log.info("DTL1: best checkpoint %s (%s=%s), %s epochs", best, self.monitor, float(score), epochs)
         # the test pass runs once, in this process, on one device (under ddp_spawn every rank would test a shard),
         # in full precision whatever the training precision (trainer=gpu: bf16-mixed), so predictions.csv holds
-        # the scores that applying the run (facediag.predict, evaluate.py run=) recomputes
+        # the scores that applying the run (facediag.apply.predict, evaluate.py run=) recomputes
         tester = job.make_trainer(
             devices=1, strategy="auto", num_nodes=1, enable_progress_bar=False, precision=FULL_PRECISION
         )

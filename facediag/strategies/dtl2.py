@@ -3,7 +3,7 @@
 A Lightning ``predict`` pass over train/val/test serves features (from the cache, or from the CNN,
 built only when an image is missing from the cache); ``FeatureSVMCallback`` dumps them to
 ``features/<role>.npz``, fits the SVM with C chosen by subject-grouped CV inside the training part,
-scores the test part and saves the SVM as plain arrays (``svm_arrays.npz``, ``facediag.linear_svm``) or,
+scores the test part and saves the SVM as plain arrays (``svm_arrays.npz``, ``facediag.classifiers.linear_svm``) or,
 where those cannot reproduce it, with skops.
 """
 
@@ -25,12 +25,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch.utils.data import DataLoader
 
+from facediag.classifiers.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, export
+from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
 from facediag.data.datamodule import FaceCrops
-from facediag.feature_cache import FeatureCache
-from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, export
-from facediag.results import prediction_frame
+from facediag.models.feature_cache import FeatureCache
+from facediag.scoring.results import prediction_frame
 from facediag.strategies.job import FULL_PRECISION, Job
-from facediag.svm import VAL_SOURCE, decision_scores, select_svm
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "val", "test")
@@ -109,7 +109,7 @@ class FeatureSVMCallback(pl.Callback):
         return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
 
     def fit_and_score(self) -> pd.DataFrame:
-        from facediag.estimators import save_estimator
+        from facediag.classifiers.estimators import save_estimator
 
         fit = self.rows["role"].isin(["train", "val"]).to_numpy()
         test = (self.rows["role"] == "test").to_numpy()
@@ -217,7 +217,7 @@ def platt_scaled(estimator: Any, features: np.ndarray, y: np.ndarray, groups: An
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from facediag.svm import grouped_folds
+    from facediag.classifiers.svm import grouped_folds
 
     groups = np.asarray(groups)
     folds = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
@@ -231,6 +231,6 @@ def load_svm(run_dir: str | Path, name: str = SVM_FILE) -> Any:
 
     ``svm.skops`` gives decision values; ``svm_platt.skops`` Platt-scaled probabilities.
     """
-    from facediag.estimators import load_estimator
+    from facediag.classifiers.estimators import load_estimator
 
     return load_estimator(Path(run_dir) / name)

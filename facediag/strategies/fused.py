@@ -2,7 +2,7 @@
 
 Each source has its own face crop and its own per-image feature cache (``Job.feature_cache`` of that
 pair: a source's features are computed once, whichever run needs them). The blocks are concatenated in
-source order and fused by :mod:`facediag.fusion` (block-scaled linear SVM or stacked per-source SVMs),
+source order and fused by :mod:`facediag.classifiers.fusion` (block-scaled linear SVM or stacked per-source SVMs),
 the rule with the best person-grouped CV accuracy on the training part winning. Writes
 ``features/<role>.npz`` (the concatenated columns), ``fusion.skops`` (the fitted model: decision values
 over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in metrics.json,
@@ -11,10 +11,10 @@ over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in 
 
 A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks
 the preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
-:mod:`facediag.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
-take part (:func:`facediag.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of the features of
-each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a CNN source
-with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
+:mod:`facediag.models.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
+take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of the
+features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a CNN
+source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
 ``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
 of its crop resized to its input size (its features cached apart; with ``flip`` the region view is mirrored). Such
 sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
@@ -37,16 +37,16 @@ from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 
-from facediag.config import CONFIG_DIR
+from facediag.classifiers.fusion import RULES, block_slices, choose_rule
+from facediag.classifiers.svm import decision_scores
+from facediag.core.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
-from facediag.fusion import RULES, block_slices, choose_rule
-from facediag.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops, source_name
+from facediag.models.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.registry import backbone_config
-from facediag.results import prediction_frame
+from facediag.scoring.results import prediction_frame
 from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
 from facediag.strategies.job import Job, crop_of
-from facediag.svm import decision_scores
 
 log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
@@ -200,12 +200,12 @@ class FusedDTL2:
                 "macs": macs * (2 if flip else 1), "params": params}
         if flip:
             info["flip"] = True
-        if box is not None:  # facediag.inference cuts the same region from each photo's crop
+        if box is not None:  # facediag.apply.trained_run cuts the same region from each photo's crop
             info["region"] = list(box)
         return rows, features, info
 
     def run(self, job: Job) -> pd.DataFrame:
-        from facediag.estimators import save_estimator
+        from facediag.classifiers.estimators import save_estimator
 
         started = time.perf_counter()
         blocks, infos, rows = [], [], None

@@ -13,8 +13,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.feature_cache import FeatureCache, backbone_feature_cache
-from facediag.labels import encode_labels
+from facediag.core.labels import encode_labels
+from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
 
 # the precision of every pass whose numbers a run keeps (DTL2 features, DTL1's test scores): training may run in
 # trainer.precision (bf16-mixed on a GPU), but these must match what applying the run computes (fp32, any device)

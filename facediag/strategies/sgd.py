@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SGDSettings:
     """How DTL1 fine-tunes (the paper's SGD by default); the ``strategy.*`` keys of ``strategy=dtl1``
-    (registered as the structured config ``strategy_settings/dtl1`` by ``facediag.config.register_resolvers``)."""
+    (registered as the structured config ``strategy_settings/dtl1`` by ``facediag.core.config.register_resolvers``)."""
 
     lr: float = 5e-5
     weight_decay: float = 5e-4

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.labels import class_index
+from facediag.core.labels import class_index
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def metrics_for(
 ) -> dict[str, Any]:
     """classification_metrics of the ``role`` rows of one variant's predictions; intervals resample the
     people of the ``subject`` column (each row its own person when the column is absent)."""
-    from facediag.metrics import classification_metrics  # scipy.stats: not needed to apply a run
+    from facediag.scoring.metrics import classification_metrics  # scipy.stats: not needed to apply a run
 
     part = predictions[predictions["role"] == role]
     y_true, scores = targets_and_scores(part, classes)
@@ -89,7 +89,7 @@ def write_results(
     tb_logger: Any = None,
 ) -> dict[str, Any]:
     """Write predictions.csv, metrics.json and confusion_matrix.png; log them to TensorBoard when given."""
-    from facediag.plots import plot_confusion_matrix
+    from facediag.scoring.plots import plot_confusion_matrix
 
     out_dir = Path(out_dir)
     predictions.to_csv(out_dir / "predictions.csv", index=False)

@@ -36,7 +36,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from facediag.svm import grouped_folds, select_svm
+from facediag.classifiers.svm import grouped_folds, select_svm
 
 RULES = ("concat", "block_scaled", "stacked")
 

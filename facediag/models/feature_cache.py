@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facediag.files import atomic_write, canonical_json, config_hash
+from facediag.core.files import atomic_write, canonical_json, config_hash
 
 
 class FeatureCache:

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.config import CONFIG_DIR, register_resolvers, uses_backbone
+from facediag.core.config import CONFIG_DIR, register_resolvers, uses_backbone
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def completed_summary(out_dir: Path, resolved_config: str) -> dict[str, Any] | N
     """The stored summary when ``out_dir`` already holds complete results of the same configuration."""
     import json
 
-    from facediag.results import FAILED, RUN_CONFIG
+    from facediag.scoring.results import FAILED, RUN_CONFIG
 
     metrics, config = out_dir / "metrics.json", out_dir / RUN_CONFIG
     if not (metrics.is_file() and config.is_file()) or (out_dir / FAILED).exists():

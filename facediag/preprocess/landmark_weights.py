@@ -6,7 +6,7 @@ import importlib.resources
 from pathlib import Path
 from typing import Any
 
-from facediag.download import DownloadError, download_verified, verify_sha256
+from facediag.core.download import DownloadError, download_verified, verify_sha256
 
 #: face-alignment's weights (FAN 2D landmarks, S3FD detector): file name -> (URL, sha256).
 #: The torch-hub file names carry the first 10 hex digits of the sha256, which these match.

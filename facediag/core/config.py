@@ -10,11 +10,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-_CHECKOUT = Path(__file__).resolve().parents[1]
+_CHECKOUT = Path(__file__).resolve().parents[2]
 # the checkout holding train.py and conf/; an installed wheel has neither beside it, so the working directory
 REPO_ROOT = _CHECKOUT if (_CHECKOUT / "conf").is_dir() else Path.cwd()
 # the Hydra configs: the checkout's conf/, else the copy a wheel ships as facediag/conf (pyproject.toml)
-CONFIG_DIR = _CHECKOUT / "conf" if (_CHECKOUT / "conf").is_dir() else Path(__file__).resolve().parent / "conf"
+CONFIG_DIR = _CHECKOUT / "conf" if (_CHECKOUT / "conf").is_dir() else Path(__file__).resolve().parents[1] / "conf"
 RUN_ID_ENV = "FACEDIAG_RUN_ID"
 DATA_ENV = "FACEDIAG_DATA_DIR"
 
@@ -64,7 +64,7 @@ def hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any]
     of ``CONFIG_DIR`` (the checkout's or the wheel's), resolvers registered, user errors as short messages."""
     import hydra
 
-    from facediag.errors import exit_on_user_error
+    from facediag.core.errors import exit_on_user_error
 
     register_resolvers()
     return hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(

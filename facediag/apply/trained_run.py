@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.results import RUN_CONFIG
+from facediag.scoring.results import RUN_CONFIG
 
 TTA = (None, "none", "flip")
 FUSED = "dtl2_fused"
@@ -139,7 +139,7 @@ class TrainedRun:
 
     def model(self) -> Any:
         """DTL1: the FineTune module (eval); DTL2: (backbone, svm, Platt svm or None), the SVMs as scikit-learn
-        objects or as ``facediag.linear_svm.LinearSVM`` (same scores); DSIFT: (vocabulary, svm)."""
+        objects or as ``facediag.classifiers.linear_svm.LinearSVM`` (same scores); DSIFT: (vocabulary, svm)."""
         if self._model is None:
             if self.strategy == "dtl1":
                 from facediag.strategies.dtl1 import FineTune
@@ -151,14 +151,14 @@ class TrainedRun:
             elif self.strategy == "dtl2":
                 self._model = (self._backbone().eval(), *self._svm())
             elif self.strategy == "dsift":
-                from facediag.estimators import load_estimator
+                from facediag.classifiers.estimators import load_estimator
 
                 files = self.summary.get("model_files") or {}
                 vocabulary = self.run_dir / str(self.summary.get("vocabulary", "dsift_bow.skops"))
                 svm = self.run_dir / str(files.get(self.variant, f"{self.variant}.skops"))
                 self._model = (load_estimator(vocabulary), load_estimator(svm))
             elif self.strategy == FUSED:
-                from facediag.estimators import load_estimator
+                from facediag.classifiers.estimators import load_estimator
 
                 platt = self.run_dir / "fusion_platt.skops"
                 self._model = (
@@ -173,13 +173,13 @@ class TrainedRun:
     def _svm(self) -> tuple[Any, Any]:
         """DTL2: (svm, Platt-scaled svm or None). ``svm_arrays.npz`` (numpy only, written by runs that can) when
         present, else the skops files written instead."""
-        from facediag.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, LinearSVM
+        from facediag.classifiers.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, LinearSVM
 
         arrays = self.run_dir / ARRAYS_FILE
         if arrays.is_file():
             svm = LinearSVM(arrays)
             return svm, svm if svm.has_probabilities else None
-        from facediag.estimators import load_estimator
+        from facediag.classifiers.estimators import load_estimator
 
         platt = self.run_dir / SVM_PLATT_FILE
         return load_estimator(self.run_dir / SVM_FILE), load_estimator(platt) if platt.is_file() else None
@@ -212,8 +212,8 @@ class TrainedRun:
 
     @torch.no_grad()
     def _score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from facediag.classifiers.svm import decision_scores
         from facediag.models import extract_features
-        from facediag.svm import decision_scores
 
         if self.strategy == "dtl1":
             probabilities = torch.softmax(self.model()(torch.from_numpy(crops)).float(), dim=1).numpy()
@@ -272,10 +272,10 @@ class TrainedRun:
 
     def _score_fused(self, preprocessor: Any, paths: list[str]) -> Scored:
         """Fused DTL2: every source's crop and features, concatenated in the run's column order, into its model."""
-        from facediag.geometry import crop_landmarks, landmark_features, mirrored
+        from facediag.classifiers.svm import decision_scores
         from facediag.models.features import region_crops, source_name
+        from facediag.models.geometry import crop_landmarks, landmark_features, mirrored
         from facediag.preprocess.pipeline import stack_crops
-        from facediag.svm import decision_scores
 
         per_source, first = [], None
         for source in self.sources:

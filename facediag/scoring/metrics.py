@@ -27,7 +27,7 @@ Conventions (decided once, here):
   ``ci_methods`` names the method of each and ``accuracy_ci_method`` the accuracy's: a person-level
   cluster bootstrap when any person (``groups``) has more than one sample, else Wilson score intervals
   for the proportions (accuracy; binary sensitivity / specificity), which behave well at small n and near
-  0 or 1 (see facediag.stats).
+  0 or 1 (see facediag.scoring.stats).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-# the interval and the AUC ranking convention live in facediag.stats (metrics imports stats, never the reverse)
-from facediag.stats import INTERVAL_METRICS, class_ranking_scores, metric_intervals, wilson_interval
+# the interval and the AUC ranking convention live in facediag.scoring.stats (metrics imports stats, never the reverse)
+from facediag.scoring.stats import INTERVAL_METRICS, class_ranking_scores, metric_intervals, wilson_interval
 
 __all__ = ["wilson_interval", "classification_metrics", "class_ranking_scores"]
 

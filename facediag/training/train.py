@@ -15,11 +15,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facediag.config import uses_backbone
+from facediag.core.config import uses_backbone
 from facediag.data.build import PreparedData, count_table, prepare_data
-from facediag.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
+from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
-from facediag.sweeps import completed_summary
+from facediag.training.multirun import completed_summary
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def make_crop_source(preprocessor: Any, split: pd.DataFrame):
 def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
     """landmarks(size, template, padding) → (split rows that get a crop, (N, 68, 2) landmarks in that crop's
     pixels, NaN for a centre-crop fallback), in the order of ``make_crop_source``'s rows."""
-    from facediag.geometry import crop_landmarks
+    from facediag.models.geometry import crop_landmarks
 
     def landmarks(size: int, template: str, padding: float):
         kept = [r for r in preprocessor.landmarks(list(split["path"])) if r.has_crop]

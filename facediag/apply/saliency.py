@@ -32,11 +32,11 @@ def svm_as_linear(estimator: Any, n_classes: int) -> nn.Linear:
     """A fitted linear SVM (optionally ``Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear"))])``)
     as one ``Linear(D, n_classes)``.
 
-    Binary: exactly ``facediag.svm.decision_scores`` ([-d, d]). Multiclass: per class the summed one-vs-one
+    Binary: exactly ``facediag.classifiers.svm.decision_scores`` ([-d, d]). Multiclass: per class the summed one-vs-one
     decision values (the confidences sklearn breaks vote ties with); the votes themselves are not
     differentiable, so Grad-CAM explains this linear score.
     """
-    from facediag.linear_svm import LinearSVM, linear_arrays
+    from facediag.classifiers.linear_svm import LinearSVM, linear_arrays
 
     arrays = vars(estimator) if isinstance(estimator, LinearSVM) else linear_arrays(estimator)
     coef, intercept = arrays["coef"], arrays["intercept"]

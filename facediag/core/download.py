@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from facediag.files import atomic_write
+from facediag.core.files import atomic_write
 
 CHUNK = 1 << 20
 

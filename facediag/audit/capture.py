@@ -111,9 +111,9 @@ def grouped_cv_accuracy(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from facediag.fusion import grouped_splits, linear_svm
-    from facediag.stats import metric_intervals
-    from facediag.svm import select_svm
+    from facediag.classifiers.fusion import grouped_splits, linear_svm
+    from facediag.classifiers.svm import select_svm
+    from facediag.scoring.stats import metric_intervals
 
     y, groups = np.asarray(y), np.asarray(groups, dtype=str)
     predicted = np.zeros((len(seeds), len(y)), dtype=np.int64)
@@ -172,7 +172,7 @@ MEAN_RGB = (124, 116, 104)
 def face_region(points: np.ndarray, size: int, dilate: float = 0.1) -> np.ndarray:
     """One (size, size) mask for every photo: the union of all photos' 68-landmark hulls (in crop pixels) grown by
     ``dilate`` x their width. Fixed, because a mask shaped by each photo's own landmarks tells a wide mouth."""
-    from facediag.saliency import region_mask
+    from facediag.apply.saliency import region_mask
 
     return np.any([region_mask(p, size, indices=range(68), dilate=dilate) for p in points], axis=0)
 

@@ -5,7 +5,7 @@ dir: images per class; unreadable / no-face / several-face files with reasons; e
 duplicates; identity groups (those spanning classes flagged); image size, face size, blur (variance
 of the Laplacian of the aligned 150 px chip) and head pose (yaw / pitch / roll proxies from the 68
 landmarks) per class; capture cues (file size, format, JPEG quality, EXIF camera / software, background grain;
-:mod:`facediag.capture`) with how well each alone tells the classes; metadata balance per class (sex / age /
+:mod:`facediag.audit.capture`) with how well each alone tells the classes; metadata balance per class (sex / age /
 ethnicity columns of a subjects CSV); a contact sheet of aligned faces per class. Research tool, not a diagnosis.
 """
 
@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from facediag.capture import CUES, capture_facts, cue_accuracies  # noqa: E402
-from facediag.config import hydra_app  # noqa: E402
+from facediag.audit.capture import CUES, capture_facts, cue_accuracies  # noqa: E402
+from facediag.core.config import hydra_app  # noqa: E402
 
 META_COLUMNS = ("sex", "age", "ethnicity", "gender", "race")
 MEASURES = ("width", "height", "face_px", "face_fraction", "blur", "yaw", "pitch", "roll")
@@ -83,9 +83,10 @@ def problems_of(row: pd.Series) -> str:
 
 
 def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -> pd.DataFrame:
-    """The cue-table row of :func:`facediag.capture.face_blind_accuracy` on the usable labelled photos with a face."""
-    from facediag.capture import TOO_FEW_PEOPLE, face_blind_accuracy, too_few_people
-    from facediag.geometry import crop_landmarks
+    """The cue-table row of :func:`facediag.audit.capture.face_blind_accuracy` on the usable labelled photos
+    with a face."""
+    from facediag.audit.capture import TOO_FEW_PEOPLE, face_blind_accuracy, too_few_people
+    from facediag.models.geometry import crop_landmarks
 
     crops, kept = preprocessor.crops(list(usable["path"]), 224, "vggface2", 0.2)
     with_face = [i for i, r in enumerate(kept) if r.landmarks is not None]
@@ -104,7 +105,7 @@ def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -
 
 def contact_sheet(chips: dict[str, np.ndarray], table: pd.DataFrame, classes: list[str], out_png: Path, n: int) -> Path:
     """Up to ``n`` aligned faces per class (one row per class)."""
-    from facediag.plots import image_grid, save_figure
+    from facediag.scoring.plots import image_grid, save_figure
 
     pictures: list[np.ndarray | None] = []
     captions: list[str] = []

@@ -34,8 +34,8 @@ class FeatureSet:
 
 def crop_features(run: Any, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """(N, D) features of aligned crops: DTL2 the backbone's feature layer, DTL1 the fine-tuned penultimate layer."""
+    from facediag.apply.saliency import backbone_of, class_score_module
     from facediag.models import extract_features
-    from facediag.saliency import backbone_of, class_score_module
 
     if run.strategy not in ("dtl1", "dtl2"):
         raise ValueError(f"{run.run_dir}: feature neighbours need a DTL1 / DTL2 run, not {run.strategy}")
@@ -103,7 +103,7 @@ def neighbour_sheet(
     query: np.ndarray, title: str, thumbnails: np.ndarray, captions: Sequence[str], png: Path
 ) -> Path:
     """One row: the query crop, then the neighbours' crops with their captions (PNG)."""
-    from facediag.plots import image_grid, save_figure
+    from facediag.scoring.plots import image_grid, save_figure
 
     pictures = [query, *thumbnails]
     return save_figure(image_grid(pictures, [title, *captions], len(pictures), cell=(2.2, 2.9)), png)

@@ -6,7 +6,7 @@
   bootstrap** interval: people are drawn with replacement (``N_RESAMPLES`` = 2,000 resamples, seeded) and
   each image counts as often as its person was drawn (vectorised: one (resamples × images) weight matrix).
   With one image per person, accuracy and the binary sensitivity / specificity keep the Wilson score
-  interval (``facediag.metrics.wilson_interval``); balanced accuracy, AUC and the multiclass macro rates are
+  interval (``facediag.scoring.metrics.wilson_interval``); balanced accuracy, AUC and the multiclass macro rates are
   bootstrapped (people = images). When every resample gives the same value (every image right, or every
   image wrong, or a single person: the percentile interval collapses to a point), the interval is the
   Wilson interval of that rate at n = the number of people, as if each person were a single observation.
@@ -80,9 +80,9 @@ def _weighted_auc(weights: np.ndarray, is_positive: np.ndarray, ranking: np.ndar
 def resampled_metrics(
     weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, ranking: np.ndarray, positive_index: int | None
 ) -> dict[str, np.ndarray]:
-    """INTERVAL_METRICS per resample (rows of ``weights``), by facediag.metrics' rules (NaN where undefined).
+    """INTERVAL_METRICS per resample (rows of ``weights``), by facediag.scoring.metrics' rules (NaN where undefined).
 
-    ``ranking``: (N, C) per-class ranking scores (``facediag.metrics.class_ranking_scores``).
+    ``ranking``: (N, C) per-class ranking scores (``facediag.scoring.metrics.class_ranking_scores``).
     """
     n_classes = ranking.shape[1]
     total = weights.sum(axis=1)

@@ -1,0 +1,197 @@
+"""`python -m facediag.predict <photo|folder|glob> ... run=<run dir> [out=...] [tta=flip] [batch_size=N]`.
+
+One photo: prints the class probabilities (DTL1 softmax, DTL2 Platt-scaled SVM, DSIFT softmax of the
+SVM scores) and the top 3, saves the aligned crop, and refuses with the reason when no face is found.
+A folder (searched recursively), a glob or several photos: one CSV row per file (``path, status,
+reason, top1, score_<class>..., p_<class>...``; ``status`` ok / center_crop / no_face / error /
+not_image), keeps going past bad files, shows a progress bar on stderr and scores the crops in batches.
+``neighbours=k`` also lists and draws the k most similar training photos (``facediag.apply.neighbours``).
+Research tool, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from facediag.core.errors import exit_on_user_error
+from facediag.core.startup import pause_collection, resume_collection
+from facediag.scoring.results import DISCLAIMER
+
+# every key=value option: name -> help (add an option here and read it from `options` in predict())
+OPTIONS: dict[str, str] = {
+    "run": "the run dir of train.py (required)",
+    "out": "a .csv file, or a folder for the CSV and the aligned crops (default <run>/predictions_new)",
+    "tta": "flip: average the scores of each crop and its horizontal mirror (default none)",
+    "batch_size": "crops per model batch (default 32)",
+    "variant": "DSIFT: svm_linear or svm_chi2 (default: the run's first variant, as in its metrics.json)",
+    "workers": "preprocessing processes for a folder (default min(CPU cores, 8))",
+    "cache_dir": "where landmarks and crops are cached (default the run's cache)",
+    "neighbours": "k: also list and draw the k most similar training photos (DTL1 / DTL2 runs; default 0)",
+}
+USAGE = "usage: python -m facediag.predict <photo|folder|glob> [...] run=<run dir> [key=value ...]\n" + "\n".join(
+    f"  {name}=  {text}" for name, text in OPTIONS.items()
+)
+CSV_NAME = "predictions.csv"
+
+
+def parse_arguments(argv: Sequence[str], allowed: Iterable[str], usage: str) -> tuple[list[str], dict[str, str]]:
+    """Positional inputs (photos, folders, globs) and the `key=value` options of a facediag command line: an
+    unknown option, a missing `run=` or no input exits with ``usage``. An existing file whose name holds '='
+    is an input."""
+    options: dict[str, str] = {}
+    inputs: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not os.path.exists(arg) and key.isidentifier():
+            options[key] = value
+        else:
+            inputs.append(arg)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown or "run" not in options or not inputs:
+        raise SystemExit(usage + (f"\nunknown option(s): {unknown}" if unknown else ""))
+    return inputs, options
+
+
+def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional inputs (photos, folders, globs) and the `key=value` options (checked against OPTIONS)."""
+    return parse_arguments(argv, OPTIONS, USAGE)
+
+
+def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image files to score, [(path, reason)] of files that are not images); folders recursively, globs sorted.
+
+    A name that is neither a file, a folder nor a glob with matches is kept: preprocessing reports it as not found.
+    """
+    from facediag.core.imageio import is_image_file
+
+    files: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files += sorted(str(p) for p in Path(item).rglob("*") if p.is_file())
+        elif not os.path.exists(item) and glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise SystemExit(f"{item}: the pattern matches no file")
+            files += [m for m in matches if os.path.isfile(m)]
+            files += [str(p) for m in matches if os.path.isdir(m) for p in sorted(Path(m).rglob("*")) if p.is_file()]
+        else:
+            files.append(item)
+    images = [f for f in files if is_image_file(f) or not os.path.exists(f)]
+    others = [(f, "not an image file (by its extension)") for f in files if f not in set(images)]
+    return images, others
+
+
+def output_paths(out: str | None, run_dir: Path) -> tuple[Path, Path]:
+    """(folder for aligned crops, CSV file) from ``out=`` (a .csv file or a folder)."""
+    out_path = Path(out) if out else run_dir / "predictions_new"
+    if out_path.suffix.lower() == ".csv":
+        return out_path.parent, out_path
+    return out_path, out_path / CSV_NAME
+
+
+def table(run: Any, scored: Any, others: Sequence[tuple[str, str]]) -> Any:
+    """One row per file: path, status, reason, top1, score_<class>..., p_<class>... (empty when not scored)."""
+    import pandas as pd
+
+    from facediag.scoring.results import score_columns
+
+    row = {path: i for i, path in enumerate(scored.paths)}
+    records = []
+    for result in scored.results:
+        record: dict[str, Any] = {"path": result.path, "status": result.status, "reason": result.reason}
+        if result.path in row:
+            i = row[result.path]
+            record["top1"] = run.classes[int(scored.probabilities[i].argmax())]
+            record.update(zip(score_columns(run.classes), scored.scores[i], strict=True))
+            record.update(zip([f"p_{c}" for c in run.classes], scored.probabilities[i], strict=True))
+        records.append(record)
+    records += [{"path": path, "status": "not_image", "reason": reason} for path, reason in others]
+    columns = ["path", "status", "reason", "top1", *score_columns(run.classes), *[f"p_{c}" for c in run.classes]]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def print_one(run: Any, scored: Any, crop_dir: Path) -> int:
+    """Probabilities and top 3 of each scored photo (aligned crop saved); returns the number refused."""
+    from PIL import Image
+
+    row = {path: i for i, path in enumerate(scored.paths)}
+    refused = 0
+    for result in scored.results:
+        if result.path not in row or result.status != "ok":
+            refused += 1
+            reason = result.reason or ("no face found" if result.status in ("no_face", "center_crop") else "")
+            print(f"\n{result.path}: refused ({result.status}): {reason}")
+            continue
+        i = row[result.path]
+        crop_dir.mkdir(parents=True, exist_ok=True)
+        crop_path = crop_dir / f"{Path(result.path).stem}_aligned.png"
+        Image.fromarray(scored.crops[i]).save(crop_path)
+        probabilities = scored.probabilities[i]
+        order = probabilities.argsort()[::-1]
+        flag = f" (flagged: {result.fallback})" if result.fallback else ""
+        print(f"\n{result.path}{flag}  aligned crop: {crop_path}")
+        for rank, c in enumerate(order[:3], start=1):
+            print(f"  top-{rank}: {run.classes[c]:<20} p={probabilities[c]:.3f}")
+        print("  all: " + ", ".join(f"{run.classes[c]}={probabilities[c]:.3f}" for c in range(len(run.classes))))
+    return refused
+
+
+def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
+    """Score the inputs with the run; exit status 1 when one photo is refused or no file of many could be scored."""
+    from facediag.apply.trained_run import TrainedRun
+
+    resume_collection()
+    run_dir = Path(options["run"])
+    neighbours = options.get("neighbours", "0")
+    if not neighbours.isdigit():
+        raise SystemExit(f"{USAGE}\nneighbours must be a whole number, got {neighbours!r}")
+    neighbours = int(neighbours)
+    run = TrainedRun(
+        run_dir,
+        variant=options.get("variant") or None,
+        tta=options.get("tta") or None,
+        batch_size=int(options.get("batch_size", 32)),
+    )
+    crop_dir, csv_path = output_paths(options.get("out"), run_dir)
+    one = len(inputs) == 1 and os.path.isfile(inputs[0])
+    images, others = expand(inputs)
+    workers = int(options["workers"]) if options.get("workers") else None
+    scored = run.score(images, n_workers=1 if one else workers, cache_dir=options.get("cache_dir"), progress=not one)
+    tta = f", tta={run.tta}" if run.tta else ""
+    print(f"run {run_dir} ({run.description}{tta}); {DISCLAIMER}")
+    if neighbours and scored.paths:
+        from facediag.apply.neighbours import show_neighbours
+
+        show_neighbours(run, scored.paths, scored.crops, neighbours, crop_dir)
+    if one:
+        refused = print_one(run, scored, crop_dir)
+        if options.get("out", "").lower().endswith(".csv"):
+            table(run, scored, others).to_csv(csv_path, index=False)
+        print(f"\n{DISCLAIMER}")
+        return 1 if refused else 0
+    frame = table(run, scored, others)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv_path, index=False)
+    counts = frame["status"].value_counts()
+    print(f"{len(frame)} files: {len(scored.paths)} scored; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for _, bad in frame[frame["top1"].isna()].iterrows():
+        print(f"  not scored: {bad['path']} ({bad['status']}): {bad['reason']}", file=sys.stderr)
+    print(f"wrote {csv_path}\n{DISCLAIMER}")
+    return 0 if len(scored.paths) else 1
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    inputs, options = parse(sys.argv[1:] if argv is None else argv)
+    return predict(inputs, options)
+
+
+if __name__ == "__main__":
+    pause_collection()  # the command only, not a caller of main(): until torch is imported (facediag.core.startup)
+    sys.exit(main())
