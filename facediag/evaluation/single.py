@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,11 +175,13 @@ def evaluate_run(
     *,
     manifest_df: pd.DataFrame | None = None,
     title: str | None = None,
+    sections: Callable[[Report, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Recompute a run's metrics from its predictions.csv (or ``predictions_df``, e.g. external
     validation predictions made elsewhere with the run's model; ``manifest_df`` then supplies their
     metadata for the subgroup table). Returns the metrics.json content; with ``out_dir`` writes
-    metrics.json, subgroups.csv, figures/ and report.md / report.html there.
+    metrics.json, subgroups.csv, figures/ and report.md / report.html there; ``sections(report, summary)``
+    adds sections of the caller's at the end (external validation's comparison with the run's own test split).
     """
     run = load_run(run_dir, predictions_df)
     if run.failed:
@@ -239,6 +242,8 @@ def evaluate_run(
         from facediag.evaluation.explanations import add_explanations
 
         add_explanations(report, run, summary["variant"], figures)
+    if sections is not None:
+        sections(report, summary)
     report.write(out_dir)
     return summary
 
