@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from facediag.scoring.metrics import class_ranking_scores, classification_metrics, wilson_interval
 from facediag.scoring.stats import (
+    PERSON_LEVEL_METHODS,
     effective_people,
     holm,
     metric_intervals,
@@ -16,8 +17,6 @@ from facediag.scoring.stats import (
     person_weights,
     resampled_metrics,
 )
-
-PERSON_LEVEL = ("person bootstrap", "wilson (people)", "person bootstrap, wilson (people) floor")
 
 
 def _scores_for(y_true: np.ndarray, correct: np.ndarray, n_classes: int = 2) -> np.ndarray:
@@ -52,7 +51,7 @@ def test_two_identical_photos_per_person_give_the_interval_of_half_as_many_image
 
     k = int(person_right.sum())
     width = np.diff(clustered["accuracy_ci"])[0]
-    assert clustered["accuracy_ci_method"] in PERSON_LEVEL and naive["accuracy_ci_method"] == "wilson"
+    assert clustered["accuracy_ci_method"] in PERSON_LEVEL_METHODS and naive["accuracy_ci_method"] == "wilson"
     assert naive["accuracy_ci"] == pytest.approx(list(wilson_interval(2 * k, 80)))
     assert width > 1.25 * np.diff(naive["accuracy_ci"])[0]
     assert width == pytest.approx(np.diff(wilson_interval(k, 40))[0], rel=0.2)
@@ -199,7 +198,7 @@ def test_the_floor_never_narrows_the_person_bootstrap():
     low, high = np.percentile(alone, [2.5, 97.5])
     floor = wilson_interval(int(correct.sum()) // 2, 50)  # even share right: k / 50 people = correct / 100
     assert intervals["accuracy"][0] <= min(low, floor[0]) + 1e-12 and intervals["accuracy"][1] >= high - 1e-12
-    assert methods["accuracy"] in PERSON_LEVEL
+    assert methods["accuracy"] in PERSON_LEVEL_METHODS
 
 
 def test_sensitivity_and_specificity_count_the_people_of_their_class():

@@ -50,6 +50,7 @@ INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity
 BOOTSTRAP, WILSON, WILSON_PEOPLE = "person bootstrap", "wilson", "wilson (people)"
 FLOORED = "person bootstrap, wilson (people) floor"
 DEGENERATE = "person bootstrap (every resample alike)"
+PERSON_LEVEL_METHODS = (BOOTSTRAP, WILSON_PEOPLE, FLOORED)  # the methods of a proportion with repeated people
 
 __all__ = [
     "wilson_interval",
@@ -57,6 +58,7 @@ __all__ = [
     "effective_people",
     "N_RESAMPLES",
     "INTERVAL_METRICS",
+    "PERSON_LEVEL_METHODS",
     "PairedComparison",
     "holm",
     "metric_intervals",
