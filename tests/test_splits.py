@@ -227,7 +227,7 @@ def test_every_input_row_keeps_a_row_with_its_role_or_the_reason_it_was_left_out
     big = split[split["subject"] == "big"]
     assert (big["role"] == EXCLUDED).all()
     assert big["reason"].str.startswith(PAPER_NO_FIT).all()
-    assert "25 photo(s) of big in class 'b' fit nowhere (test " in big["reason"].iloc[0]
+    assert "25 photo(s) of big in class 'b', more than fit (test " in big["reason"].iloc[0]
     others = split[left_out & (split["subject"] != "big")]
     assert len(others) == 10 + 40 and others["reason"].str.startswith(PAPER_FULL).all()
     placed = make_split(table, kind="paper", n_train=20, n_test=10)
@@ -305,3 +305,16 @@ def test_prepare_data_warns_of_a_large_person_and_writes_every_usable_row_to_spl
     cfg.merge_with({"split": "paper", "max_subjects_per_class": None, "n_train": 20, "n_test": 15})
     with pytest.raises(SplitError, match="class 'b' has no train image"):
         prepare_data(cfg, tmp_path / "refused")
+
+
+def test_a_person_too_large_for_the_paper_split_is_a_warning_and_full_targets_are_a_count(capsys):
+    from facediag.data.build import report_excluded
+
+    split = make_split(one_large_person(n_large=25, n_others=40), kind="paper", n_train=20, n_test=10,
+                       keep_excluded=True)
+    report_excluded(split[split["role"] == EXCLUDED])
+
+    out = capsys.readouterr().out
+    assert "split: 75 image(s) left out (role 'excluded' in split.csv, column reason): 50 paper split targets " \
+           "reached, 25 person too large for the paper split" in out
+    assert out.count("WARNING") == 1 and "WARNING: left out of the split: person too large" in out

@@ -15,7 +15,7 @@ from facediag.core.errors import UserError
 
 TRAIN, VAL, TEST = "train", "val", "test"
 EXCLUDED = "excluded"  # split.csv's role of a row left out of the split (column ``reason`` says why)
-PAPER_FULL, PAPER_NO_FIT = "paper split targets reached", "person does not fit the paper split"
+PAPER_FULL, PAPER_NO_FIT = "paper split targets reached", "person too large for the paper split"
 MAX_PERSON_SHARE = 0.2  # one person holding more of a class's images cannot be spread over 5 folds
 
 
@@ -87,10 +87,10 @@ def _paper_reason(
     person: str, label: str, size: int, allowed: tuple[str, ...], filled: dict[str, int], caps: dict[str, int]
 ) -> str:
     taken = ", ".join(f"{r} {filled[r]}/{caps[r]}" for r in allowed)
-    if all(filled[r] == caps[r] for r in allowed):
-        return f"{PAPER_FULL}: class {label!r} already has its images ({taken})"
     where = f"their other photos are in {allowed[0]}; " if len(allowed) == 1 else ""
-    return f"{PAPER_NO_FIT}: {where}{size} photo(s) of {person} in class {label!r} fit nowhere ({taken})"
+    if all(size > caps[r] for r in allowed):
+        return f"{PAPER_NO_FIT}: {where}{size} photo(s) of {person} in class {label!r}, more than fit ({taken})"
+    return f"{PAPER_FULL}: {where}no room for {size} photo(s) of class {label!r} ({taken})"
 
 
 def short_classes(labels: Sequence[str], n_train: int, n_test: int) -> dict[str, int]:
