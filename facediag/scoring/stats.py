@@ -15,7 +15,8 @@
   trials (each person's share right lies in [0, 1]), so the Wilson bound is valid whatever the
   correlation within a person, and it falls strictly as errors are added (0 / 1 / 3 errors above:
   lower bounds 0.964 / 0.955 / 0.939). The price: where errors are independent within a person the
-  floor, not the bootstrap, sets the bounds, up to √(images per person) wider. The method names what set
+  floor, not the bootstrap, sets the bounds, about √(images per person) wider (102 × 2 photos, 0.81 right:
+  [0.722, 0.873] instead of the bootstrap's [0.760, 0.858]). The method names what set
   the bounds: ``person bootstrap``, ``wilson (people)`` (the floor, both bounds) or ``person bootstrap,
   wilson (people) floor`` (one bound each).
 * **One image per person**: accuracy and the binary sensitivity / specificity keep the Wilson score
