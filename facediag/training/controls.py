@@ -10,9 +10,9 @@
 
 A landmark-features source (facial geometry) is the face itself: in a control every photo gets the template's mean
 face. The control's features have caches of their own (its name is part of the key), its files go to
-``controls/<name>/`` of the run dir, and :func:`compare` sets its test accuracy beside the method's: the paired
-person-bootstrap difference (method minus control, what the face adds) and a flag when the control itself beats
-chance (its interval's lower bound above the majority-class share of the test photos).
+``controls/<name>/`` of the run dir, and :func:`facediag.scoring.controls.compare` sets its test accuracy beside the
+method's: the paired person-bootstrap difference (method minus control, what the face adds) and a flag when the
+control itself beats chance (its interval's lower bound above the majority-class share of the test photos).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from facediag.scoring.controls import CONTROLS, CONTROLS_DIR, compare
+
 log = logging.getLogger(__name__)
 
-CONTROLS = ("face_blind", "capture_only")
 DILATE = 0.15  # the face region grown by this share of its width
 CORNER = 0.25  # a corner patch's side, as a share of the photo's shorter side
-CONTROLS_DIR = "controls"
 
 
 def eye_matrix(landmarks: np.ndarray, size: int, template: str, padding: float) -> np.ndarray:
@@ -113,36 +113,6 @@ def control_job(job: Any, name: str, preprocessor: Any) -> Any:
                                landmarks=data.landmarks, tb_logger=None, info={})
 
 
-def compare(method: pd.DataFrame, control: pd.DataFrame, classes: Sequence[str], positive: str | None
-            ) -> dict[str, dict[str, Any]]:
-    """Per variant: the control's test accuracy with its interval, the chance level, whether the control beats
-    it, and the paired difference method minus control (person bootstrap, McNemar over people) on the photos
-    both scored."""
-    from facediag.scoring.results import metrics_for, subjects_of
-    from facediag.scoring.stats import paired_comparison
-
-    out: dict[str, dict[str, Any]] = {}
-    for variant in dict.fromkeys(control["variant"]):
-        ours = method[(method["variant"] == variant) & (method["role"] == "test")]
-        theirs = control[(control["variant"] == variant) & (control["role"] == "test")]
-        both = ours.merge(theirs[["path", "pred"]], on="path", suffixes=("", "_control"))
-        if both.empty:
-            continue
-        metrics = metrics_for(theirs, classes, positive)
-        chance = float(theirs["label"].value_counts(normalize=True).max())
-        paired = paired_comparison((both["pred"] == both["label"]).to_numpy(),
-                                   (both["pred_control"] == both["label"]).to_numpy(), subjects_of(both))
-        out[variant] = {
-            "accuracy": metrics["accuracy"], "accuracy_ci": metrics["accuracy_ci"],
-            "accuracy_ci_method": metrics["accuracy_ci_method"], "n": metrics["n"], "chance": chance,
-            "above_chance": bool(metrics["accuracy_ci"][0] > chance),
-            "face_gap": paired.accuracy_difference, "face_gap_ci": list(paired.difference_ci),
-            "face_gap_p": paired.p_value,
-            "n_paired": int(len(both)),
-        }
-    return out
-
-
 def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.DataFrame, names: Sequence[str]
                  ) -> dict[str, dict[str, Any]]:
     """Train and test ``strategy`` again under each control of ``names``; what metrics.json records under
@@ -158,20 +128,3 @@ def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.Dat
             log.info("control %s (%s): accuracy %.3f, method minus control %+.3f", name, variant, c["accuracy"],
                      c["face_gap"])
     return found
-
-
-def control_lines(controls: dict[str, dict[str, Any]], variant: str) -> list[str]:
-    """The summary lines of one variant's controls, a WARNING where a control beats chance."""
-    lines = []
-    for name, by_variant in controls.items():
-        c = by_variant.get(variant)
-        if c is None:
-            continue
-        low, high = c["accuracy_ci"]
-        gap_low, gap_high = c["face_gap_ci"]
-        lines.append(f"    {name} control {c['accuracy']:.3f} [{low:.3f}-{high:.3f}] (chance {c['chance']:.3f}); "
-                     f"method minus control {c['face_gap']:+.3f} [{gap_low:+.3f} to {gap_high:+.3f}]")
-        if c["above_chance"]:
-            lines.append(f"    WARNING: the {name} control reads the classes above chance: part of this accuracy "
-                         "need not come from the face (capture, background, hair or clothing)")
-    return lines

@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facediag.core.config import uses_backbone
 from facediag.data.build import PreparedData, count_table, prepare_data
+from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
-from facediag.training.controls import control_lines, run_controls
+from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
 
 log = logging.getLogger(__name__)
