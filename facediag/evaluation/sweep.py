@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facediag.core.config import uses_backbone
-from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
+from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, row_penalty, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, roc_curves, roc_inputs
@@ -426,7 +426,12 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
         stored = (row.entries[0].run.stored_metrics or {}) if row.entries[0].run is not None else {}
         record.update(evaluation=row.evaluation or MISSING, MACs=fmt_count(stored.get("macs")),
                       n=m.get("n", MISSING), people=_people(row))
-        record["val accuracy"] = fmt_number(row.val_accuracy)
+        if with_controls:
+            record["val accuracy"] = fmt_number(None if row.failed else validation_value(row, penalised=False))
+            record["control penalty"] = fmt_number(row_penalty(row))
+            record["selection score"] = fmt_number(row.val_accuracy)
+        else:
+            record["val accuracy"] = fmt_number(row.val_accuracy)
         record["accuracy [95% CI]"] = MISSING if row.failed else fmt_with_ci(m, "accuracy")
         if with_sd:
             record["SD over repeats"] = fmt_number(m.get("accuracy_sd"))
@@ -563,8 +568,8 @@ def _slug(*parts: Any) -> str:
 
 def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path | None = None) -> SweepResult:
     """Find the run dirs of ``spec`` (a dir, a glob or a list), build the tables; with ``out_dir`` write
-    report.md, report.csv (one row per run × variant; test metrics only for the Optuna trial chosen on validation),
-    report.html, cv.csv and figures/ there."""
+    report.md, report.csv (one row per run × variant; test metrics only for the Optuna trial chosen on validation;
+    ``chosen``: the runs of each table's row chosen on validation), report.html, cv.csv and figures/ there."""
     entries = [load_entry(path) for path in find_run_dirs(spec)]
     rows = build_rows(entries)
     groups = {key: reduce_trials(group_rows) for key, group_rows in group_rows_by_table(rows).items()}
@@ -574,6 +579,9 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     # a test score is reported once per Optuna search: the other trials' run dirs keep their val_score only
     withheld = {e.path for g in groups.values() for row in g for t in row.trials if t is not row for e in t.entries}
     runs = pd.DataFrame([r for e in entries for r in run_rows(e, test=e.path not in withheld)])
+    chosen = {(str(e.path), row.variant) for g in groups.values() for row in g if row.mark == BEST for e in row.entries}
+    if not runs.empty:
+        runs["chosen"] = [(d, v) in chosen for d, v in zip(runs["run_dir"], runs["variant"], strict=True)]
     result = SweepResult(runs, [r for g in groups.values() for r in g], cv_frame(rows))
     if out_dir is None:
         return result

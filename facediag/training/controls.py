@@ -116,14 +116,20 @@ def control_job(job: Any, name: str, preprocessor: Any) -> Any:
 def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.DataFrame, names: Sequence[str]
                  ) -> dict[str, dict[str, Any]]:
     """Train and test ``strategy`` again under each control of ``names``; what metrics.json records under
-    ``controls`` ({control: {variant: ...}}, see :func:`compare`). Each control's predictions.csv is kept in
-    ``controls/<name>/``."""
+    ``controls`` ({control: {variant: ...}}, see :func:`compare`, plus the control's ``val_accuracy`` on the
+    training part and ``val_chance``, the majority share there: evaluation.compare's selection penalty). Each
+    control's predictions.csv is kept in ``controls/<name>/``."""
     found: dict[str, dict[str, Any]] = {}
     for name in names:
         sub = control_job(job, name, preprocessor)
         control = strategy.run(sub)
         control.to_csv(sub.out_dir / "predictions.csv", index=False)
         found[name] = compare(predictions, control, job.classes, job.positive)
+        fitted = sub.split[sub.split["role"].isin(["train", "val"])]
+        val_chance = float(fitted["label"].value_counts(normalize=True).max())
+        for variant, c in found[name].items():  # the control's own validation score, inside the training part
+            own = (sub.info.get("variant_info") or {}).get(variant) or sub.info
+            c.update(val_accuracy=own.get("val_accuracy"), val_chance=val_chance)
         for variant, c in found[name].items():
             log.info("control %s (%s): accuracy %.3f, method minus control %+.3f", name, variant, c["accuracy"],
                      c["face_gap"])
