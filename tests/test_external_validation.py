@@ -22,7 +22,8 @@ def other_people(tiny_dtl2_run, london_dir, tmp_path):
     """`<tmp>/external/{Female,MALE}/...`: neutral photos of 4 people per sex the run never saw."""
     info = pd.read_csv(london_dir / "london_info.csv", dtype=str)
     seen = set(pd.read_csv(tiny_dtl2_run / "manifest.csv", dtype={"subject": str})["subject"])
-    split = set(pd.read_csv(tiny_dtl2_run / "split.csv", dtype={"subject": str})["subject"])
+    split = pd.read_csv(tiny_dtl2_run / "split.csv", dtype={"subject": str})
+    split = set(split.loc[split["role"] != "excluded", "subject"])  # people the run placed (saw or tested)
     root = tmp_path / "external"
     for sex, folder in (("female", "Female"), ("male", "MALE")):
         people = [p for p in info.loc[info.face_gender == sex, "face_id"] if p not in split][:4]

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.sweep import display_table, evaluate_sweep, group_rows_by_table
+from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER
 
 
@@ -46,6 +47,8 @@ def evaluate(
             low, high = m["accuracy_ci"]
             print(f"  {name:<12} accuracy {m['accuracy']:.4f}  [95% CI {low:.3f}-{high:.3f}, "
                   f"{m['accuracy_ci_method']}]  ({m['n_correct']}/{m['n']})")
+            for line in control_lines(summary.get("controls") or {}, name):
+                print(line)
         print(f"  report: {out_dir / 'report.html'}\n  {DISCLAIMER}\n")
         return summary
     result = evaluate_sweep(sweep, out_dir=out_dir)

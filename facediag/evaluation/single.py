@@ -15,6 +15,7 @@ from facediag.evaluation.figures import roc_inputs
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import SMALL_N, subgroup_table
+from facediag.scoring.controls import controls_table, run_controls_of
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import summarize, targets_and_scores, to_json
 
@@ -189,6 +190,9 @@ def evaluate_run(
     if manifest_df is not None:
         run.manifest = manifest_df
     summary = recompute_metrics(run)
+    controls = run_controls_of(run.path, run.predictions, run.classes, run.positive) if predictions_df is None else {}
+    if controls:
+        summary["controls"] = controls
     if out_dir is None:
         return summary
     out_dir = Path(out_dir)
@@ -206,6 +210,11 @@ def evaluate_run(
                  "people when a person has several test images, Wilson with one image per person; column "
                  "'interval'); binary tasks: precision, sensitivity, specificity, F1 and AUC of the positive class "
                  f"({summary.get('positive')}); multiclass: macro averages; scikit-learn conventions, zero_division=0")
+    if controls:
+        report.heading("Controls: the same method, shown no face")
+        report.table(controls_table(controls), caption="recomputed from controls/<name>/predictions.csv: face_blind "
+                     "(eye-aligned crops, one fixed face region hidden), capture_only (the photo's four corners); "
+                     "'method minus control' is paired over the same test photos (person bootstrap)")
     differences = stored_differences(run, summary) if predictions_df is None else []
     if predictions_df is None and run.stored_metrics is not None:
         report.text("Check against the run's own metrics.json: " + (
