@@ -6,12 +6,23 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from omegaconf import DictConfig  # noqa: E402
 
 from facediag.core.config import hydra_app  # noqa: E402
+
+
+def capture_cue_text(value: Any) -> str | None:
+    """``healthy:60,4`` from the command line: Hydra reads an unquoted comma as a sweep, so the brackets of
+    ``capture_cue=[healthy:60,4]`` (a list) are accepted as well as a quoted string."""
+    from omegaconf import ListConfig
+
+    if value is None:
+        return None
+    return ",".join(str(v) for v in value) if isinstance(value, ListConfig | list | tuple) else str(value)
 
 
 def run(cfg: DictConfig) -> None:
@@ -21,17 +32,20 @@ def run(cfg: DictConfig) -> None:
 
     from facediag.core.errors import UserError
     from facediag.simulate.source import folder_faces, london_faces, measure_table
-    from facediag.simulate.tree import Settings, build_tree
+    from facediag.simulate.tree import Settings, build_tree, check_request
 
     settings = Settings(
         strength=float(cfg.strength), seed=int(cfg.seed), conditions=tuple(cfg.conditions), jitter=float(cfg.jitter),
         rotation=float(cfg.pose.rotation), scale=float(cfg.pose.scale), shift=float(cfg.pose.shift),
         quality=int(cfg.quality), people=None if cfg.people is None else int(cfg.people),
-        capture_cue=None if cfg.capture_cue is None else str(cfg.capture_cue),
+        capture_cue=capture_cue_text(cfg.capture_cue),
     )  # fmt: skip
-    if settings.strength < 0:
-        raise UserError(f"strength={settings.strength}: an effect size in SD units, 0 or more")
-    conditions = settings.chosen()
+    if cfg.figure:
+        conditions = settings.chosen()
+    elif cfg.out is None:
+        raise UserError("out=<folder> is required: where the simulated tree goes")
+    else:  # every check that needs no face first: a wrong argument costs no minute of work
+        conditions = check_request(Path(str(cfg.out)).expanduser(), settings)[0]
     start = time.perf_counter()
     source = str(cfg.source)
     if source == "london":
@@ -47,8 +61,6 @@ def run(cfg: DictConfig) -> None:
         path = condition_figure(faces, table, conditions, Path(str(cfg.figure)), str(cfg.figure_subject))
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB)")
         return
-    if cfg.out is None:
-        raise UserError("out=<folder> is required: where the simulated tree goes")
     truth = build_tree(str(cfg.out), faces, table, settings, source)
     if skipped is not None and len(skipped):
         skipped.to_csv(Path(str(cfg.out)) / "skipped.csv", index=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facediag.simulate.anatomy import FaceFrame, named_points
+from facediag.simulate.warp import upsample
 
 #: the skin region: an ellipse in face-frame units (centre, semi-axes; IPD units), feathered by ``FEATHER``
 SKIN_CENTRE, SKIN_AXES, FEATHER = (0.0, 0.75), (0.85, 1.05), 0.12
@@ -13,8 +14,6 @@ SKIN_CENTRE, SKIN_AXES, FEATHER = (0.0, 0.75), (0.85, 1.05), 0.12
 def skin_weight(shape: tuple[int, ...], points: np.ndarray, step: int = 4) -> np.ndarray:
     """(H, W) float32 weight in [0, 1]: 1 well inside the face ellipse (eyes to chin, cheek to cheek), 0 outside,
     a smooth ramp ``FEATHER`` (ellipse-radius units) wide at its edge; computed every ``step`` px and resized."""
-    import cv2
-
     frame = FaceFrame.of(named_points(points))
     height, width = shape[:2]
     ys, xs = np.mgrid[0 : height + step : step, 0 : width + step : step].astype(np.float32)
@@ -22,8 +21,7 @@ def skin_weight(shape: tuple[int, ...], points: np.ndarray, step: int = 4) -> np
     radius = np.sqrt((((local - SKIN_CENTRE) / SKIN_AXES) ** 2).sum(axis=1))
     weight = np.clip((1.0 - radius) / FEATHER, 0.0, 1.0).reshape(xs.shape).astype(np.float32)
     weight = weight * weight * (3 - 2 * weight)  # smoothstep
-    full = cv2.resize(weight, (xs.shape[1] * step - step + 1, xs.shape[0] * step - step + 1))
-    return full[:height, :width]
+    return upsample(weight, step, height, width)
 
 
 def _lab(image: np.ndarray) -> np.ndarray:

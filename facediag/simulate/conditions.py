@@ -26,9 +26,10 @@ def _eye_line(named: Named) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (named["en_l"] + named["en_r"]) / 2, frame.x, frame.y
 
 
-def canthal_index(named: Named) -> float:
-    """Inner canthal distance / outer canthal distance (en-en / ex-ex)."""
-    return distance(named["en_l"], named["en_r"]) / distance(named["ex_l"], named["ex_r"])
+def interpupillary_index(named: Named) -> float:
+    """Inter-pupillary distance over the eyes-to-mouth height (mid-pupils to stomion, along the face's vertical)."""
+    frame = FaceFrame.of(named)
+    return frame.ipd / float((named["st"] - frame.origin) @ frame.y)
 
 
 def palpebral_slant(named: Named) -> float:
@@ -61,12 +62,15 @@ def mouth_width(named: Named) -> float:
 
 @dataclass(frozen=True)
 class Bump:
-    """A Gaussian displacement centred on a named point: ``direction`` (face-frame units, image-right side; the
-    image-left side mirrors its x) times exp(-d^2/2) with d the distance in ``sigma`` (x, y) IPD units."""
+    """A Gaussian-weighted displacement around a named point (a name without ``_l`` / ``_r``: both sides, the
+    image-left one mirrored): weight exp(-d^2/2), d the distance in ``sigma`` (x, y) IPD units, times ``direction``
+    (face-frame units, image-right side) for a shift, or times a rotation about the point (``rotate``: an up-slant
+    of the image-right side for a positive amount)."""
 
     centre: str
     sigma: tuple[float, float]
-    direction: tuple[float, float]
+    direction: tuple[float, float] = (0.0, 0.0)
+    rotate: bool = False
 
     def field(self, frame_points: np.ndarray, named_frame: Mapping[str, np.ndarray]) -> np.ndarray:
         """(N, 2) displacement (frame units) of points given in frame units."""
@@ -74,8 +78,13 @@ class Bump:
         total = np.zeros_like(frame_points)
         for suffix, mirror in sides:
             centre = named_frame[self.centre + suffix]
-            d2 = (((frame_points - centre) / np.asarray(self.sigma)) ** 2).sum(axis=1)
-            total += np.exp(-d2 / 2)[:, None] * np.array([self.direction[0] * mirror, self.direction[1]])
+            relative = frame_points - centre
+            weight = np.exp(-((relative / np.asarray(self.sigma)) ** 2).sum(axis=1) / 2)[:, None]
+            if self.rotate:  # (dx, dy) -> (dy, -dx) on the right; mirrored on the left: outer ends go up
+                move = np.stack([mirror * relative[:, 1], -mirror * relative[:, 0]], axis=1)
+            else:
+                move = np.array([self.direction[0] * mirror, self.direction[1]])
+            total += weight * move
         return total
 
 
@@ -130,21 +139,21 @@ def offset(condition: Condition, points: np.ndarray, change: float, iterations: 
 CONDITIONS: dict[str, Condition] = {
     c.name: c
     for c in (
-        Condition("telecanthus", "telecanthus / hypertelorism: inner eye corners set wide apart (Down syndrome, "
-                  "Waardenburg, craniofrontonasal)", "canthal index", canthal_index, +1.0,
-                  bumps=(Bump("en", (0.12, 0.12), (1.0, 0.0)),)),
+        Condition("hypertelorism", "hypertelorism: widely spaced eyes (Down syndrome, craniofrontonasal "
+                  "dysplasia, Noonan)", "inter-pupillary index", interpupillary_index, +1.0,
+                  bumps=(Bump("pupil", (0.35, 0.3), (1.0, 0.0)),)),
         Condition("upslant", "up-slanting palpebral fissures: outer eye corners higher than inner (Down syndrome)",
                   "palpebral slant (degrees)", palpebral_slant, +1.0,
-                  bumps=(Bump("ex", (0.14, 0.12), (0.0, -1.0)),)),
+                  bumps=(Bump("ex", (0.25, 0.2), (0.0, -1.0)),)),
         Condition("midface", "midface hypoplasia: short nose and long philtrum (Down syndrome, "
                   "beta-thalassaemia facies, fetal alcohol)", "nasal height", nasal_height, -1.0,
-                  bumps=(Bump("sn", (0.3, 0.15), (0.0, -1.0)),)),
+                  bumps=(Bump("sn", (0.45, 0.28), (0.0, -1.0)),)),
         Condition("micrognathia", "micrognathia: small, short lower jaw (Pierre Robin, Treacher Collins)",
-                  "chin height", chin_height, -1.0, bumps=(Bump("me", (0.45, 0.3), (0.0, -1.0)),)),
+                  "chin height", chin_height, -1.0, bumps=(Bump("me", (0.5, 0.35), (0.0, -1.0)),)),
         Condition("wide_mouth", "macrostomia: wide mouth (Angelman, Williams)", "mouth width", mouth_width, +1.0,
-                  bumps=(Bump("ch", (0.12, 0.12), (1.0, 0.0)),)),
+                  bumps=(Bump("ch", (0.35, 0.25), (1.0, 0.0)),)),
         Condition("skin_tone", "skin-tone shift towards yellow (jaundice, the pallor-and-jaundice of "
                   "beta-thalassaemia)", "skin yellowness (CIELAB b*)", None, +1.0, kind="appearance"),
     )
 }  # fmt: skip
-DEFAULT = ("telecanthus", "upslant", "midface", "skin_tone")
+DEFAULT = ("hypertelorism", "midface", "micrognathia", "skin_tone")

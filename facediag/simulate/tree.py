@@ -22,7 +22,7 @@ import pandas as pd
 from facediag.core.errors import UserError
 from facediag.simulate.anatomy import named_points
 from facediag.simulate.appearance import shift_yellowness, skin_weight, skin_yellowness
-from facediag.simulate.conditions import CONDITIONS, Condition, offset
+from facediag.simulate.conditions import CONDITIONS, DEFAULT, Condition, offset
 from facediag.simulate.source import Face
 from facediag.simulate.warp import apply, changed_region, similarity, warp_image
 
@@ -60,7 +60,7 @@ class Settings:
 
     strength: float = 1.0
     seed: int = 0
-    conditions: tuple[str, ...] = ("telecanthus", "upslant", "midface", "skin_tone")
+    conditions: tuple[str, ...] = DEFAULT
     jitter: float = 0.3  # SD units, every condition's measure, every image
     rotation: float = 0.5  # pose jitter: degrees (SD)
     scale: float = 0.005  # relative (SD)
@@ -78,6 +78,21 @@ class Settings:
         return [CONDITIONS[c] for c in self.conditions]
 
 
+def check_request(out: Path, settings: Settings) -> tuple[list[Condition], list[str], CaptureCue | None]:
+    """The tree's conditions, classes and capture cue, or a :class:`UserError` before any work: an unknown
+    condition, a cue naming no class, a negative strength, or an ``out`` folder that is not empty."""
+    if settings.strength < 0 or settings.jitter < 0:
+        raise UserError(f"strength={settings.strength}, jitter={settings.jitter}: SD units, 0 or more")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"out={out} exists and is not an empty folder: choose a new one (nothing was written)")
+    conditions = settings.chosen()
+    classes = [HEALTHY, *[c.name for c in conditions]]
+    cue = CaptureCue.parse(settings.capture_cue)
+    if cue is not None and cue.label not in classes:
+        raise UserError(f"capture_cue={settings.capture_cue!r}: class {cue.label!r} is not one of {classes}")
+    return conditions, classes, cue
+
+
 def assign_classes(faces: Sequence[Face], classes: Sequence[str], rng: np.random.Generator) -> list[str]:
     """One class per person, balanced: people are shuffled within each sex (unknown counts as one) and dealt
     round-robin, so every class gets the same number of people (+-1) and a similar sex mix."""
@@ -88,6 +103,31 @@ def assign_classes(faces: Sequence[Face], classes: Sequence[str], rng: np.random
     for position, index in enumerate(by_sex):
         labels[index] = classes[(start + position) % len(classes)]
     return labels
+
+
+@dataclass
+class Plan:
+    """The draws for one photo: each condition's amount (SD units: jitter, plus ``strength`` for the person's own
+    condition), the pose similarity (2, 3), and where the landmarks go."""
+
+    amounts: dict[str, float]
+    pose: np.ndarray
+    target: np.ndarray
+
+
+def plan(
+    face: Face, label: str, conditions: Sequence[Condition], sd: pd.Series, settings: Settings,
+    rng: np.random.Generator, size: tuple[int, int],
+) -> Plan:  # fmt: skip
+    """Draw the jitter and pose of one photo (``size``: width, height) and move its landmarks accordingly."""
+    amounts = {c.name: float(rng.normal(0.0, settings.jitter)) for c in conditions}
+    if label != HEALTHY:
+        amounts[label] += settings.strength
+    width, height = size
+    pose = similarity(rng.normal(0.0, settings.rotation), 1.0 + rng.normal(0.0, settings.scale),
+                      tuple(rng.normal(0.0, settings.shift, 2)), ((width - 1) / 2, (height - 1) / 2))  # fmt: skip
+    moves = [offset(c, face.points, c.sign * amounts[c.name] * sd[c.name]) for c in conditions]
+    return Plan(amounts, pose, apply(pose, face.points + sum(moves)))
 
 
 @dataclass
@@ -108,26 +148,22 @@ def render(
     settings: Settings,
     rng: np.random.Generator,
 ) -> Rendered:
-    """Warp, recolour and (for the capture cue's class) add noise to one source photo."""
+    """Warp and recolour one source photo as :func:`plan` draws; the truth mask and measures of its condition."""
     from facediag.core.imageio import read_rgb
 
     sd = table.set_index("condition")["sd"]
-    amounts = {c.name: float(rng.normal(0.0, settings.jitter)) if settings.jitter > 0 else 0.0 for c in conditions}
-    if label != HEALTHY:
-        amounts[label] += settings.strength
     original = read_rgb(face.path)
     height, width = original.shape[:2]
-    pose = similarity(rng.normal(0.0, settings.rotation), 1.0 + rng.normal(0.0, settings.scale),
-                      tuple(rng.normal(0.0, settings.shift, 2)), ((width - 1) / 2, (height - 1) / 2))  # fmt: skip
-    moves = {c.name: offset(c, face.points, c.sign * amounts[c.name] * sd[c.name]) for c in conditions}
-    target = apply(pose, face.points + sum(moves.values()))
+    drawn = plan(face, label, conditions, sd, settings, rng, (width, height))
+    target, pose = drawn.target, drawn.pose
     image = warp_image(original, face.points, target, pose)
     for condition in conditions:
         if condition.kind == "appearance":
-            delta = condition.sign * amounts[condition.name] * sd[condition.name]
+            delta = condition.sign * drawn.amounts[condition.name] * sd[condition.name]
             image = shift_yellowness(image, skin_weight(image.shape, target), delta)
     mask = np.zeros((height, width), dtype=bool)
-    row: dict[str, Any] = {f"jitter_{c.name}": round(amounts[c.name] - (settings.strength if c.name == label else 0), 4)
+    own = settings.strength if label != HEALTHY else 0.0
+    row: dict[str, Any] = {f"jitter_{c.name}": round(drawn.amounts[c.name] - (own if c.name == label else 0.0), 4)
                            for c in conditions}  # fmt: skip
     if label != HEALTHY:
         condition = CONDITIONS[label]
@@ -158,13 +194,7 @@ def build_tree(
     from tqdm.auto import tqdm
 
     out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"out={out} exists and is not empty: choose a new folder (nothing was written)")
-    conditions = settings.chosen()
-    classes = [HEALTHY, *[c.name for c in conditions]]
-    cue = CaptureCue.parse(settings.capture_cue)
-    if cue is not None and cue.label not in classes:
-        raise UserError(f"capture_cue={settings.capture_cue!r}: class {cue.label!r} is not one of {classes}")
+    conditions, classes, cue = check_request(out, settings)
     root = np.random.SeedSequence(int(settings.seed))
     assign_seed, *person_seeds = root.spawn(1 + len(faces))
     rng = np.random.default_rng(assign_seed)

@@ -36,7 +36,6 @@ def spline_field(
 ) -> np.ndarray:
     """(H, W, 2) float32: the thin-plate spline through ``values`` (N, 2) at ``centres`` (N, 2, pixels), evaluated
     on a ``step`` px grid and resized to every pixel."""
-    import cv2
     from scipy.interpolate import RBFInterpolator
 
     height, width = shape[:2]
@@ -44,9 +43,15 @@ def spline_field(
     gx, gy = np.arange(0, width + step, step), np.arange(0, height + step, step)
     grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2).astype(float)
     coarse = spline(grid).reshape(len(gy), len(gx), 2).astype(np.float32)
-    # the coarse grid's last node lies at or beyond the border: resize then crop keeps node k at pixel k * step
-    full = cv2.resize(coarse, (len(gx) * step - step + 1, len(gy) * step - step + 1), interpolation=cv2.INTER_LINEAR)
-    return full[:height, :width]
+    return upsample(coarse, step, height, width)
+
+
+def upsample(coarse: np.ndarray, step: int, height: int, width: int) -> np.ndarray:
+    """(height, width, ...) bilinear interpolation of a grid whose node (i, j) lies at pixel (i * step, j * step)."""
+    import cv2
+
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) / np.float32(step)
+    return cv2.remap(coarse, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def similarity(angle_deg: float, scale: float, shift: tuple[float, float], centre: tuple[float, float]) -> np.ndarray:
