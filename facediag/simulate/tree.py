@@ -203,6 +203,9 @@ def build_tree(
         if not 2 <= int(settings.people) <= len(faces):
             raise UserError(f"people={settings.people}: choose 2 to {len(faces)} (the source's faces)")
         chosen = sorted(rng.choice(len(faces), int(settings.people), replace=False).tolist())
+    if len(chosen) < 2 * len(classes):
+        raise UserError(f"{len(chosen)} people for {len(classes)} classes: at least two people per class are needed "
+                        "(more people, or fewer conditions=[...])")  # fmt: skip
     labels = assign_classes([faces[i] for i in chosen], classes, rng)
 
     partial = out.with_name(out.name + ".partial")
