@@ -69,8 +69,8 @@ def condition_figure(
             settings = Settings(strength=strength, conditions=tuple(c.name for c in conditions), jitter=0.0,
                                 rotation=0.0, scale=0.0, shift=0.0)  # fmt: skip
             done = render(face, condition.name, conditions, table, settings, np.random.default_rng(0))
-            row.append(face_crop(done.image, done.points))
-            mask = face_crop(done.mask.astype(np.uint8) * 255, done.points) > 127
+            row.append(face_crop(done.image, face.points))  # the source's framing: the change shows
+            mask = face_crop(done.mask.astype(np.uint8) * 255, face.points) > 127
             captions.append(f"{strength:g} SD")
         row.append(outlined(row[-1], mask))
         captions.append("truth mask (3 SD)" if strengths[-1] == 3 else "truth mask")
