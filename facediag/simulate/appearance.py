@@ -1,4 +1,5 @@
-"""Appearance changes: a colour shift inside a soft face region (the region the face-blind audit hides too)."""
+"""Appearance changes: a colour shift inside a soft face ellipse (eyes to chin; its top reaches just above the
+brows, outside the 68-landmark hull that the audit's face-blind check hides: docs/simulate.md)."""
 
 from __future__ import annotations
 
