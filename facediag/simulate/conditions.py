@@ -146,7 +146,7 @@ CONDITIONS: dict[str, Condition] = {
                   "palpebral slant (degrees)", palpebral_slant, +1.0,
                   bumps=(Bump("ex", (0.25, 0.2), (0.0, -1.0)),)),
         Condition("midface", "midface hypoplasia: short nose and long philtrum (Down syndrome, "
-                  "beta-thalassaemia facies, fetal alcohol)", "nasal height", nasal_height, -1.0,
+                  "fetal alcohol syndrome, achondroplasia)", "nasal height", nasal_height, -1.0,
                   bumps=(Bump("sn", (0.45, 0.28), (0.0, -1.0)),)),
         Condition("micrognathia", "micrognathia: small, short lower jaw (Pierre Robin, Treacher Collins)",
                   "chin height", chin_height, -1.0, bumps=(Bump("me", (0.5, 0.35), (0.0, -1.0)),)),
