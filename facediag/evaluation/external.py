@@ -85,7 +85,7 @@ def _overlap_warning(kind: str, path: str, reference: str, role: dict[str, str],
 def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
     """`path: why` for every external file that was not scored (unreadable, unlabelled, no face)."""
     lines = [
-        f"{row.path}: {row.status if row.status != OK else 'no class label'}"
+        f"{row.path}: {f'{row.status} ({row.reason})' if row.status != OK else 'no class label'}"
         for row in manifest.itertuples()
         if row.status != OK or pd.isna(row.label)
     ]

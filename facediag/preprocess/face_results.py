@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-STATUSES = ("ok", "no_face", "error", "center_crop")
+from facediag.core.status import CENTER_CROP, ERROR, NO_FACE, OK
+
+STATUSES = (OK, NO_FACE, ERROR, CENTER_CROP)  # what preprocessing says of a file (facediag.core.status)
 REPORT_COLUMNS = [
     "path", "status", "n_faces", "det_score", "fallback", "reason",
     "width", "height", "box_x0", "box_y0", "box_x1", "box_y1", "sha256",
