@@ -126,3 +126,34 @@ def test_london_tasks_have_the_documented_classes(london_dir):
     assert LondonFaces(london_dir, task="expression").positive == "smiling"
     labels = {r.label for r in LondonFaces(london_dir, task="sex_expression").records()}
     assert labels == {"female_neutral", "female_smiling", "male_neutral", "male_smiling"}
+
+
+def test_predict_lists_a_folders_files_with_the_statuses_the_manifest_gives(class_tree):
+    from facediag.apply.predict import expand
+
+    root = class_tree(["a", "b"], 2)
+    (root / "a" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "a" / "gone.jpg").symlink_to(root / "a" / "missing.jpg")
+    (root / "b" / "notes.txt").write_text("not a photo")
+    images, others = expand([str(root)])
+    manifest = build_manifest(FolderDataset(root).records()).set_index("path")
+    assert sorted(images + [path for path, *_ in others]) == sorted(manifest.index)
+    assert {path: (status, reason) for path, status, reason in others} == {
+        path: (row["status"], row["reason"]) for path, row in manifest.iterrows() if row["status"] != "ok"
+    }
+
+
+def test_the_split_table_counts_every_file_once_used_per_role_and_left_out_per_status(class_tree):
+    from facediag.data.build import count_table, with_face_status
+
+    root = class_tree(["a", "b", "c"], 3)
+    (root / "a" / "gone.jpg").symlink_to(root / "a" / "missing.jpg")
+    manifest = build_manifest(FolderDataset(root, classes=["a", "b"]).records())
+    split = usable(manifest).assign(role=["train", "train", "test"] * 2)
+    faceless = str(root / "b" / "img002.png")
+    manifest = with_face_status(manifest, pd.DataFrame({"path": [faceless], "status": ["no_face"], "reason": ["x"]}))
+    table = count_table(manifest, split, ["a", "b"])
+    assert table.loc["total", "total"] == len(manifest) == 10
+    assert table.loc["b", ["train", "test", "no_face"]].tolist() == [2, 0, 1]
+    assert table.loc["a", ["train", "test", "error"]].tolist() == [2, 1, 1]
+    assert table.loc["(no class)", "excluded"] == 3
