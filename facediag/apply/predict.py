@@ -64,17 +64,17 @@ def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """(image files to score, [(path, status, reason)] of the others: broken links, hidden files found in a
-    folder, other extensions; facediag.core.status, as in manifest.csv); folders recursively, globs sorted.
+    """(image files to score, [(path, status, reason)] of the others: broken links, hidden files, other
+    extensions; facediag.core.status, as in manifest.csv); folders recursively, globs sorted.
 
     A name that is neither a file, a folder nor a glob with matches is kept: preprocessing reports it as not found.
     """
-    from facediag.core.status import EXCLUDED, listing_status
+    from facediag.core.status import listing_status
 
-    def below(folder: str) -> list[tuple[str, bool]]:
-        return [(str(p), False) for p in sorted(Path(folder).rglob("*")) if not p.is_dir()]
+    def below(folder: str) -> list[str]:
+        return [str(p) for p in sorted(Path(folder).rglob("*")) if not p.is_dir()]
 
-    found: list[tuple[str, bool]] = []  # (path, named on the command line)
+    found: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
             found += below(item)
@@ -82,19 +82,13 @@ def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str, str]]
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise SystemExit(f"{item}: the pattern matches no file")
-            found += [(m, False) for m in matches if not os.path.isdir(m)]
-            found += [pair for m in matches if os.path.isdir(m) for pair in below(m)]
+            found += [m for m in matches if not os.path.isdir(m)]
+            found += [path for m in matches if os.path.isdir(m) for path in below(m)]
         else:
-            found.append((item, True))
-    images: list[str] = []
-    others: list[tuple[str, str, str]] = []
-    for path, named in found:
-        listed = listing_status(path) if os.path.lexists(path) else None
-        if listed is None or (named and listed[0] == EXCLUDED):
-            images.append(path)
-        else:
-            others.append((path, *listed))
-    return images, others
+            found.append(item)
+    listed = {path: listing_status(path) for path in found if os.path.lexists(path)}
+    others = [(path, *status) for path, status in listed.items() if status is not None]
+    return [path for path in found if listed.get(path) is None], others
 
 
 def output_paths(out: str | None, run_dir: Path) -> tuple[Path, Path]:

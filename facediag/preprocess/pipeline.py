@@ -229,10 +229,10 @@ class Preprocessor:
         crops: list[np.ndarray | None] = [None] * len(paths)
         todo: list[tuple[int, str, str, FaceResult | None]] = []
         for index, path in enumerate(paths):
-            if not os.path.isfile(path):
-                listed = listing_status(path)
-                reason = listed[1] if listed is not None and listed[0] == ERROR else "file not found"
-                results[index] = FaceResult(path=path, status=ERROR, reason=reason)
+            listed = listing_status(path)  # a broken link, a hidden file, another extension: as in manifest.csv
+            if listed is not None or not os.path.isfile(path):
+                status, reason = listed or (ERROR, "file not found")
+                results[index] = FaceResult(path=path, status=status, reason=reason)
                 continue
             try:
                 sha = self._sha256(path)
