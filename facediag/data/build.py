@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facediag.core.errors import DataNotFoundError, UserError
-from facediag.core.status import OK, USED
+from facediag.core.status import EXCLUDED, OK, USED
 from facediag.data.records import build_manifest, usable
 from facediag.data.splits import make_split, short_classes
 
@@ -163,8 +163,10 @@ def prepare_data(
     notes = list(getattr(source, "notes", []))
     for note in notes:
         log.warning("%s", note)
-    for _, row in manifest[manifest["status"] != OK].iterrows():
+    for _, row in manifest[~manifest["status"].isin([OK, EXCLUDED])].iterrows():
         log.warning("not used: %s (%s: %s)", row["path"], row["status"], row["reason"])
+    if (n_excluded := int((manifest["status"] == EXCLUDED).sum())) > 0:
+        log.info("%d file(s) excluded (hidden, or of no class of the task): manifest.csv names each", n_excluded)
     table = usable(manifest)
     check_classes_present(table, list(source.classes), manifest, notes)
     table, identity = apply_identity_grouping(table, data_cfg, preprocess_cfg, cache_dir)
