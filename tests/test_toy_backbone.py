@@ -3,7 +3,10 @@ public API) is registered, composes, trains DTL2 and predicts its own test photo
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +55,15 @@ def test_the_package_and_its_configs_know_nothing_of_the_toy():
     files = [*(REPO / "facediag").rglob("*.py"), *(REPO / "facediag").rglob("*.yaml"), *(REPO / "conf").rglob("*.yaml")]
     assert len(files) > 50
     assert [path for path in files if re.search(r"\btoy\b", path.read_text())] == []
+
+
+def test_an_entry_point_registers_the_toy_backbone_in_a_fresh_interpreter(tmp_path):
+    dist = tmp_path / "toy_backbone_plugin-1.0.dist-info"  # what `pip install` of a plugin package leaves
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-backbone-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[facediag.backbones]\ntoy = tests.toy_backbone\n")
+    code = "import facediag.models as m; print(sorted(m.BACKBONES), m.load_spec('toy', 'none').arch)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'toy'" in done.stdout and done.stdout.split()[-1] == "toy"
