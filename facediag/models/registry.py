@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from torch import nn
 
 from facediag.models.face_backbone import Architecture, FaceBackbone, Tap
@@ -38,6 +37,7 @@ from facediag.models.weights import (
     apply_key_map,
     load_state_dict_strict,
     load_torch_state_dict,
+    read_mapping,
     read_spec,
     resolve_weight_file,
 )
@@ -60,7 +60,7 @@ class Backbone:
 
     def definition(self) -> dict[str, Any]:
         """The backbone YAML (name, feature_layer, align), without an inline ``weights`` mapping."""
-        values = _read_yaml(self.spec)
+        values = read_mapping(self.spec, "backbone spec")
         if values.get("name") != self.name:
             raise ValueError(f"{self.spec}: expected a mapping with name: {self.name}")
         if values.get("feature_layer") not in self.feature_layers:
@@ -74,7 +74,7 @@ class Backbone:
         specs = []
         if self.weights_dir is not None:
             specs = [read_spec(path) for path in sorted(self.weights_dir.glob(f"{self.name}_*.yaml"))]
-        inline = _read_yaml(self.spec).get("weights") or {}
+        inline = read_mapping(self.spec, "backbone spec").get("weights") or {}
         specs += [WeightSpec.from_mapping({"backbone": self.name, "dataset": dataset, **values}, source=self.spec)
                   for dataset, values in inline.items()]
         return sorted((s for s in specs if s.backbone == self.name), key=lambda spec: spec.dataset)
@@ -153,16 +153,6 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        values = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read spec: {err}") from err
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: a spec must be a mapping, got {type(values).__name__}")
-    return values
-
-
 def list_specs() -> list[WeightSpec]:
     """Every weight spec of every registered backbone, sorted by (backbone, dataset)."""
     return sorted((spec for backbone in BACKBONES.values() for spec in backbone.weight_specs()),
@@ -171,7 +161,8 @@ def list_specs() -> list[WeightSpec]:
 
 def load_spec(backbone: str, dataset: str) -> WeightSpec:
     """The spec for (backbone, dataset); UnknownWeightsError lists the valid pairs."""
-    for spec in get_backbone(backbone).weight_specs() if backbone in BACKBONES else []:
+    specs = BACKBONES[backbone].weight_specs() if backbone in BACKBONES else []
+    for spec in specs:
         if spec.dataset == dataset:
             return spec
     pairs = ", ".join(f"{b}/{d}" for b, d in available_pairs())

@@ -132,16 +132,21 @@ class WeightSpec:
             raise ValueError(f"{source or 'weight spec'}: {err}") from err
 
 
-def read_spec(path: str | os.PathLike) -> WeightSpec:
-    """Parse one spec YAML file; errors name the file."""
-    path = Path(path)
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file holding one mapping (a weight or backbone spec); errors name the file."""
     try:
         values = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read weight spec: {err}") from err
+        raise ValueError(f"{path}: cannot read {what}: {err}") from err
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a weight spec must be a mapping, got {type(values).__name__}")
-    spec = WeightSpec.from_mapping(values, source=path)
+        raise ValueError(f"{path}: a {what} must be a mapping, got {type(values).__name__}")
+    return values
+
+
+def read_spec(path: str | os.PathLike) -> WeightSpec:
+    """Parse one spec YAML file; errors name the file."""
+    path = Path(path)
+    spec = WeightSpec.from_mapping(read_mapping(path, "weight spec"), source=path)
     if path.stem != f"{spec.backbone}_{spec.dataset}":
         raise ValueError(f"{path}: file name must be {spec.backbone}_{spec.dataset}.yaml")
     return spec
