@@ -3,6 +3,7 @@ public API) is registered, composes, trains DTL2 and predicts its own test photo
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -13,11 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tests.toy_backbone  # noqa: F401  (registers the toy backbone)
-from facediag.models import available_pairs, backbone_config, create
+from facediag.models import ARCHITECTURES, BACKBONES, available_pairs, backbone_config, create
 from tests.conftest import REPO, TINY, compose_train, own_scores
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_registered():
+    """Import tests/toy_backbone.py (which registers it) for this module's tests only: other test files see
+    the package's backbones alone."""
+    before = dict(BACKBONES), dict(ARCHITECTURES)
+    sys.modules.pop("tests.toy_backbone", None)
+    importlib.import_module("tests.toy_backbone")
+    yield
+    for registry, saved in zip((BACKBONES, ARCHITECTURES), before, strict=True):
+        registry.clear()
+        registry.update(saved)
 
 
 @pytest.fixture(scope="module")
