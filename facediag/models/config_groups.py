@@ -35,6 +35,10 @@ def weights_option(dataset: str) -> dict[str, Any]:
     """The ``weights`` option ``dataset``: the user's options for a weight file (none set)."""
     if dataset not in datasets():
         raise ValueError(f"unknown weights {dataset!r}; choose one of {datasets()}")
+    return _weights_option(dataset)
+
+
+def _weights_option(dataset: str) -> dict[str, Any]:
     return {"name": dataset, "path": None, "download": False, "cache_dir": "${paths.cache_dir}/weights",
             "sha256": None}
 
@@ -60,10 +64,18 @@ def store_config_groups() -> None:
     a backbone registered later is added by the next call)."""
     from hydra.core.config_store import ConfigStore
 
+    options = [("backbone", name, backbone_option(name), None) for name in BACKBONES]
+    options += [("weights", dataset, _weights_option(dataset), None) for dataset in datasets()]
+    options += [("method", name, node, "_global_") for name, node in method_options().items()]
     store = ConfigStore.instance()
-    for name in BACKBONES:
-        store.store(group="backbone", name=name, node=backbone_option(name))
-    for dataset in datasets():
-        store.store(group="weights", name=dataset, node=weights_option(dataset))
-    for name, node in method_options().items():
-        store.store(group="method", name=name, node=node, package="_global_")
+    stored = {group: _listed(store, group) for group in ("backbone", "weights", "method")}
+    for group, name, node, package in options:
+        if f"{name}.yaml" not in stored[group]:  # storing converts to OmegaConf: slow when repeated per compose
+            store.store(group=group, name=name, node=node, package=package)
+
+
+def _listed(store: Any, group: str) -> set[str]:
+    try:
+        return set(store.list(group))
+    except OSError:  # no such group yet
+        return set()

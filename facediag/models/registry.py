@@ -20,9 +20,11 @@ Hydra groups ``backbone`` and ``weights`` and the plain ``method`` presets are g
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,26 +60,32 @@ class Backbone:
     spec: Path
     weights_dir: Path | None = None
 
+    @cached_property
+    def _values(self) -> dict[str, Any]:
+        return read_mapping(self.spec, "backbone spec")  # read once: specs are package data
+
     def definition(self) -> dict[str, Any]:
         """The backbone YAML (name, feature_layer, align), without an inline ``weights`` mapping."""
-        values = read_mapping(self.spec, "backbone spec")
+        values = {key: copy.deepcopy(value) for key, value in self._values.items() if key != "weights"}
         if values.get("name") != self.name:
             raise ValueError(f"{self.spec}: expected a mapping with name: {self.name}")
         if values.get("feature_layer") not in self.feature_layers:
             raise ValueError(f"{self.spec}: feature_layer {values.get('feature_layer')!r} is not one of the "
                              f"registered feature layers {sorted(self.feature_layers)}")
-        values.pop("weights", None)
         return values
 
-    def weight_specs(self) -> list[WeightSpec]:
-        """Every weight spec of this backbone (``none`` included), sorted by dataset."""
+    @cached_property
+    def _weight_specs(self) -> tuple[WeightSpec, ...]:
         specs = []
         if self.weights_dir is not None:
             specs = [read_spec(path) for path in sorted(self.weights_dir.glob(f"{self.name}_*.yaml"))]
-        inline = read_mapping(self.spec, "backbone spec").get("weights") or {}
         specs += [WeightSpec.from_mapping({"backbone": self.name, "dataset": dataset, **values}, source=self.spec)
-                  for dataset, values in inline.items()]
-        return sorted((s for s in specs if s.backbone == self.name), key=lambda spec: spec.dataset)
+                  for dataset, values in (self._values.get("weights") or {}).items()]
+        return tuple(sorted((s for s in specs if s.backbone == self.name), key=lambda spec: spec.dataset))
+
+    def weight_specs(self) -> list[WeightSpec]:
+        """Every weight spec of this backbone (``none`` included), sorted by dataset."""
+        return list(self._weight_specs)
 
 
 #: every registered backbone by name; every registered architecture by name (a weight spec's ``arch``)
