@@ -1,6 +1,9 @@
-"""The package's backbones, one module each: the network, its ``@register_architecture`` and
-``@register_backbone`` (:mod:`facediag.models.registry`); importing this package registers them all."""
+"""The package's backbones, one module each: the network with its ``@register_backbone`` and
+``@register_architecture`` (:mod:`facediag.models.registry`). Importing this package imports every module in it,
+so a new backbone is a new module here and its spec in ``facediag/models/specs/``."""
 
-from facediag.models.archs import caffe_resnet, dlib_resnet, efficientnet_lite, torchvision_nets
+import importlib
+import pkgutil
 
-__all__ = ["caffe_resnet", "dlib_resnet", "efficientnet_lite", "torchvision_nets"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
