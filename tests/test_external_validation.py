@@ -11,7 +11,7 @@ import pytest
 
 from facediag.data.folder import UnknownClassError
 from facediag.evaluation.external import external_validation
-from tests.conftest import DATA_DIR, REPO, compose_train, own_scores
+from tests.conftest import DATA_DIR, REPO, compose_train, own_scores, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +66,8 @@ def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finis
     for i, row in enumerate(own_scores(finished_run).itertuples()):
         (folder / row.label).mkdir(parents=True, exist_ok=True)
         (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={finished_run}", "data=folder", f"data.root={folder}",
-         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_python("evaluate.py", f"run={finished_run}", "data=folder", f"data.root={folder}",
+                        f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stdout  # test photos are not training photos
     external = pd.read_csv(tmp_path / "ev" / "external_predictions.csv")
