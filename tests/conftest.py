@@ -1,4 +1,7 @@
-"""Shared fixtures: the London demo faces (skipped with a reason when absent) and tiny generated trees."""
+"""Shared fixtures: the London demo faces (skipped with a reason when absent), tiny generated trees, finished tiny
+runs trained once per session (``tiny_run``, ``tiny_*_run``, ``finished_run``) and ``run_python``, which runs an
+entry point (``train.py``, ``evaluate.py``, ``-m facediag.<tool>``) in this interpreter or, for a smoke test, in a
+new process. The session's environment is pinned first: the user's shell changes no result."""
 
 from __future__ import annotations
 
@@ -200,47 +203,53 @@ def train_cli(run_dir: Path, cache_dir: Path, *overrides: str) -> Path:
     return run_dir
 
 
-# Finished tiny runs, each trained once per session (in this interpreter, through train.py) on 6 London people per
-# class with 3 folds and the shared cache; tests that only read or apply a finished run take these. A test that
-# changes a run's files copies it first (shutil.copytree).
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_cache, london_dir):
+    """Factory: ``tiny_run(*overrides)`` -> the dir of a finished tiny run (``TINY``: 6 London people per class,
+    3 folds, the shared cache) trained through train.py in this interpreter, once per session for each distinct
+    list of overrides. Tests that only read or apply a run share it; one that changes its files copies it first
+    (``shutil.copytree``)."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def finished(*overrides: str) -> Path:
+        if overrides not in runs:
+            runs[overrides] = train_cli(tmp_path_factory.mktemp("tiny_run"), shared_cache, *overrides)
+        return runs[overrides]
+
+    return finished
 
 
 @pytest.fixture(scope="session")
-def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dtl2_run(tiny_run) -> Path:
     """A finished tiny DTL2 run: dlib ResNet features, a linear SVM with C = 1 (task sex)."""
-    return train_cli(tmp_path_factory.mktemp("tiny_dtl2_run"), shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
+    return tiny_run("strategy=dtl2", "strategy.C_grid=[1.0]")
 
 
 @pytest.fixture(scope="session")
-def tiny_dtl1_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dtl1_run(tiny_run) -> Path:
     """A finished tiny DTL1 run, `strategy=dtl1` defaults (no head_norm): dlib ResNet fine-tuned for one epoch."""
-    run_dir = tmp_path_factory.mktemp("tiny_dtl1_run")
-    return train_cli(run_dir, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16")
+    return tiny_run("strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16")
 
 
 @pytest.fixture(scope="session")
-def tiny_dtl1_head_norm_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dtl1_head_norm_run(tiny_run) -> Path:
     """A finished tiny DTL1 run of the CPU preset (head_norm: true, as optuna_dtl1_lr's jobs), one epoch."""
-    run_dir = tmp_path_factory.mktemp("tiny_dtl1_head_norm_run")
-    return train_cli(run_dir, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1")
+    return tiny_run("method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1")
 
 
 @pytest.fixture(scope="session")
-def tiny_dsift_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dsift_run(tiny_run) -> Path:
     """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants."""
-    run_dir = tmp_path_factory.mktemp("tiny_dsift_run")
-    return train_cli(run_dir, shared_cache, "strategy=dsift", "strategy.n_words=16", "strategy.step=12",
-                     "strategy.C_grid=[1.0]")
+    return tiny_run("strategy=dsift", "strategy.n_words=16", "strategy.step=12", "strategy.C_grid=[1.0]")
 
 
 FUSED = ["data.task=sex_expression", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3"]
 
 
 @pytest.fixture(scope="session")
-def tiny_fused_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_fused_run(tiny_run) -> Path:
     """A finished tiny fused DTL2 run (dlib ResNet + EfficientNet-Lite0 sources, two Cs, task sex x expression)."""
-    run_dir = tmp_path_factory.mktemp("tiny_fused_run")
-    return train_cli(run_dir, shared_cache, "method=dlib_resnet_efficientnet_lite0_dtl2_fused", *FUSED)
+    return tiny_run("method=dlib_resnet_efficientnet_lite0_dtl2_fused", *FUSED)
 
 
 @pytest.fixture(params=["tiny_dtl1_run", "tiny_dtl1_head_norm_run", "tiny_dtl2_run", "tiny_dsift_run"])
