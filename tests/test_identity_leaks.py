@@ -40,7 +40,8 @@ def train_dsf(root: Path, run_dir: Path, *overrides: str):
 
 def people_sides(split: pd.DataFrame, owner: dict[str, str]) -> pd.Series:
     """Number of roles per London person in a split ('val' counts as a side of its own)."""
-    return split.assign(person=split["path"].map(owner)).groupby("person")["role"].nunique()
+    placed = split[split["role"] != "excluded"]  # rows left out of the split (with their reason) are on no side
+    return placed.assign(person=placed["path"].map(owner)).groupby("person")["role"].nunique()
 
 
 def test_without_identity_grouping_a_person_sits_on_two_sides(dsf_tree, tmp_path):

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from facediag.core.errors import DataNotFoundError, UserError
 from facediag.data.records import build_manifest, usable
-from facediag.data.splits import make_split, short_classes
+from facediag.data.splits import EXCLUDED, PAPER_NO_FIT, large_people, make_split, short_classes
 
 IDENTITY_GROUPING = ("auto", "off")
 
@@ -29,6 +29,7 @@ class PreparedData:
     manifest: pd.DataFrame
     split: pd.DataFrame
     identity: Any = None  # facediag.data.identity.IdentityReport when identity grouping ran
+    excluded: pd.DataFrame | None = None  # usable rows left out of the split, with their ``reason``
 
     @property
     def classes(self) -> list[str]:
@@ -62,14 +63,15 @@ def count_table(split: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return table[[c for c in ("train", "val", "test", "total") if c in table.columns]]
 
 
-def subsample_subjects(table: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
-    """Keep ``per_class`` subjects of each class (seeded): quick checks and tests on a tiny subset."""
+def subjects_drawn(table: pd.DataFrame, per_class: int, seed: int) -> np.ndarray:
+    """Whether each row's subject is among ``per_class`` subjects drawn per class (seeded;
+    ``data.max_subjects_per_class``: quick checks and tests on a tiny subset)."""
     rng = np.random.default_rng(seed)
     keep: set[str] = set()
     for _, rows in table.groupby("label"):
         subjects = sorted(set(rows["subject"]) - keep)
         keep.update(rng.permutation(subjects)[:per_class])
-    return table[table["subject"].isin(keep)].reset_index(drop=True)
+    return table["subject"].isin(keep).to_numpy()
 
 
 def check_classes_present(table: pd.DataFrame, classes: list[str], manifest: pd.DataFrame) -> None:
@@ -95,6 +97,33 @@ def warn_short_classes(table: pd.DataFrame, data_cfg: DictConfig) -> None:
             f"images: {short}; the test part is filled first ({data_cfg.n_test} per class) and training gets the "
             f"rest. Consider data.split=kfold."
         )
+        log.warning(message)
+        print(f"WARNING: {message}")
+
+
+def warn_large_people(table: pd.DataFrame) -> None:
+    """Say which people hold more than MAX_PERSON_SHARE of a class's images (often a merged identity group)."""
+    large = large_people(table["label"], table["subject"])
+    for row in large.itertuples():
+        message = (
+            f"person {row.subject!r} holds {row.images} of the {row.class_images} images of class {row.label!r} "
+            f"({row.share:.0%}): their photos stay on one side of every split, so that class's training or test "
+            f"part rests on one person (identity grouping can merge different people: see identity.csv)"
+        )
+        log.warning(message)
+        print(f"WARNING: {message}")
+
+
+def report_excluded(excluded: pd.DataFrame) -> None:
+    """One line on the rows left out of the split (listed in split.csv); a warning for people that did not fit."""
+    if excluded.empty:
+        return
+    kinds = excluded["reason"].str.split(":").str[0].value_counts()
+    print(f"split: {len(excluded)} image(s) left out (role {EXCLUDED!r} in split.csv, column reason): "
+          + ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
+    misfits = excluded[excluded["reason"].str.startswith(PAPER_NO_FIT)]
+    for reason in misfits["reason"].drop_duplicates():
+        message = f"left out of the split: {reason}"
         log.warning(message)
         print(f"WARNING: {message}")
 
@@ -138,6 +167,9 @@ def prepare_data(
 ) -> PreparedData:
     """Instantiate the source, build the manifest and the split; write manifest.csv and split.csv.
 
+    split.csv has a row for every usable image: its role, or role ``excluded`` with the ``reason`` it was
+    left out (``PreparedData.split`` holds the placed rows, ``PreparedData.excluded`` the others).
+
     With ``preprocess_cfg`` and ``data.identity_grouping=auto``, images without a known subject are
     grouped by face identity (``identity.csv`` lists the groups) and near-duplicate photos are refused
     on two sides of the split or under two labels.
@@ -152,16 +184,28 @@ def prepare_data(
     table, identity = apply_identity_grouping(table, data_cfg, preprocess_cfg, cache_dir)
     if identity is not None:
         manifest = update_manifest_subjects(manifest, table)
+    not_drawn = table.iloc[:0]
     if data_cfg.get("max_subjects_per_class"):
-        table = subsample_subjects(table, int(data_cfg.max_subjects_per_class), int(data_cfg.split_seed))
+        per_class = int(data_cfg.max_subjects_per_class)
+        drawn = subjects_drawn(table, per_class, int(data_cfg.split_seed))
+        not_drawn = table[~drawn].assign(reason=f"data.max_subjects_per_class={per_class}: subject not drawn")
+        table = table[drawn].reset_index(drop=True)
     warn_short_classes(table, data_cfg)
+    warn_large_people(table)
     near = identity.near_duplicates if identity is not None else ()
-    split = make_split(table, **split_kwargs(data_cfg), near_duplicates=near)
+    every_row = make_split(table, **split_kwargs(data_cfg), near_duplicates=near, keep_excluded=True)
+    if len(not_drawn):
+        not_drawn = not_drawn.assign(role=EXCLUDED, fold=every_row["fold"].iloc[0])[every_row.columns]
+        every_row = pd.concat([every_row, not_drawn], ignore_index=True)
+    placed = every_row["role"] != EXCLUDED
+    split = every_row[placed].drop(columns="reason").reset_index(drop=True)
+    excluded = every_row[~placed].reset_index(drop=True)
+    report_excluded(excluded)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(out_dir / "manifest.csv", index=False)
-        split.to_csv(out_dir / "split.csv", index=False)
+        every_row.to_csv(out_dir / "split.csv", index=False)
         if identity is not None:
             identity.groups.to_csv(out_dir / "identity.csv", index=False)
-    return PreparedData(source, manifest, split, identity)
+    return PreparedData(source, manifest, split, identity, excluded)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from facediag.apply.trained_run import TrainedRun
 from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
+from facediag.evaluation.transfer import Transfer
 from facediag.preprocess.pipeline import results_frame
 from facediag.scoring.results import prediction_frame
 
@@ -92,14 +93,18 @@ def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
     return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop]
 
 
-def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+def external_validation(
+    run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path, recalibrate: int | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Score every image of ``data_cfg``'s folder with the run's model; report the same metrics.
 
     Class folders are matched to the run's classes (tolerant of case, spaces, hyphens and the run's
     aliases); an unknown class name is an error naming the folder. Images without a face are listed
     in the external preprocess_report.csv, not silently dropped; when none is usable the error lists
     every file and why. Images the run trained or validated on are warned about (``training_overlaps``,
-    also in the summary). A DSIFT run is scored with each of its variants.
+    also in the summary). A DSIFT run is scored with each of its variants. The report sets the run's own test
+    metrics beside these, flags a threshold shift, draws the misclassified photos and, with ``recalibrate`` (people
+    per class of this site), re-thresholds on them and scores the others apart (:mod:`facediag.evaluation.transfer`).
     """
     run = TrainedRun(run_dir)
     out_dir = Path(out_dir)
@@ -130,5 +135,6 @@ def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str 
     predictions.to_csv(out_dir / "external_predictions.csv", index=False)
     log.info("external validation: %d images found, %d usable, %d scored", len(manifest), len(rows), len(kept))
     title = f"External validation of {Path(run_dir).name} on {data_cfg.get('root')}"
-    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title)
-    return {**summary, "training_overlaps": overlaps}
+    transfer = Transfer(run, frames[0], scored.probabilities, scored.crops, out_dir, recalibrate, seed)
+    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=transfer)
+    return {**summary, "training_overlaps": overlaps, "transfer": transfer.result}

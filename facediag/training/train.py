@@ -17,8 +17,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facediag.core.config import uses_backbone
 from facediag.data.build import PreparedData, count_table, prepare_data
+from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
+from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,14 @@ def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
         return rows_of(split, kept), crop_landmarks(preprocessor, kept, size, template, padding)
 
     return landmarks
+
+
+def control_names(cfg: DictConfig) -> list[str]:
+    """The controls this run trains beside the method (``controls``; DTL1 only with ``controls_dtl1``)."""
+    names = list(cfg.get("controls") or [])
+    if str(cfg.strategy.name) == "dtl1" and not cfg.get("controls_dtl1"):
+        return []
+    return names
 
 
 def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
@@ -177,6 +187,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     strategy = instantiate(cfg.strategy, _convert_="all")
     predictions = strategy.run(job)
+    controls = run_controls(strategy, job, preprocessor, predictions, control_names(cfg))
 
     # a strategy may count its own (fused DTL2: the sum over its sources)
     macs, params = (None, None) if "macs" in job.info else macs_and_params(cfg, len(data.classes))
@@ -185,6 +196,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "macs": macs,
         "params": params,
         **job.info,
+        **({"controls": controls} if controls else {}),
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     summary = write_results(out_dir, predictions, data.classes, data.positive, info, tb_logger)
@@ -203,5 +215,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
             f"  {name:<12} accuracy {m['accuracy']:.3f}  [95% CI {low:.3f}-{high:.3f}, {m['accuracy_ci_method']}]  "
             f"({m['n_correct']}/{m['n']}){auc}"
         )
+        for line in control_lines(summary.get("controls") or {}, name):
+            print(line)
     print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")
     print(f"  {DISCLAIMER}\n")
