@@ -48,9 +48,9 @@ def test_train_on_a_folder_lists_every_file_with_a_status(tree, run_dir):
     manifest = pd.read_csv(run_dir / "manifest.csv")
     on_disk = {str(p) for p in root.rglob("*") if p.is_symlink() or p.is_file()}
     assert set(manifest["path"]) == on_disk and len(on_disk) == 2 * 6 * 2 + 3
-    status = manifest.set_index("path")["status"]
-    assert status[str(broken["broken_link"])].startswith("error: broken link")
-    assert status[str(broken["text"])].startswith("error:") and status[str(broken["truncated"])].startswith("error:")
+    status, reason = manifest.set_index("path")["status"], manifest.set_index("path")["reason"]
+    assert {status[str(broken[kind])] for kind in ("broken_link", "text", "truncated")} == {"error"}
+    assert reason[str(broken["broken_link"])].startswith("broken link") and reason[str(broken["truncated"])]
     assert (status == "ok").sum() == 24
     split = pd.read_csv(run_dir / "split.csv")
     assert set(split["subject_source"]) == {"identity"}  # every person's two photos found each other

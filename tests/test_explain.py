@@ -204,5 +204,5 @@ def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_st
     (tmp_path / "x" / "notes.txt").write_text("not a photo")
     found, others = expand([str(tmp_path)])
     assert [Path(p).parent.name for p in found] == ["x", "y"]
-    assert [Path(p).name for p, _ in others] == ["notes.txt"]
+    assert [Path(p).name for p, *_ in others] == ["notes.txt"]
     assert list(unique_stems(found).values()) == ["face", "y_face"]

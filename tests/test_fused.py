@@ -194,7 +194,7 @@ def test_a_region_view_is_that_part_of_the_crop_at_the_input_size():
 
 def test_a_source_with_an_unknown_backbone_or_key_is_refused_by_name(tmp_path):
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused")
-    with pytest.raises(FileNotFoundError, match=r"source nosuchnet x imagenet: no backbone config .*nosuchnet.yaml"):
+    with pytest.raises(ValueError, match=r"unknown backbone 'nosuchnet'; choose one of \[.*'dlib_resnet'"):
         source_config(cfg, {"backbone": "nosuchnet", "weights": "imagenet"})
     with pytest.raises(ValueError, match=r"unknown keys \['layer'\]"):
         source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "layer": "pool"})

@@ -113,8 +113,8 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]", "logger=tensorboard")
-    events = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert events
+    events = sorted((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and {e.parent.name for e in events} == {"dlib_resnet-dlib_faces-dtl2_sex_fold0_seed42"}
     scalars, images, plugins = set(), set(), set()
     for event_file in events:
         accumulator = EventAccumulator(str(event_file))

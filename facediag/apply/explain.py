@@ -179,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facediag.apply.predict import expand
 
     paths, others = expand(inputs)
-    for path, reason in others:
-        print(f"{path}: skipped ({reason})")
+    for path, status, reason in others:
+        print(f"{path}: skipped ({status}: {reason})")
     explained = explainer.explain(paths, options.get("target"))
     summary = write_outputs(explained, out_dir, run.classes)
     pd.DataFrame(summary).to_csv(out_dir / "explain.csv", index=False)

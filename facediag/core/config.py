@@ -44,13 +44,17 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, and the structured configs the
-    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults); safe to call repeatedly."""
+    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, the structured configs the
+    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults) and the groups generated from the
+    backbone registry (``backbone``, ``weights``, plain ``method`` presets); safe to call repeatedly."""
     import dataclasses
 
     from hydra.core.config_store import ConfigStore
 
+    from facediag.models.config_groups import store_config_groups
     from facediag.strategies.sgd import SGDSettings
+
+    store_config_groups()
 
     # a plain dict, not the dataclass: conf/strategy/dtl1.yaml adds keys of its own (name, max_epochs, ...)
     ConfigStore.instance().store(group="strategy_settings", name="dtl1", node=dataclasses.asdict(SGDSettings()))

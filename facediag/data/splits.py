@@ -12,9 +12,10 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from facediag.core.errors import UserError
+from facediag.core.status import EXCLUDED
 
 TRAIN, VAL, TEST = "train", "val", "test"
-EXCLUDED = "excluded"  # split.csv's role of a row left out of the split (column ``reason`` says why)
+# EXCLUDED (facediag.core.status): split.csv's role of a row left out of the split (column ``reason`` says why)
 PAPER_FULL, PAPER_NO_FIT = "paper split targets reached", "person too large for the paper split"
 MAX_PERSON_SHARE = 0.2  # one person holding more of a class's images cannot be spread over 5 folds
 

@@ -74,10 +74,12 @@ def _image(png: Path) -> np.ndarray:
 
 
 def to_tensorboard(run_dir: Path, images: dict[str, Path]) -> bool:
-    """Add the PNGs as images to the run's TensorBoard folder (if it has one)."""
+    """Add the PNGs as images to the run's TensorBoard run (``tensorboard/<run name>``, or ``tensorboard``
+    itself for older runs), if it has one."""
     folder = run_dir / "tensorboard"
     if not folder.is_dir() or not images:
         return False
+    folder = next((events.parent for events in sorted(folder.rglob("events.out.tfevents.*"))), folder)
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(log_dir=str(folder)) as writer:

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facediag.apply.trained_run import TrainedRun
+from facediag.data.build import with_face_status
 from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.transfer import Transfer
@@ -86,11 +87,12 @@ def _overlap_warning(kind: str, path: str, reference: str, role: dict[str, str],
 def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
     """`path: why` for every external file that was not scored (unreadable, unlabelled, no face)."""
     lines = [
-        f"{row.path}: {row.status if row.status != OK else 'no class label'}"
+        f"{row.path}: {f'{row.status} ({row.reason})' if row.status != OK else 'no class label'}"
         for row in manifest.itertuples()
         if row.status != OK or pd.isna(row.label)
     ]
-    return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop]
+    listed = set(manifest.loc[manifest["status"] != OK, "path"])
+    return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop and r.path not in listed]
 
 
 def external_validation(
@@ -118,7 +120,10 @@ def external_validation(
         log.warning("%s", warning)
     rows = usable(manifest).assign(role="test")
     scored = run.score(list(rows["path"]))
-    results_frame(scored.results).to_csv(out_dir / "external_preprocess_report.csv", index=False)
+    report = results_frame(scored.results)
+    report.to_csv(out_dir / "external_preprocess_report.csv", index=False)
+    manifest = with_face_status(manifest, report)  # each file's status as the report gives it (no_face, ...)
+    manifest.to_csv(out_dir / "external_manifest.csv", index=False)
     if not scored.paths:
         raise ValueError(
             f"external validation: no usable image in {data_cfg.get('root')} ({len(manifest)} files):\n  "

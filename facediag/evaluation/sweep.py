@@ -469,6 +469,42 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
     return pd.DataFrame(records), css
 
 
+def comparison_frame(rows: Sequence[Row]) -> pd.DataFrame:
+    """The comparison columns of one results table as numbers (``comparison_<task>.csv``), one row per table
+    row in the table's order: validation and test accuracy, the difference from the chosen row with its paired
+    person-bootstrap 95% interval, McNemar's p raw and Holm-adjusted, and the chosen flag."""
+    records = []
+    for row in rows:
+        d, m, c = row.description, row.metrics, row.comparison
+        low, high = m.get("accuracy_ci") or (None, None)
+        records.append({
+            "dataset": d.get("dataset"), "task": d.get("task"), "backbone": d.get("backbone"),
+            "weights": d.get("weights"), "strategy": d.get("strategy"), "variant": row.variant,
+            "setting": row.setting or None, "chosen": row.mark == BEST, "status": row.status,
+            "val_accuracy": row.val_accuracy, "accuracy": None if row.failed else m.get("accuracy"),
+            "accuracy_low": None if row.failed else low, "accuracy_high": None if row.failed else high,
+            "difference_vs_chosen": None if c is None else c.accuracy_difference,
+            "difference_low": None if c is None else c.difference_ci[0],
+            "difference_high": None if c is None else c.difference_ci[1],
+            "mcnemar_p": None if c is None else c.p_value, "mcnemar_p_holm": row.p_holm,
+            "row_better": None if c is None else c.n_a_better, "chosen_better": None if c is None else c.n_b_better,
+            "units": None if c is None else c.n_units, "unit": None if c is None else c.unit,
+            "n_paired": row.n_paired, "note": row_note(row),
+        })  # fmt: skip
+    frame = pd.DataFrame(records)
+    counts = ["row_better", "chosen_better", "units", "n_paired"]
+    frame[counts] = frame[counts].astype("Int64")  # whole numbers in the CSV, empty where not compared
+    return frame
+
+
+def comparison_names(keys: Sequence[tuple]) -> dict[tuple, str]:
+    """``comparison_<task>.csv`` per table (dataset, task, classes); ``comparison_<dataset>_<task>.csv`` where
+    two tables share a task name."""
+    tasks = [key[1] for key in keys]
+    return {key: f"comparison_{_slug(key[1]) if tasks.count(key[1]) == 1 else _slug(key[0], key[1])}.csv"
+            for key in keys}  # fmt: skip
+
+
 def fmt_p(p: float | None) -> str:
     """A p-value: 3 significant digits, '<0.001' below 0.001."""
     if p is None:
@@ -594,6 +630,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
                 + ", ".join(str(s) for s in ([spec] if isinstance(spec, (str, Path)) else spec))
                 + ". Every number is recomputed from the runs' predictions.csv (test role).")
     report.text(HOW_TO_READ)
+    comparison_files = comparison_names(list(groups))
     for (dataset, task, classes), group_rows in groups.items():
         classes = list(classes)
         positive = next((e.run.positive for r in group_rows for e in r.entries if e.run is not None
@@ -605,6 +642,9 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
         report.text(methods_paragraph(group_rows, classes, positive))
         table, css = display_table(group_rows, classes)
         report.table(table, caption=f"{dataset} / {task}: test results; ★ = chosen on validation", row_classes=css)
+        csv_name = comparison_files[(dataset, task, tuple(classes))]
+        comparison_frame(group_rows).to_csv(out_dir / csv_name, index=False)
+        report.text(f"The comparison columns as numbers: {csv_name}.")
         for row in group_rows:
             if row.trials:
                 report.table(trials_table(row), caption=f"{row.name}: Optuna trials (validation only; the test "
@@ -636,5 +676,6 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     runs.to_csv(out_dir / "report.csv", index=False)
     if not result.cv.empty:
         result.cv.to_csv(out_dir / "cv.csv", index=False)
-    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv", **curve_files}
+    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv", **curve_files,
+                    **{name: out_dir / name for name in comparison_files.values()}}  # fmt: skip
     return result

@@ -20,7 +20,7 @@ of its crop resized to its input size (its features cached apart; with ``flip`` 
 sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
 ``efficientnet_lite0[lower_face]-flip``); so is a source with another ``feature_layer`` than its backbone's
 default (``efficientnet_lite0:stages-flip``: pooled outputs of mid-level stages, ``:bands``: the final map averaged
-in three horizontal bands; :data:`facediag.models.registry.FEATURE_LAYERS`).
+in three horizontal bands; :mod:`facediag.models.archs.efficientnet_lite`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from torch.utils.data import DataLoader
 
 from facediag.classifiers.fusion import RULES, block_slices, choose_rule
 from facediag.classifiers.svm import decision_scores
-from facediag.core.config import CONFIG_DIR
 from facediag.data.datamodule import FaceCrops
+from facediag.models.config_groups import backbone_option, weights_option
 from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops, source_name
 from facediag.models.geometry import FEATURE_KINDS, landmark_features
 from facediag.models.registry import backbone_config
@@ -86,19 +86,14 @@ def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: A
 def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
     """The `backbone` and `weights` config nodes of one source ``{backbone, weights[, feature_layer, align,
     path, sha256, download]}``: the run's own nodes when the pair is the run's (so ``weights.path=`` on the
-    command line applies), else ``conf/backbone/<b>.yaml`` and ``conf/weights/<w>.yaml``."""
+    command line applies), else the registry's ``backbone`` and ``weights`` options."""
     name, dataset = str(source["backbone"]), str(source["weights"])
     if name == cfg.backbone.name and dataset == cfg.weights.name:
         backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
         weights = OmegaConf.to_container(cfg.weights, resolve=True)
     else:
-        files = {"backbone": CONFIG_DIR / "backbone" / f"{name}.yaml",
-                 "weights": CONFIG_DIR / "weights" / f"{dataset}.yaml"}
-        for what, file in files.items():
-            if not file.is_file():
-                raise FileNotFoundError(f"fused DTL2 source {name} x {dataset}: no {what} config {file}")
         root = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=True),
-                                 **{what: OmegaConf.load(file) for what, file in files.items()}})
+                                 "backbone": backbone_option(name), "weights": weights_option(dataset)})
         backbone = OmegaConf.to_container(root.backbone, resolve=True)
         weights = OmegaConf.to_container(root.weights, resolve=True)
     unknown = set(source) - {"backbone", "weights", *BACKBONE_KEYS, *WEIGHTS_KEYS, *VIEW_KEYS}

@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facediag.core.config import uses_backbone
-from facediag.data.build import PreparedData, count_table, prepare_data
+from facediag.core.quiet import quiet_third_party
+from facediag.data.build import PreparedData, count_table, prepare_data, with_face_status
 from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
@@ -26,9 +27,21 @@ from facediag.training.multirun import completed_summary
 log = logging.getLogger(__name__)
 
 
+def run_name(cfg: DictConfig) -> str:
+    """The TensorBoard run's name: method, task, fold and seed (``dlib_resnet-dlib_faces-dtl2_sex_fold0_seed42``)."""
+    method = [cfg.backbone.name, cfg.weights.name] if uses_backbone(cfg.strategy) else []
+    fold = f"fold{cfg.data.fold}" if cfg.data.split == "kfold" else str(cfg.data.split)
+    method_name = "-".join(str(part) for part in [*method, cfg.strategy.name])
+    return f"{method_name}_{cfg.data.task}_{fold}_seed{cfg.seed}"
+
+
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    """Instantiate every logger of the `logger` group (may be empty)."""
-    return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node and "_target_" in node]
+    """Instantiate every logger of the `logger` group (may be empty); an empty ``version`` gets :func:`run_name`."""
+    return [
+        instantiate(node, **({"version": run_name(cfg)} if "version" in node and not node.version else {}))
+        for node in (cfg.get("logger") or {}).values()
+        if node and "_target_" in node
+    ]
 
 
 def tensorboard_of(loggers: Sequence[Any]) -> Any:
@@ -38,11 +51,14 @@ def tensorboard_of(loggers: Sequence[Any]) -> Any:
 
 
 def preprocess_split(cfg: DictConfig, data: PreparedData, out_dir: Path, tb_logger: Any) -> tuple[Any, pd.DataFrame]:
-    """Landmarks for every split image (cached), preprocess_report.csv, QA grid; the rows with a face."""
+    """Landmarks for every split image (cached), preprocess_report.csv, manifest.csv with each file's face status,
+    QA grid; the rows with a face."""
     preprocessor = instantiate(cfg.preprocess)
     results = preprocessor.landmarks(list(data.split["path"]))
     report = preprocessor.report(results)
     report.to_csv(out_dir / "preprocess_report.csv", index=False)
+    data.manifest = with_face_status(data.manifest, report)
+    data.manifest.to_csv(out_dir / "manifest.csv", index=False)
     usable = {r.path for r in results if r.has_crop}
     for result in results:
         if not result.has_crop:
@@ -144,6 +160,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
+    quiet_third_party()
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -157,16 +174,18 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     (out_dir / RUN_CONFIG).write_text(resolved)
     data = prepare_data(cfg.data, out_dir, cache_dir=cfg.paths.cache_dir, preprocess_cfg=cfg.preprocess)
     print(
-        f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} images found, "
+        f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} files found, "
         f"{len(data.split)} in the split ({data.split['subject'].nunique()} subjects)"
     )
-    print(count_table(data.split, data.classes).to_string())
     if cfg.get("prepare_only"):
+        print(count_table(data.manifest, data.split, data.classes).to_string())
         return {"run_dir": str(out_dir), "n_images": len(data.manifest)}
 
     loggers = build_loggers(cfg)
     tb_logger = tensorboard_of(loggers)
     preprocessor, split = preprocess_split(cfg, data, out_dir, tb_logger)
+    print("files per class and role (those left out per status; manifest.csv lists each):")
+    print(count_table(data.manifest, data.split, data.classes).to_string())
 
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
 

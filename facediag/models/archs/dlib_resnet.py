@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from facediag.core.download import verify_sha256
+from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE
+from facediag.models.registry import register_architecture, register_backbone
 
 PACKAGED_MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 PACKAGED_MODEL_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
@@ -577,3 +579,28 @@ def load_dlib_resnet(path: str | Path | None = None, sha256: str | None = None) 
     data = path.read_bytes()
     network_input, layers = _parse_network(data, path)
     return _build(network_input, layers, path).eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registration: DTL2 features `descriptor` (128-D, the network's output) or `pooled` (256-D, the fc's input)
+
+
+def _pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return net.pooled(x)
+
+
+def _stages(net: nn.Module) -> list[list[nn.Module]]:
+    """Stem, then one stage per run of blocks that starts at a downsampling block."""
+    stages: list[list[nn.Module]] = [[net.stem]]
+    for index, block in enumerate(net.blocks):
+        downsamples = block.conv1.stride != (1, 1)
+        if index == 0 or downsamples:
+            stages.append([])
+        stages[-1].append(block)
+    return stages
+
+
+@register_backbone("dlib_resnet", feature_layers={"descriptor": HEAD_OUTPUT, "pooled": PENULTIMATE})
+@register_architecture("dlib_resnet", head="fc", penultimate=_pooled, stages=_stages, read=load_dlib_resnet)
+def dlib_resnet(num_classes: int) -> nn.Module:
+    return DlibFaceResNet(feature_dim=num_classes)

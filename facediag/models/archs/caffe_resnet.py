@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facediag.models.face_backbone import PENULTIMATE
+from facediag.models.registry import register_architecture, register_backbone
+
 STAGE_BLOCKS = (3, 4, 6, 3)
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -118,3 +121,24 @@ class CaffeResNet50(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))
 
+
+
+# --------------------------------------------------------------------------- registration
+def caffe_pool5(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return net.forward_features(x)
+
+
+def caffe_stages(net: nn.Module) -> list[list[nn.Module]]:
+    return [[net.conv1, net.conv1_bn]] + [[stage] for stage in net.stages]
+
+
+@register_architecture("caffe_resnet50", head="classifier", penultimate=caffe_pool5, stages=caffe_stages)
+def caffe_resnet50(num_classes: int) -> nn.Module:
+    """The VGGFace2 weights of backbone ``resnet50`` (registered with torchvision's layout)."""
+    return CaffeResNet50(num_classes, squeeze_excite=False)
+
+
+@register_backbone("senet50", feature_layers={"pool5": PENULTIMATE})
+@register_architecture("caffe_senet50", head="classifier", penultimate=caffe_pool5, stages=caffe_stages)
+def caffe_senet50(num_classes: int) -> nn.Module:
+    return CaffeResNet50(num_classes, squeeze_excite=True)
