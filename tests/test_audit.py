@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from facediag.data.dsf import DSFDataset
-from tests.owndata import add_broken_files, link, london_people, photos, resized_copy, run_cli
+from tests.conftest import run_python
+from tests.owndata import add_broken_files, link, london_people, photos, resized_copy
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +36,9 @@ def audited(london_dir, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     planted |= add_broken_files(root / "male")
     pd.DataFrame(rows).to_csv(root.parent / "subjects.csv", index=False)
     out = tmp_path_factory.mktemp("audit_run")
-    result = run_cli(
+    result = run_python(
         "-m", "facediag.audit", f"data.root={root}", f"data.subjects_csv={root.parent / 'subjects.csv'}",
-        f"hydra.run.dir={out}", "preprocess.progress=false",
+        f"hydra.run.dir={out}", "preprocess.progress=false", fresh=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out, planted

@@ -205,19 +205,16 @@ def test_methods_on_shuffled_labels_look_like_noise(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_py_sweep_prints_the_table_with_the_chosen_row_and_paired_p_values(tmp_path):
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from tests.conftest import run_python
 
     root = tmp_path / "multirun"
     _paper_run(root, "0", "dlib_resnet", 0.90, half_right)
     _paper_run(root, "1", "efficientnet_lite0", 0.70, all_right)
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
-    done = subprocess.run([sys.executable, str(repo / "evaluate.py"), "sweep=multirun", "hydra.run.dir=eval"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_python(str(repo / "evaluate.py"), "sweep=multirun", "hydra.run.dir=eval", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "★ chosen on validation" in done.stdout and "better than chosen on test" in done.stdout

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from facediag.evaluation.figures import roc_curves
 from facediag.scoring.metrics import classification_metrics, wilson_interval
 from facediag.scoring.results import DISCLAIMER, summarize
 from facediag.scoring.stats import PERSON_LEVEL_METHODS
+from tests.conftest import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -311,10 +309,8 @@ def test_evaluate_py_cli_reproduces_the_runs_accuracy_exactly(tmp_path):
     run_dir = write_fake_run(tmp_path / "run", quality=0.85)
     stored = json.loads((run_dir / "metrics.json").read_text())
     out = tmp_path / "eval"
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
-    done = subprocess.run([sys.executable, str(REPO / "evaluate.py"), f"run={run_dir}", f"hydra.run.dir={out}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = run_python(str(REPO / "evaluate.py"), f"run={run_dir}", f"hydra.run.dir={out}", cwd=tmp_path, fresh=True)
 
     assert done.returncode == 0, done.stderr[-2000:]
     recomputed = json.loads((out / "metrics.json").read_text())

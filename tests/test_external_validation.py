@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 
 from facediag.data.folder import UnknownClassError
 from facediag.evaluation.external import external_validation
-from tests.conftest import DATA_DIR, REPO, compose_train, own_scores
+from tests.conftest import DATA_DIR, compose_train, own_scores, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +50,8 @@ def test_an_unknown_class_folder_is_a_clear_error(tiny_dtl2_run, other_people, t
 
 
 def test_evaluate_cli_runs_external_validation_and_shows_what_moved(tiny_dtl2_run, other_people, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={tiny_dtl2_run}", "data=folder", f"data.root={other_people}",
-         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}", "recalibrate=1"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_python("evaluate.py", f"run={tiny_dtl2_run}", "data=folder", f"data.root={other_people}",
+                        f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}", "recalibrate=1")
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "ev"
     assert "accuracy" in result.stdout and (out / "external_predictions.csv").is_file()
@@ -81,11 +76,8 @@ def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finis
     for i, row in enumerate(own_scores(finished_run).itertuples()):
         (folder / row.label).mkdir(parents=True, exist_ok=True)
         (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={finished_run}", "data=folder", f"data.root={folder}",
-         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_python("evaluate.py", f"run={finished_run}", "data=folder", f"data.root={folder}",
+                        f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stdout  # test photos are not training photos
     external = pd.read_csv(tmp_path / "ev" / "external_predictions.csv")

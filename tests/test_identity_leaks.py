@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.owndata import random_class_tree, run_cli
+from tests.conftest import run_python
+from tests.owndata import random_class_tree
 
 pytestmark = pytest.mark.slow
 DSF_FOLDERS = ["beta-thalassemia", "hyperthyroidism", "down syndrome", "leprosy", "healthy"]
@@ -29,7 +30,7 @@ def dsf_tree(london_dir, tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 def train_dsf(root: Path, run_dir: Path, *overrides: str):
-    result = run_cli(
+    result = run_python(
         "train.py", "data=dsf", f"data.root={root}", "data.task=multiclass", f"hydra.run.dir={run_dir}", *FAST,
         *overrides,
     )  # fmt: skip
