@@ -15,10 +15,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facediag.core.config import uses_backbone
 from facediag.data.build import PreparedData, count_table, prepare_data
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
+from facediag.strategies.registry import uses_backbone
 from facediag.training.multirun import completed_summary
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,9 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         tb_logger=tb_logger,
     )
     strategy = instantiate(cfg.strategy, _convert_="all")
-    predictions = strategy.run(job)
+    predictor = strategy.fit(job)  # a Predictor (facediag.strategies.predictor) with the test predictions
+    predictor.save(out_dir)
+    predictions = predictor.predictions
 
     # a strategy may count its own (fused DTL2: the sum over its sources)
     macs, params = (None, None) if "macs" in job.info else macs_and_params(cfg, len(data.classes))
