@@ -74,8 +74,8 @@ def describe_model(row: Any) -> str:
 
 def _crops_text(crops: dict[str, CropSpec]) -> str:
     if list(crops) == [""]:
-        return str(crops[""])
-    return "per source " + ", ".join(f"{name} {crop}" for name, crop in crops.items())
+        return f"of {crops['']}"
+    return "per source: " + ", ".join(f"{name} {crop}" for name, crop in crops.items())
 
 
 def _crops_sentence(rows: Sequence[Any]) -> str:
@@ -85,8 +85,8 @@ def _crops_sentence(rows: Sequence[Any]) -> str:
         predictor = predictor_of(row)
         texts.append(_crops_text(predictor.describe().crops) if predictor is not None else "as configured")
     if len(set(texts)) == 1:
-        return f"crops of {texts[0]}"
-    return "crops of " + "; ".join(f"({i + 1}) {text}" for i, text in enumerate(texts))
+        return f"crops {texts[0]}"
+    return "crops " + "; ".join(f"({i + 1}) {text}" for i, text in enumerate(texts))
 
 
 def _split_sentence(row: Any) -> str:
