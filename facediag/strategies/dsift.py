@@ -95,6 +95,7 @@ class DSIFT:
     """Dense SIFT BoW features on the aligned face (``crop_size`` px), then one SVM per ``classifiers`` kind."""
 
     uses_backbone = False  # no pretrained CNN: no backbone / weights, MACs or weight files
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,

@@ -119,6 +119,7 @@ class DTL2:
     """Frozen CNN features + linear SVM. ``C_grid`` is searched by grouped CV on the training part."""
 
     uses_backbone = True
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,
@@ -191,13 +192,11 @@ def platt_scaled(estimator: Any, features: np.ndarray, y: np.ndarray, groups: An
     """The SVM with Platt-scaled probabilities (sigmoid fitted on person-grouped out-of-fold decision values)."""
     from sklearn.base import clone
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedGroupKFold
 
-    from facediag.classifiers.svm import grouped_folds
+    from facediag.classifiers.svm import person_folds
 
     groups = np.asarray(groups)
-    folds = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
-    splits = list(folds.split(features, y, groups))
+    splits = list(person_folds(y, groups, n_folds, seed).split(features, y, groups))
     calibrated = CalibratedClassifierCV(clone(estimator), method="sigmoid", cv=splits, ensemble=False)
     return calibrated.fit(features, y)
 

@@ -249,6 +249,7 @@ class FusedDTL2:
     """DTL2 over several pretraining sources; ``rules`` are the fusion candidates, chosen on validation."""
 
     uses_backbone = True
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,

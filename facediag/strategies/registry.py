@@ -83,13 +83,19 @@ def strategy_class(strategy: Mapping[str, Any] | Any) -> type:
     return _STRATEGIES[name]
 
 
+def trait(strategy: Mapping[str, Any] | Any, attribute: str, default: Any) -> Any:
+    """A class attribute of a ``strategy`` config's registered class (``default`` when the class has none or
+    cannot be found: a run of a strategy no longer installed still evaluates)."""
+    try:
+        return getattr(strategy_class(strategy or {}), attribute, default)
+    except ValueError:
+        return default
+
+
 def uses_backbone(strategy: Mapping[str, Any] | Any) -> bool:
     """Whether a ``strategy`` config runs a pretrained CNN (the run's ``backbone`` / ``weights``): its
     ``uses_backbone`` key when it has one, else its class's ``uses_backbone`` attribute (true when it has none,
     and for a config whose class cannot be found)."""
     if strategy and "uses_backbone" in strategy:
         return bool(strategy["uses_backbone"])
-    try:
-        return bool(getattr(strategy_class(strategy or {}), "uses_backbone", True))
-    except ValueError:
-        return True
+    return bool(trait(strategy, "uses_backbone", True))
