@@ -17,7 +17,7 @@ from facediag.evaluation.compare import validation_source
 from facediag.evaluation.runs import get_dotted
 from facediag.scoring.results import RUN_CONFIG
 from facediag.scoring.stats import N_RESAMPLES
-from facediag.strategies.predictor import Predictor
+from facediag.strategies.predictor import Description, Predictor
 from facediag.strategies.registry import strategy_class
 
 
@@ -62,14 +62,20 @@ def _with_packaged_backbone(cfg: dict[str, Any]) -> dict[str, Any]:
         return cfg
 
 
+def describe_row(row: Any) -> Description | None:
+    """The row's model in words (its strategy's ``Predictor.describe()``); None when the strategy or its config
+    cannot be read (the paragraph then names the row as the table does)."""
+    try:
+        predictor = predictor_of(row)
+        return predictor.describe() if predictor is not None else None
+    except Exception:  # a run dir too old or too odd to describe must not cost the report its paragraph
+        return None
+
+
 def describe_model(row: Any) -> str:
-    """One clause per row: backbone(s) and weights, how they were used, the classifier and its selection (the
-    strategy's ``Predictor.describe()``)."""
-    predictor = predictor_of(row)
-    if predictor is None:
-        d = row.description
-        return f"{d.get('backbone')} / {d.get('weights')} / {d.get('strategy')}"
-    return predictor.describe().model
+    """One clause per row: backbone(s) and weights, how they were used, the classifier and its selection."""
+    described = describe_row(row)
+    return described.model if described is not None else row.name
 
 
 def _crops_text(crops: dict[str, CropSpec]) -> str:
@@ -82,8 +88,8 @@ def _crops_sentence(rows: Sequence[Any]) -> str:
     """The crop(s) each row's model saw: once when every row used the same, else per row (fused rows per source)."""
     texts = []
     for row in rows:
-        predictor = predictor_of(row)
-        texts.append(_crops_text(predictor.describe().crops) if predictor is not None else "as configured")
+        described = describe_row(row)
+        texts.append(_crops_text(described.crops) if described is not None else "as configured")
     if len(set(texts)) == 1:
         return f"crops {texts[0]}"
     return "crops " + "; ".join(f"({i + 1}) {text}" for i, text in enumerate(texts))

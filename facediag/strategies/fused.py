@@ -69,17 +69,17 @@ def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
     return CropSpec.of({**LANDMARK_ALIGN, **dict(source.get("align") or {})})
 
 
-def view_name(backbone: str, crop: CropSpec, flip: bool, region: Any = None,
+def view_name(backbone: str, crop: CropSpec | Sequence[Any], flip: bool, region: Any = None,
               feature_layer: str | None = None) -> str:
     """The name of a CNN source: the backbone, ``:<feature layer>`` when it is not the backbone's default,
     ``@<template>-<padding>-<size>`` when its crop is not the backbone's own, ``[<region>]`` for a region view (its
     name, or its fractions) and ``-flip`` when flip-averaged (two views of one network stay apart in metrics.json
     and fusion names)."""
-    packaged = backbone_config(backbone)
+    packaged, crop = backbone_config(backbone), CropSpec.of(crop)
     name = backbone
     if feature_layer is not None and feature_layer != packaged["feature_layer"]:
         name += f":{feature_layer}"
-    if CropSpec.of(crop) != CropSpec.of(packaged["align"]):
+    if crop != CropSpec.of(packaged["align"]):
         name += f"@{crop.template}-{crop.padding:g}-{crop.size}"
     if region is not None:
         name += f"[{region}]" if isinstance(region, str) else "[" + ",".join(f"{float(v):g}" for v in region) + "]"
