@@ -12,8 +12,8 @@ class CropSpec:
     """An aligned square face crop: ``size`` px, the landmark ``template`` it is aligned to, ``padding`` around it.
 
     The defaults are dlib's face chip (150 px, dlib template, padding 0.25). Iterating gives ``(size, template,
-    padding)``, so ``preprocessor.crops(paths, *spec)`` and the recorded ``[size, template, padding]`` lists of
-    metrics.json keep working.
+    padding)`` (and ``spec[0]`` is the size), so ``preprocessor.crops(paths, *spec)`` and the recorded
+    ``[size, template, padding]`` lists of metrics.json keep working.
     """
 
     size: int = 150
@@ -27,6 +27,9 @@ class CropSpec:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.size, self.template, self.padding))
+
+    def __getitem__(self, index: int) -> Any:  # code written for the (size, template, padding) tuple
+        return tuple(self)[index]
 
     @classmethod
     def of(cls, value: Any) -> CropSpec:
