@@ -194,7 +194,7 @@ def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_st
     from facediag.apply.explain import Explainer, unique_stems
     from facediag.apply.predict import expand
 
-    dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"])
+    dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"], predictor=SimpleNamespace(has_cnn=False))
     with pytest.raises(ValueError, match="method=occlusion"):
         Explainer(dsift, "gradcam")
     assert Explainer(dsift).method == "occlusion"

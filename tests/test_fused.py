@@ -96,6 +96,20 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
     assert metrics["val_score"] == max(metrics["fusion_cv_accuracy"].values())
     assert set(metrics["fusion_sources"]) <= {"dlib_resnet", "efficientnet_lite0", "face_geometry"}
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+    assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, tmp_path / "report")
+
+
+def assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, out_dir):
+    """The sweep report's generated methods paragraph describes the fused row by each source, its crop included."""
+    from facediag.core.crop import CropSpec
+    from facediag.evaluation import evaluate_sweep
+    from facediag.models.features import source_name
+
+    evaluate_sweep([run_dir], out_dir=out_dir)
+    methods = next(line for line in (out_dir / "report.md").read_text().splitlines() if "Methods (generated)" in line)
+    assert "None" not in methods and f"fused DTL2 over {len(metrics['sources'])} sources" in methods
+    for source in metrics["sources"]:
+        assert f"{source_name(source)} {CropSpec.of(source['crop'])}" in methods, source
 
 
 # the second source: EfficientNet on the tight crop, a region of it (not symmetric, so the order of cutting and

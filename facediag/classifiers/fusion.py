@@ -31,13 +31,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from facediag.classifiers.svm import grouped_folds, select_svm
+from facediag.classifiers.svm import person_folds, select_svm
 
 RULES = ("concat", "block_scaled", "stacked")
 
@@ -103,8 +102,7 @@ def source_svm(columns: slice) -> Pipeline:
 def grouped_splits(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Person-grouped stratified folds (as select_svm makes them): a person never on both sides."""
     groups = np.asarray(groups)
-    folds = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(y)), y, groups))
+    return list(person_folds(y, groups, n_folds, seed).split(np.zeros(len(y)), y, groups))
 
 
 @dataclass

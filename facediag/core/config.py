@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,6 @@ def data_dir() -> Path:
     """The folder holding the demo data (``london-faces/``): ``$FACEDIAG_DATA_DIR`` (relative to the working
     directory), else ``<checkout>/data``; always absolute, so symlinks and child processes see the same folder."""
     return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data").expanduser().resolve()
-
-
-def uses_backbone(strategy: Mapping[str, Any] | None) -> bool:
-    """Whether a `strategy` config runs a pretrained CNN (its ``uses_backbone`` key; DSIFT's says false).
-
-    Runs written before the key existed: every strategy but ``dsift`` did.
-    """
-    strategy = strategy or {}
-    if "uses_backbone" in strategy:
-        return bool(strategy["uses_backbone"])
-    return strategy.get("name") != "dsift"
 
 
 def run_id() -> str:

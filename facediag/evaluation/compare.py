@@ -38,12 +38,18 @@ from facediag.scoring.results import score_columns, subjects_of
 from facediag.scoring.stats import holm, paired_comparison
 
 ALPHA = 0.05
-ACCURACY_STRATEGIES = ("dtl2", "dsift", "dtl2_fused")  # their val_score is already a grouped-CV accuracy (older runs)
 
 
 def _stored_block(row: Any, entry: Any) -> dict[str, Any]:
     stored = (entry.run.stored_metrics or {}) if entry.run is not None else {}
     return {**stored, **((stored.get("variants") or {}).get(row.variant) or {})}
+
+
+def _val_score_is_accuracy(strategy: str | None) -> bool:
+    """Whether a strategy's ``val_score`` is already a grouped-CV accuracy (its class's ``val_score_is_accuracy``)."""
+    from facediag.strategies.registry import trait
+
+    return bool(strategy) and bool(trait({"name": strategy}, "val_score_is_accuracy", False))
 
 
 def validation_value(row: Any, key: str = "val_accuracy", penalised: bool = True) -> float | None:
@@ -53,8 +59,8 @@ def validation_value(row: Any, key: str = "val_accuracy", penalised: bool = True
     for entry in row.entries:
         block = _stored_block(row, entry)
         value = block.get(key)
-        if value is None and key == "val_accuracy" and block.get("strategy") in ACCURACY_STRATEGIES:
-            value = block.get("val_score")
+        if value is None and key == "val_accuracy" and _val_score_is_accuracy(block.get("strategy")):
+            value = block.get("val_score")  # runs from before val_accuracy was recorded
         if value is None:
             return None
         if key == "val_accuracy" and penalised:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.core.config import uses_backbone
 from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, row_penalty, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
@@ -32,6 +31,7 @@ from facediag.scoring.controls import CONTROLS, compare, control_predictions, ru
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import metrics_for, targets_and_scores
 from facediag.scoring.stats import N_RESAMPLES, PairedComparison
+from facediag.strategies.registry import uses_backbone
 
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
 CHOSEN_NOTE = "★ chosen on validation"

@@ -122,7 +122,9 @@ def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.Dat
     found: dict[str, dict[str, Any]] = {}
     for name in names:
         sub = control_job(job, name, preprocessor)
-        control = strategy.run(sub)
+        predictor = strategy.fit(sub)
+        predictor.save(sub.out_dir)
+        control = predictor.predictions
         control.to_csv(sub.out_dir / "predictions.csv", index=False)
         found[name] = compare(predictions, control, job.classes, job.positive)
         fitted = sub.split[sub.split["role"].isin(["train", "val"])]

@@ -15,12 +15,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facediag.core.config import uses_backbone
 from facediag.core.quiet import quiet_third_party
 from facediag.data.build import PreparedData, count_table, prepare_data, with_face_status
 from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
+from facediag.strategies.registry import trait, uses_backbone
 from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
 
@@ -101,11 +101,11 @@ def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
 
 
 def control_names(cfg: DictConfig) -> list[str]:
-    """The controls this run trains beside the method (``controls``; DTL1 only with ``controls_dtl1``)."""
-    names = list(cfg.get("controls") or [])
-    if str(cfg.strategy.name) == "dtl1" and not cfg.get("controls_dtl1"):
+    """The controls this run trains beside the method (``controls``); a strategy whose class says
+    ``controls_by_default = False`` (DTL1: each control is another fine-tuning) only with ``controls_dtl1``."""
+    if not trait(cfg.strategy, "controls_by_default", True) and not cfg.get("controls_dtl1"):
         return []
-    return names
+    return list(cfg.get("controls") or [])
 
 
 def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
@@ -205,7 +205,9 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         tb_logger=tb_logger,
     )
     strategy = instantiate(cfg.strategy, _convert_="all")
-    predictions = strategy.run(job)
+    predictor = strategy.fit(job)  # a Predictor (facediag.strategies.predictor) with the test predictions
+    predictor.save(out_dir)
+    predictions = predictor.predictions
     controls = run_controls(strategy, job, preprocessor, predictions, control_names(cfg))
 
     # a strategy may count its own (fused DTL2: the sum over its sources)
