@@ -16,8 +16,12 @@ def row(val_accuracy, control_val=None, chance=0.5, variant="dtl2"):
     return SimpleNamespace(entries=[entry], variant=variant, failed=False)
 
 
-def test_the_penalty_is_what_the_best_control_earns_above_chance_on_validation():
+def test_the_penalty_is_what_the_face_blind_control_earns_above_chance_on_validation():
     assert control_penalty(row(0.99, 0.95).entries[0].run.stored_metrics, "dtl2") == pytest.approx(0.45)
+    # the capture-only control reads the data set, not the method's crop: shown, not taken off
+    capture = row(0.99, 0.55)
+    capture.entries[0].run.stored_metrics["controls"]["capture_only"]["dtl2"]["val_accuracy"] = 0.99
+    assert control_penalty(capture.entries[0].run.stored_metrics, "dtl2") == pytest.approx(0.05)
     assert control_penalty(row(0.9, 0.4).entries[0].run.stored_metrics, "dtl2") == 0.0  # below chance: no bonus
     assert validation_value(row(0.99, 0.95)) == pytest.approx(0.54)
     assert validation_value(row(0.99, 0.95), penalised=False) == pytest.approx(0.99)
@@ -28,3 +32,8 @@ def test_a_design_whose_validation_a_face_blind_reader_matches_loses_to_one_that
     assert choose_on_validation([shortcut, face]) is face
     # without controls (runs made before them) the raw validation accuracy decides, as before
     assert choose_on_validation([row(0.99), row(0.90)]).entries[0].run.stored_metrics["val_accuracy"] == 0.99
+
+
+def test_a_row_without_a_face_blind_control_is_not_chosen_beside_rows_that_have_one():
+    unscreened, screened = row(1.0), row(0.80, control_val=0.55)
+    assert choose_on_validation([unscreened, screened]) is screened

@@ -11,11 +11,14 @@ Selection rule (never a test number):
   DTL1 also picked its checkpoint, so its estimate is slightly optimistic; ``val_source`` says which it is.
   A CV row's value is the mean over its folds. Ties go to the cheaper model (fewer MACs), then table order.
   Rows without a validation accuracy (older runs) cannot be chosen.
-* **A shortcut cannot win the choice**: a run that trained controls (facediag.training.controls: the same method
-  shown no face) is scored by its validation accuracy minus what its best control earns above chance on the same
-  validation (``val_accuracy - max(0, control val_accuracy - val_chance)``, all inside the training part): a design
-  whose validation accuracy a face-blind reader also reaches gains nothing from it. The penalty is shown in the
-  table; runs without controls (older runs) are not penalised, so mix them only knowingly.
+* **A shortcut cannot win the choice**: a run that trained its face-blind control (facediag.training.controls: the
+  same method on the same crops with one fixed face region hidden) is scored by its validation accuracy minus what
+  that control earns above chance on the same validation (``val_accuracy - max(0, control val_accuracy -
+  val_chance)``, all inside the training part): a design whose validation accuracy a face-blind reader of its own
+  crops also reaches gains nothing from it. The capture-only control (the photo's corners) is shown, not used here:
+  it reads the data set, not what the method's crop lets it see. Where any row of a table has a face-blind control,
+  rows without one (older runs, DTL1 without ``controls_dtl1=true``) are listed but cannot be chosen: nothing shows
+  that their validation score comes from the face.
 * **Hyper-parameter trials** (an Optuna sweep: rows of one method differing only in the searched
   setting) are reduced to the trial with the best ``val_score``, the value Optuna maximised; the other
   trials are listed with their validation scores only, so a test score is shown once, for the chosen trial.
@@ -69,20 +72,30 @@ def validation_value(row: Any, key: str = "val_accuracy", penalised: bool = True
     return float(np.mean(values)) if values else None
 
 
+PENALISING_CONTROL = "face_blind"  # the control whose validation gain is taken off a row's selection score
+
+
+def _control(block: dict[str, Any], variant: str | None) -> dict[str, Any] | None:
+    found = ((block.get("controls") or {}).get(PENALISING_CONTROL) or {}).get(variant)
+    return found if found and found.get("val_accuracy") is not None else None
+
+
 def control_penalty(block: dict[str, Any], variant: str | None) -> float:
-    """What the run's best control earns above chance on validation (0 without controls)."""
-    gains = [float(c["val_accuracy"]) - float(c["val_chance"])
-             for by_variant in (block.get("controls") or {}).values()
-             for c in [by_variant.get(variant) or {}] if c.get("val_accuracy") is not None]
-    return max([0.0, *gains])
+    """What the run's face-blind control earns above chance on validation (0 without it)."""
+    control = _control(block, variant)
+    return 0.0 if control is None else max(0.0, float(control["val_accuracy"]) - float(control["val_chance"]))
+
+
+def screened(row: Any) -> bool:
+    """Whether every fold of the row trained its face-blind control."""
+    return all(_control(_stored_block(row, e), row.variant) is not None for e in row.entries)
 
 
 def row_penalty(row: Any) -> float | None:
-    """The mean control penalty over the row's folds (None when no fold trained controls)."""
-    blocks = [_stored_block(row, e) for e in row.entries]
-    if not any(b.get("controls") for b in blocks):
+    """The mean control penalty over the row's folds (None when it has no face-blind control)."""
+    if not screened(row):
         return None
-    return float(np.mean([control_penalty(b, row.variant) for b in blocks]))
+    return float(np.mean([control_penalty(_stored_block(row, e), row.variant) for e in row.entries]))
 
 
 def validation_source(row: Any) -> str:
@@ -100,9 +113,12 @@ def _macs(row: Any) -> float:
 
 
 def choose_on_validation(rows: Sequence[Any], key: str = "val_accuracy") -> Any | None:
-    """The ok row with the highest validation ``key`` (ties: fewer MACs, then order); None if none has one."""
+    """The ok row with the highest validation ``key`` (ties: fewer MACs, then order; only rows with a face-blind
+    control where any has one); None if none has one."""
     candidates = [(validation_value(r, key), i, r) for i, r in enumerate(rows) if not r.failed]
     candidates = [(v, i, r) for v, i, r in candidates if v is not None]
+    if any(screened(r) for _, _, r in candidates):  # rows with no face-blind control cannot show what they read
+        candidates = [(v, i, r) for v, i, r in candidates if screened(r)]
     if not candidates:
         return None
     return max(candidates, key=lambda c: (c[0], -_macs(c[2]), -c[1]))[2]
