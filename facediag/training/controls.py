@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,11 +119,18 @@ def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.Dat
     """Train and test ``strategy`` again under each control of ``names``; what metrics.json records under
     ``controls`` ({control: {variant: ...}}, see :func:`compare`, plus the control's ``val_accuracy`` on the
     training part and ``val_chance``, the majority share there: evaluation.compare's selection penalty). Each
-    control's predictions.csv is kept in ``controls/<name>/``."""
+    control's predictions.csv is kept in ``controls/<name>/``; a control that cannot be trained is named in the
+    job's ``controls_failed`` (metrics.json) with its reason, its traceback in ``controls/<name>/FAILED``."""
     found: dict[str, dict[str, Any]] = {}
     for name in names:
         sub = control_job(job, name, preprocessor)
-        predictor = strategy.fit(sub)
+        try:
+            predictor = strategy.fit(sub)
+        except Exception as err:  # a control that cannot be trained leaves the method's result standing, named
+            (sub.out_dir / "FAILED").write_text(traceback.format_exc())
+            log.warning("control %s could not be trained (%s): the run has no %s control", name, err, name)
+            job.info.setdefault("controls_failed", {})[name] = str(err)
+            continue
         predictor.save(sub.out_dir)
         control = predictor.predictions
         control.to_csv(sub.out_dir / "predictions.csv", index=False)
