@@ -218,3 +218,14 @@ def test_train_cli_runs_on_harmonised_crops_and_caches_them_apart(tmp_path):
     assert (run_dir / "metrics.json").is_file()
     features = [Path(p).parent for p in cache.glob("features/*/key.json")]
     assert any('"harmonise"' in (f / "key.json").read_text() for f in features)
+
+
+def test_identity_descriptors_are_read_from_plain_crops_whatever_the_model_sees(tmp_path):
+    from facediag.data.identity import descriptor_cache
+
+    harmonised = Preprocessor(progress=False, harmonise=["jpeg"])
+    plain = harmonised.unharmonised()
+    assert not plain.harmoniser and harmonised.harmoniser and plain.config_hash == harmonised.config_hash
+    assert plain._crop_key((150, "dlib", 0.25)) == Preprocessor(progress=False)._crop_key((150, "dlib", 0.25))
+    keys = [descriptor_cache(tmp_path, {"no_face": "skip", "harmonise": steps}).folder for steps in ([], ["jpeg"])]
+    assert keys[0] == keys[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import sys
@@ -112,6 +113,14 @@ class Preprocessor:
             "min_relative_score": self.min_relative_score,
             "max_pixels": self.max_pixels,
         }
+
+    def unharmonised(self) -> Preprocessor:
+        """This preprocessing without ``harmonise`` steps (one landmark cache): plain crops, e.g. for identity."""
+        if not self.harmoniser:
+            return self
+        plain = copy.copy(self)
+        plain.harmoniser = Harmoniser()
+        return plain
 
     def _sha256(self, path: str) -> str:
         """The file's sha256, hashed once per (path, size, mtime): landmarks, crops and the QA grid share it."""
