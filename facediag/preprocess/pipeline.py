@@ -95,8 +95,10 @@ class Preprocessor:
         self.mp_context = mp_context or ("fork" if sys.platform.startswith("linux") else "spawn")
         self.harmoniser = Harmoniser(harmonise)
         if self.harmoniser.needs_landmarks and detector is None:
-            raise ValueError("preprocess.harmonise: the resample and background steps need landmarks, and this "
-                             "preprocessing finds none (images already aligned); use blur, noise or jpeg only")
+            raise ValueError(
+                "preprocess.harmonise: the resample and background steps need landmarks, and this "
+                "preprocessing finds none (images already aligned); use blur, noise or jpeg only"
+            )
         self._config_hash: str | None = None
         self._digests: dict[tuple[str, int, int], str] = {}
 
