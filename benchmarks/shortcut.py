@@ -34,6 +34,7 @@ stay). Features are cached under ``<cache>/benchmarks/shortcut``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,7 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
     from facediag.models.features import extract_features, flip_averaged, mirrored_crops
     from facediag.models.geometry import crop_landmarks
     from facediag.models.registry import create
+    from facediag.preprocess.harmonise import face_mask
 
     cfg = compose(["data=london", "data.task=expression", "preprocess=dlib"])
     records = instantiate(cfg.data.source).records()
@@ -157,11 +159,15 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
     groups = np.array([records[i].subject for i in kept], dtype=str)
     labels = {"expression": np.unique([records[i].label for i in kept], return_inverse=True)[1],
               "sex": np.unique([sexes[p] for p in paths], return_inverse=True)[1]}  # fmt: skip
+    hull = np.array([face_mask(p, 224, 0.0).mean() for p in points])  # the face's own size and shape, not capture
     models = {layer: create("efficientnet_lite0", "imagenet", feature_layer=layer) for layer in layers}
     table: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def add(spec: str, task: str, what: str, view: str, features: np.ndarray) -> None:
-        accuracy, low, high = grouped_cv_accuracy(features, labels[task], groups, "svm", (0, 1))
+        digest = hashlib.sha256(np.ascontiguousarray(features, dtype=np.float64).tobytes()).hexdigest()
+        key = {"cv": digest, "task": task, "people": list(groups)}
+        accuracy, low, high = cached_features(cfg.paths.cache_dir, key, lambda: grouped_cv_accuracy(
+            features, labels[task], groups, "svm", (0, 1)))
         table.setdefault((task, what, view), {})[spec] = f"{accuracy:.3f} [{low:.3f}-{high:.3f}]"
         print(spec, task, what, view, table[task, what, view][spec], flush=True)
 
@@ -172,12 +178,17 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
         preprocessor = instantiate(cfg.preprocess, harmonise=steps, n_workers=1, progress=False)
         crops = np.stack(preprocessor.crops(paths, 224, "vggface2", 0.2)[0])
         if spec == "none":
+            add(spec, "expression", "no CNN: area of the 68-landmark hull (the face's shape)", "landmarks",
+                hull[:, None])
             add(spec, "expression", "no CNN: photo file size (bytes)", "the photo file",
                 np.array([[Path(p).stat().st_size] for p in paths], float))
             add(spec, "expression", "no CNN: log Laplacian variance of the 4 corners", "raw photo corners (150 px)",
                 corner_energy([read_rgb(p) for p in paths], 150))
         add(spec, "expression", "no CNN: size of the crop saved as PNG (bytes)", "crop",
             np.array([[len(cv2.imencode(".png", c)[1])] for c in crops], float))
+        png = np.log([len(cv2.imencode(".png", c)[1]) for c in crops])
+        add(spec, "expression", "no CNN: size of the crop saved as PNG, the hull area regressed out", "crop",
+            (png - np.polyval(np.polyfit(hull, png, 1), hull))[:, None])
         add(spec, "expression", "no CNN: log Laplacian variance of the 4 corners", "crop corners (32 px)",
             corner_energy(crops))
         add(spec, "expression", "no CNN: log Laplacian variance of 2 cheek patches", "crop cheeks (16 px)",
