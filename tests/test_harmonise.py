@@ -229,3 +229,25 @@ def test_identity_descriptors_are_read_from_plain_crops_whatever_the_model_sees(
     assert plain._crop_key((150, "dlib", 0.25)) == Preprocessor(progress=False)._crop_key((150, "dlib", 0.25))
     keys = [descriptor_cache(tmp_path, {"no_face": "skip", "harmonise": steps}).folder for steps in ([], ["jpeg"])]
     assert keys[0] == keys[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data=folder", "data.root=x"], ["resample", "background", "jpeg"]),
+        (["data=dsf"], ["resample", "background", "jpeg"]),
+        (["data=london"], []),
+        (["data=folder", "data.root=x", "preprocess=none"], []),
+        (["data=folder", "data.root=x", "data.harmonise=[]"], []),
+        (["data=london", "preprocess.harmonise=[jpeg]"], ["jpeg"]),
+    ],
+)
+def test_harmonisation_is_on_by_default_for_own_photos_and_off_for_the_london_demo(tmp_path, overrides, expected):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, *overrides)
+    assert OmegaConf.to_container(cfg.preprocess, resolve=True)["harmonise"] == expected
+    assert [step["step"] for step in instantiate(cfg.preprocess).harmoniser.describe()] == expected

@@ -130,7 +130,7 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     source = instantiate(cfg.data.source, _convert_="all")
     manifest = build_manifest(source.records(), cache_dir=cfg.paths.cache_dir)
     readable = manifest[manifest["status"] == "ok"].reset_index(drop=True)
-    preprocessor = instantiate(cfg.preprocess)
+    preprocessor = instantiate(cfg.preprocess).unharmonised()  # the photos as captured, not as a model sees them
     found = face_descriptors(list(readable["path"]), preprocessor, cfg.preprocess, cfg.paths.cache_dir)
     results = preprocessor.landmarks(list(readable["path"]))
     align = IDENTITY_BACKBONE["align"]
