@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> None:
     resume_collection()
 
     sweep = OmegaConf.to_object(cfg.sweep) if OmegaConf.is_config(cfg.sweep) else cfg.sweep
-    evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir, data=cfg.get("data"))
+    evaluate(run=cfg.run, sweep=sweep, out_dir=cfg.paths.output_dir, data=cfg.get("data"),
+             recalibrate=cfg.get("recalibrate"), seed=int(cfg.get("seed") or 0))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def epoch_seconds(run: Path) -> list[float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     times: list[float] = []
-    for events in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+    for events in sorted((run / "tensorboard").rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
         accumulator.Reload()
         if "val/loss" in accumulator.Tags().get("scalars", []):

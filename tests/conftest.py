@@ -1,8 +1,19 @@
-"""Shared fixtures: the London demo faces (skipped with a reason when absent) and tiny generated trees."""
+"""Shared fixtures: the London demo faces (skipped with a reason when absent), tiny generated trees, finished tiny
+runs trained once per session (``tiny_run``, ``tiny_*_run``, ``finished_run``) and ``run_python``, which runs an
+entry point (``train.py``, ``evaluate.py``, ``-m facediag.<tool>``) in this interpreter or, for a smoke test, in a
+new process. The session's environment is pinned first: the user's shell changes no result."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import runpy
+import subprocess
+import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from facediag.core.config import data_dir
+from facediag.core.config import RUN_ID_ENV, data_dir
+from facediag.core.startup import resume_collection
 from facediag.data.locate import DemoDataUnavailable, london_faces
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -18,6 +30,89 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = data_dir()  # the demo's resolver: FACEDIAG_DATA_DIR (made absolute), else <repo>/data
+
+
+def pin_environment() -> None:
+    """The user's shell does not change what the tests see: no ``HYDRA_FULL_ERROR`` (tracebacks instead of the
+    tools' one-line messages), no inherited ``FACEDIAG_RUN_ID`` (run dirs of separate runs would share it);
+    ``FACEDIAG_DATA_DIR`` made absolute (the folder only locates the faces) and ``FACEDIAG_CACHE_DIR`` kept
+    (caches are keyed by content: where they live changes no result)."""
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    for name in [n for n in os.environ if n.startswith("FACEDIAG_")]:
+        if name not in ("FACEDIAG_DATA_DIR", "FACEDIAG_CACHE_DIR"):
+            del os.environ[name]
+    os.environ["FACEDIAG_DATA_DIR"] = str(DATA_DIR)
+
+
+pin_environment()
+resume_collection()  # the test process is no app: an entry point run in it never pauses its collector
+
+
+def new_process_environment() -> dict[str, str]:
+    """This process's environment less its run id (``FACEDIAG_RUN_ID``: a new process tree draws its own)."""
+    return {name: value for name, value in os.environ.items() if name != RUN_ID_ENV}
+
+
+def run_python(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None, fresh: bool = False,
+               timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python <args>`` (``train.py ...``, ``evaluate.py ...`` or ``-m facediag.<tool> ...``) run from ``cwd``
+    with ``env`` added: the exit status and printed output, as a shell would see them.
+
+    By default in this interpreter (libraries imported once, ~6 s saved per call): ``sys.argv``, the working
+    directory and the environment set as for a new process, then restored; ``fresh=True`` starts a real
+    process (one smoke test per entry point).
+    """
+    if fresh:
+        return subprocess.run([sys.executable, *args], cwd=cwd, env={**new_process_environment(), **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)
+    out, err = io.StringIO(), io.StringIO()
+    with _as_new_process(args, cwd, env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if args[0] == "-m":
+                with warnings.catch_warnings():  # runpy: "found in sys.modules ... prior to execution"
+                    warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
+                    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(str(Path(cwd, args[0])), run_name="__main__")
+            returncode = 0
+        except SystemExit as done:  # sys.exit(code) as the interpreter reports it
+            if done.code is None or isinstance(done.code, int):
+                returncode = done.code or 0
+            else:
+                print(done.code, file=sys.stderr)
+                returncode = 1
+        except Exception:  # an uncaught exception: the traceback on stderr, status 1
+            traceback.print_exc()
+            returncode = 1
+    return subprocess.CompletedProcess(["python", *args], returncode, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _as_new_process(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None):
+    """argv, working directory, environment and a run id of a new process; the logging, Hydra and process
+    state the app changes restored afterwards."""
+    from hydra.core.hydra_config import HydraConfig
+
+    saved_argv, saved_env, saved_cwd = sys.argv[:], dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    os.environ.pop(RUN_ID_ENV, None)  # a new process draws its own run id
+    os.environ.update(env or {})
+    sys.argv = list(args[1:]) if args[0] == "-m" else list(args)  # runpy sets argv[0] to the module file
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for handler in root.handlers:
+            if handler not in saved_handlers:
+                handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        HydraConfig.instance().cfg = None  # the app's run is over (a later in-process call sees no Hydra run)
 
 
 @pytest.fixture(scope="session")
@@ -100,48 +195,61 @@ TINY = ["data.max_subjects_per_class=6", "data.n_folds=3", "preprocess.n_workers
         "logger=none"]
 
 
-@pytest.fixture(scope="session")
-def tiny_dtl2_run(tmp_path_factory, shared_cache, london_dir) -> Path:
-    """One finished tiny DTL2 run (dlib ResNet on 12 London people) shared by the tests that apply a run."""
-    from facediag.training.train import train
-
-    run_dir = tmp_path_factory.mktemp("tiny_dtl2_run")
-    train(compose_train(run_dir, *TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", cache_dir=shared_cache))
-    return run_dir
-
-
 def train_cli(run_dir: Path, cache_dir: Path, *overrides: str) -> Path:
-    """A finished tiny run made the way users make one: `python train.py ...` in a subprocess."""
-    import subprocess
-    import sys
-
-    command = [sys.executable, str(REPO / "train.py"), *TINY, "num_threads=1", f"hydra.run.dir={run_dir}",
-               f"paths.cache_dir={cache_dir}", f"paths.data_dir={DATA_DIR}", *overrides]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
+    """A finished tiny run made the way users make one, `python train.py ...` (run in this interpreter)."""
+    result = run_python("train.py", *TINY, "num_threads=1", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}",
+                        f"paths.data_dir={DATA_DIR}", *overrides)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return run_dir
 
 
 @pytest.fixture(scope="session")
-def tiny_dtl1_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_run(tmp_path_factory, shared_cache, london_dir):
+    """Factory: ``tiny_run(*overrides)`` -> the dir of a finished tiny run (``TINY``: 6 London people per class,
+    3 folds, the shared cache) trained through train.py in this interpreter, once per session for each distinct
+    list of overrides. Tests that only read or apply a run share it; one that changes its files copies it first
+    (``shutil.copytree``)."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def finished(*overrides: str) -> Path:
+        if overrides not in runs:
+            runs[overrides] = train_cli(tmp_path_factory.mktemp("tiny_run"), shared_cache, *overrides)
+        return runs[overrides]
+
+    return finished
+
+
+@pytest.fixture(scope="session")
+def tiny_dtl2_run(tiny_run) -> Path:
+    """A finished tiny DTL2 run: dlib ResNet features, a linear SVM with C = 1 (task sex)."""
+    return tiny_run("strategy=dtl2", "strategy.C_grid=[1.0]")
+
+
+@pytest.fixture(scope="session")
+def tiny_dtl1_run(tiny_run) -> Path:
     """A finished tiny DTL1 run, `strategy=dtl1` defaults (no head_norm): dlib ResNet fine-tuned for one epoch."""
-    run_dir = tmp_path_factory.mktemp("tiny_dtl1_run")
-    return train_cli(run_dir, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16")
+    return tiny_run("strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16")
 
 
 @pytest.fixture(scope="session")
-def tiny_dtl1_head_norm_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dtl1_head_norm_run(tiny_run) -> Path:
     """A finished tiny DTL1 run of the CPU preset (head_norm: true, as optuna_dtl1_lr's jobs), one epoch."""
-    run_dir = tmp_path_factory.mktemp("tiny_dtl1_head_norm_run")
-    return train_cli(run_dir, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1")
+    return tiny_run("method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1")
 
 
 @pytest.fixture(scope="session")
-def tiny_dsift_run(tmp_path_factory, shared_cache, london_dir) -> Path:
+def tiny_dsift_run(tiny_run) -> Path:
     """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants."""
-    run_dir = tmp_path_factory.mktemp("tiny_dsift_run")
-    return train_cli(run_dir, shared_cache, "strategy=dsift", "strategy.n_words=16", "strategy.step=12",
-                     "strategy.C_grid=[1.0]")
+    return tiny_run("strategy=dsift", "strategy.n_words=16", "strategy.step=12", "strategy.C_grid=[1.0]")
+
+
+FUSED = ["data.task=sex_expression", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_fused_run(tiny_run) -> Path:
+    """A finished tiny fused DTL2 run (dlib ResNet + EfficientNet-Lite0 sources, two Cs, task sex x expression)."""
+    return tiny_run("method=dlib_resnet_efficientnet_lite0_dtl2_fused", *FUSED)
 
 
 @pytest.fixture(params=["tiny_dtl1_run", "tiny_dtl1_head_norm_run", "tiny_dtl2_run", "tiny_dsift_run"])

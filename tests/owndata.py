@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import run_python
+
+run_cli = run_python  # the former name (tests of other branches import it from here)
 
 NEUTRAL, SMILING = "neutral/{}_03.jpg", "smiling/{}_08.jpg"
 
@@ -69,10 +69,3 @@ def random_class_tree(london: Path, root: Path, classes: list[str], per_class: i
             path = link(photo, folder / f"img{order[2 * k + j]:04d}.jpg")
             owner[str(path)] = str(face_id)
     return owner
-
-
-def run_cli(*args: str, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python <args>`` in the repo (``-m module`` or a script), output captured."""
-    command = [sys.executable, *args]
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.owndata import add_broken_files, link, london_people, photos, resized_copy, run_cli
+from facediag.data.dsf import DSFDataset
+from tests.conftest import run_python
+from tests.owndata import add_broken_files, link, london_people, photos, resized_copy
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +36,9 @@ def audited(london_dir, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     planted |= add_broken_files(root / "male")
     pd.DataFrame(rows).to_csv(root.parent / "subjects.csv", index=False)
     out = tmp_path_factory.mktemp("audit_run")
-    result = run_cli(
+    result = run_python(
         "-m", "facediag.audit", f"data.root={root}", f"data.subjects_csv={root.parent / 'subjects.csv'}",
-        f"hydra.run.dir={out}", "preprocess.progress=false",
+        f"hydra.run.dir={out}", "preprocess.progress=false", fresh=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out, planted
@@ -83,3 +85,19 @@ def test_the_audit_page_is_self_contained_with_class_statistics_and_metadata(aud
     assert (readable["grain"].astype(float) > -14).all() and (table[table["status"] != "ok"]["file_kb"] == "").all()
     assert "face masked: CNN" in html and "of each 224 px crop hidden" in html
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+
+
+def test_the_audit_lists_a_folder_matching_no_configured_class_instead_of_stopping(class_tree):
+    from omegaconf import OmegaConf
+
+    from facediag.audit.report import lenient_source
+    from facediag.data.folder import UnknownClassError
+
+    root = class_tree(["D1", "N0", "acne"], 1)
+    data = OmegaConf.create({"source": {"_target_": "facediag.data.dsf.DSFDataset", "root": str(root)}})
+    source = lenient_source(data)
+    records = source.records()
+    assert len(records) == 3 and any("acne" in note and "matches no class" in note for note in source.notes)
+    assert [r.status for r in records if "acne" in r.path] == ["excluded"]
+    with pytest.raises(UnknownClassError, match="acne"):
+        DSFDataset(root).records()

@@ -6,6 +6,8 @@ gets right is set by hand, so the chosen row, the discordant people and the p-va
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,6 +68,69 @@ def test_the_row_with_the_best_validation_accuracy_is_chosen_even_when_another_i
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "better than chosen on test" in markdown and "not clearly different" in markdown
     assert "chosen by its validation accuracy" in markdown and "Chosen: dlib_resnet/dlib_faces/dtl2" in markdown
+
+
+class _TableCells(HTMLParser):
+    """The cells of every <table> of a page, per table: [caption, [[cell, ...] per row]]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list] = []
+        self.where: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table":
+            self.tables.append(["", []])
+        elif tag == "caption":
+            self.where = "caption"
+        elif tag == "tr":
+            self.tables[-1][1].append([])
+        elif tag in ("td", "th"):
+            self.tables[-1][1][-1].append("")
+            self.where = "cell"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("caption", "td", "th"):
+            self.where = None
+
+    def handle_data(self, data: str) -> None:
+        if self.where == "caption":
+            self.tables[-1][0] += data
+        elif self.where == "cell":
+            self.tables[-1][1][-1][-1] += data
+
+
+def test_the_comparison_csv_holds_the_html_tables_differences_p_values_and_chosen_row(tmp_path):
+    from facediag.evaluation.report import fmt_interval, fmt_number
+    from facediag.evaluation.sweep import fmt_p
+
+    root = tmp_path / "multirun"
+    _paper_run(root, "0", "dlib_resnet", 0.90, half_right)
+    _paper_run(root, "1", "efficientnet_lite0", 0.70, all_right)
+    _paper_run(root, "2", "resnet50", 0.80, half_right)
+    result = evaluate_sweep(root, out_dir=tmp_path / "eval")
+
+    csv = pd.read_csv(tmp_path / "eval" / "comparison_sex.csv")
+    assert result.files["comparison_sex.csv"] == tmp_path / "eval" / "comparison_sex.csv"
+    parser = _TableCells()
+    parser.feed((tmp_path / "eval" / "report.html").read_text())
+    header, *cells = next(rows for caption, rows in parser.tables if "test results" in caption)
+    html = pd.DataFrame(cells, columns=header)
+    assert len(html) == len(csv) == 3 and list(csv["chosen"]) == [note.startswith("★") for note in html["note"]]
+    assert csv.loc[csv["chosen"], "backbone"].item() == "dlib_resnet"
+    for (_, shown), (_, numbers) in zip(html.iterrows(), csv.iterrows(), strict=True):
+        assert shown["backbone"] == numbers["backbone"] and shown["note"] == numbers["note"]
+        assert shown["val accuracy"] == fmt_number(numbers["val_accuracy"])
+        if numbers["chosen"]:
+            assert shown["Δ accuracy vs chosen [95% CI]"] == "—" and pd.isna(numbers["mcnemar_p"])
+            continue
+        difference = (numbers["difference_vs_chosen"], numbers["difference_low"], numbers["difference_high"])
+        assert shown["Δ accuracy vs chosen [95% CI]"] == fmt_interval(*difference)
+        assert shown["McNemar p (Holm)"].startswith(
+            f"{fmt_p(numbers['mcnemar_p'])} ({fmt_p(numbers['mcnemar_p_holm'])}); "
+            f"{numbers['row_better']:.0f}:{numbers['chosen_better']:.0f} of {numbers['units']:.0f} people")
+    better = csv.set_index("backbone").loc["efficientnet_lite0"]
+    assert better["mcnemar_p_holm"] == pytest.approx(min(1.0, 2 * better["mcnemar_p"])) and better["difference_low"] > 0
 
 
 def test_dsift_variants_are_chosen_on_their_own_validation_scores(tmp_path):
@@ -140,21 +205,18 @@ def test_methods_on_shuffled_labels_look_like_noise(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_py_sweep_prints_the_table_with_the_chosen_row_and_paired_p_values(tmp_path):
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from tests.conftest import run_python
 
     root = tmp_path / "multirun"
     _paper_run(root, "0", "dlib_resnet", 0.90, half_right)
     _paper_run(root, "1", "efficientnet_lite0", 0.70, all_right)
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
-    done = subprocess.run([sys.executable, str(repo / "evaluate.py"), "sweep=multirun", "hydra.run.dir=eval"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_python(str(repo / "evaluate.py"), "sweep=multirun", "hydra.run.dir=eval", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "★ chosen on validation" in done.stdout and "better than chosen on test" in done.stdout
     assert "McNemar p (Holm)" in done.stdout and "person bootstrap" in done.stdout
-    assert (tmp_path / "eval" / "report.html").is_file()
+    assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "comparison_sex.csv").is_file()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
 from facediag.evaluation import evaluate_sweep
 from facediag.evaluation.curves import curve_figure
-from tests.test_evaluate import REPO, write_fake_run
+from tests.conftest import run_python
+from tests.test_evaluate import write_fake_run
 
 SIZES = (5, 10, None)
 
@@ -72,9 +70,7 @@ def test_a_sweep_without_the_option_has_no_learning_curves(tmp_path):
 @pytest.mark.slow
 def test_evaluate_py_cli_writes_the_learning_curves(tmp_path):
     fake_curve_sweep(tmp_path / "sweep")
-    out = subprocess.run([sys.executable, "evaluate.py", f"sweep={tmp_path / 'sweep'}",
-                          f"hydra.run.dir={tmp_path / 'report'}"], cwd=REPO, capture_output=True, text=True,
-                         timeout=600)
+    out = run_python("evaluate.py", f"sweep={tmp_path / 'sweep'}", f"hydra.run.dir={tmp_path / 'report'}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "report" / "learning_curves.csv").is_file()
 

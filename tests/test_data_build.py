@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.owndata import add_broken_files, link, london_people, photos, resized_copy, run_cli
+from tests.conftest import run_python
+from tests.owndata import add_broken_files, link, london_people, photos, resized_copy
 
 pytestmark = pytest.mark.slow
 FAST = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "preprocess.progress=false"]
@@ -36,7 +37,7 @@ def tree(london_dir, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 def run_dir(tree, tmp_path_factory) -> Path:
     root, _ = tree
     out = tmp_path_factory.mktemp("run")
-    result = run_cli("train.py", "data=folder", f"data.root={root}", "data.n_folds=3", f"hydra.run.dir={out}", *FAST)
+    result = run_python("train.py", "data=folder", f"data.root={root}", "data.n_folds=3", f"hydra.run.dir={out}", *FAST)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "accuracy" in result.stdout and "95% CI" in result.stdout
     return out
@@ -47,9 +48,9 @@ def test_train_on_a_folder_lists_every_file_with_a_status(tree, run_dir):
     manifest = pd.read_csv(run_dir / "manifest.csv")
     on_disk = {str(p) for p in root.rglob("*") if p.is_symlink() or p.is_file()}
     assert set(manifest["path"]) == on_disk and len(on_disk) == 2 * 6 * 2 + 3
-    status = manifest.set_index("path")["status"]
-    assert status[str(broken["broken_link"])].startswith("error: broken link")
-    assert status[str(broken["text"])].startswith("error:") and status[str(broken["truncated"])].startswith("error:")
+    status, reason = manifest.set_index("path")["status"], manifest.set_index("path")["reason"]
+    assert {status[str(broken[kind])] for kind in ("broken_link", "text", "truncated")} == {"error"}
+    assert reason[str(broken["broken_link"])].startswith("broken link") and reason[str(broken["truncated"])]
     assert (status == "ok").sum() == 24
     split = pd.read_csv(run_dir / "split.csv")
     assert set(split["subject_source"]) == {"identity"}  # every person's two photos found each other
@@ -58,13 +59,13 @@ def test_train_on_a_folder_lists_every_file_with_a_status(tree, run_dir):
 
 
 def test_evaluate_rereads_a_folder_run(run_dir, tmp_path):
-    result = run_cli("evaluate.py", f"run={run_dir}", f"hydra.run.dir={tmp_path}")
+    result = run_python("evaluate.py", f"run={run_dir}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "report.html").is_file()
 
 
 def test_evaluate_sweep_over_a_folder_run(run_dir, tmp_path):
-    result = run_cli("evaluate.py", f"sweep={run_dir}", f"hydra.run.dir={tmp_path}")
+    result = run_python("evaluate.py", f"sweep={run_dir}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "folder / classes" in result.stdout
 
@@ -72,14 +73,14 @@ def test_evaluate_sweep_over_a_folder_run(run_dir, tmp_path):
 def test_external_validation_on_another_folder(london_dir, run_dir, tmp_path):
     other = sex_tree(london_dir, tmp_path / "other", per_class=3, skip=10)
     args = ("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={other}", f"hydra.run.dir={tmp_path}/ev")
-    result = run_cli(*args)
+    result = run_python(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "ev" / "external_manifest.csv")) == 12
 
 
 def test_preprocess_module_reports_the_broken_files(tree, tmp_path):
     root, broken = tree
-    result = run_cli("-m", "facediag.preprocess", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path}")
+    result = run_python("-m", "facediag.preprocess", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     report = pd.read_csv(tmp_path / "preprocess_report.csv").set_index("path")
     assert report.loc[str(broken["text"]), "status"] == "error"
@@ -88,7 +89,7 @@ def test_preprocess_module_reports_the_broken_files(tree, tmp_path):
 
 def test_predict_with_a_folder_run(london_dir, run_dir, tmp_path):
     photo = photos(london_dir, london_people(london_dir)["face_id"].iloc[-1])[0]
-    result = run_cli("-m", "facediag.predict", str(photo), f"run={run_dir}", f"out={tmp_path}")
+    result = run_python("-m", "facediag.predict", str(photo), f"run={run_dir}", f"out={tmp_path}", fresh=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top-1" in result.stdout
 
@@ -105,19 +106,20 @@ def test_an_empty_class_folder_is_a_clear_error_naming_it(tree, tmp_path):
     shutil.copytree(tree[0], root, symlinks=True)
     (root / "unknown-syndrome").mkdir()
     args = ("train.py", "data=folder", f"data.root={root}", "prepare_only=true", f"hydra.run.dir={tmp_path}/run")
-    message = user_error(run_cli(*args))
+    message = user_error(run_python(*args))
     assert "unknown-syndrome" in message and "holds no file" in message
-    full = run_cli(*args, env={"HYDRA_FULL_ERROR": "1"})
-    assert full.returncode != 0 and "Traceback" in full.stderr
+    full = run_python(*args, env={"HYDRA_FULL_ERROR": "1"})  # the traceback added, nothing else changed
+    assert full.returncode == 2 and "Traceback" in full.stderr and "unknown-syndrome" in full.stderr
 
 
 def test_a_missing_folder_and_an_unknown_class_are_clear_errors(tree, tmp_path):
     run = f"hydra.run.dir={tmp_path}/r"
-    message = user_error(run_cli("train.py", "data=folder", f"data.root={tmp_path}/nowhere", "prepare_only=true", run))
+    nowhere = f"data.root={tmp_path}/nowhere"
+    message = user_error(run_python("train.py", "data=folder", nowhere, "prepare_only=true", run))
     assert "not found" in message and "nowhere" in message
-    message = user_error(run_cli("train.py", "data=folder", "prepare_only=true", run))
+    message = user_error(run_python("train.py", "data=folder", "prepare_only=true", run))
     assert "data.root" in message
-    message = user_error(run_cli("train.py", "data=dsf", f"data.root={tree[0]}", "prepare_only=true", run))
+    message = user_error(run_python("train.py", "data=dsf", f"data.root={tree[0]}", "prepare_only=true", run))
     assert "match no configured class" in message and "female" in message
 
 
@@ -127,7 +129,7 @@ def test_a_near_duplicate_under_two_labels_is_refused_naming_both_files(tree, tm
     original = sorted((root / "female").glob("*_neutral.jpg"))[0]
     copy = resized_copy(original.resolve(), root / "male" / "copy_of_a_female_photo.jpg")
     message = user_error(
-        run_cli("train.py", "data=folder", f"data.root={root}", "prepare_only=true", f"hydra.run.dir={tmp_path}/r")
+        run_python("train.py", "data=folder", f"data.root={root}", "prepare_only=true", f"hydra.run.dir={tmp_path}/r")
     )
     assert "near-duplicate" in message and str(original) in message and str(copy) in message
     assert os.path.exists(tmp_path / "r" / "FAILED")

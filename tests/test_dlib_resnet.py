@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facediag.core.download import ChecksumError
-from facediag.models.dlib_resnet import (
+from facediag.models.archs.dlib_resnet import (
     DlibFaceResNet,
     DlibModelError,
     add_zero_padded,

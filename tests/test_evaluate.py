@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,6 +29,8 @@ from facediag.evaluation import (
 from facediag.evaluation.figures import roc_curves
 from facediag.scoring.metrics import classification_metrics, wilson_interval
 from facediag.scoring.results import DISCLAIMER, summarize
+from facediag.scoring.stats import PERSON_LEVEL_METHODS
+from tests.conftest import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -310,10 +309,8 @@ def test_evaluate_py_cli_reproduces_the_runs_accuracy_exactly(tmp_path):
     run_dir = write_fake_run(tmp_path / "run", quality=0.85)
     stored = json.loads((run_dir / "metrics.json").read_text())
     out = tmp_path / "eval"
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
-    done = subprocess.run([sys.executable, str(REPO / "evaluate.py"), f"run={run_dir}", f"hydra.run.dir={out}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = run_python(str(REPO / "evaluate.py"), f"run={run_dir}", f"hydra.run.dir={out}", cwd=tmp_path, fresh=True)
 
     assert done.returncode == 0, done.stderr[-2000:]
     recomputed = json.loads((out / "metrics.json").read_text())
@@ -431,7 +428,9 @@ def test_pool_folds_rejects_a_person_tested_in_two_folds_and_resamples_whole_peo
 
     grouped = [FoldPredictions(f.fold, 0, f.predictions.assign(subject=f"person{f.fold}"), f.source) for f in folds]
     cv = pool_folds(grouped, SEX_CLASSES, positive="male")
-    assert cv.summary["accuracy_ci_method"] == "person bootstrap" and cv.summary["n_people"] == 3
+    # 3 people: the Wilson floor at 3 people sets the bounds (facediag.scoring.stats)
+    assert cv.summary["accuracy_ci_method"] in PERSON_LEVEL_METHODS
+    assert cv.summary["n_people"] == 3
 
 
 def test_configuration_key_ignores_fold_seed_and_paths_but_not_settings(tmp_path):

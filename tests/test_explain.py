@@ -2,11 +2,9 @@
 the run report's gallery / mean saliency / feature map (in headless Chromium) and TensorBoard."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
@@ -27,11 +25,6 @@ def test_photos(run_dir: Path, n: int) -> list[str]:
 
 
 test_photos.__test__ = False  # a helper, not a test
-
-
-def python(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def check_contract(out: Path, stem: str, size: int) -> np.ndarray:
@@ -57,7 +50,8 @@ def test_explain_cli_writes_the_output_contract_and_reports_a_bad_file(tiny_dtl2
         (photos / Path(path).name).symlink_to(path)
     (photos / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "out"
-    done = python("-m", "facediag.explain", str(photos), f"run={tiny_dtl2_run}", f"out={out}")
+    done = run_python("-m", "facediag.explain", str(photos), f"run={tiny_dtl2_run}", f"out={out}", fresh=True,
+                      env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 1, done.stderr[-3000:]  # one photo refused
     assert "broken.jpg: refused (error)" in done.stdout and "2 explained, 1 refused" in done.stdout
     summary = pd.read_csv(out / "explain.csv")
@@ -163,7 +157,7 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
     predictions.loc[first, "pred"] = next(c for c in classes if c != predictions.loc[first, "label"])
     predictions.to_csv(run / "predictions.csv", index=False)  # one misclassified photo for the gallery
 
-    done = python("evaluate.py", f"run={run}", f"hydra.run.dir={tmp_path / 'eval'}")
+    done = run_python("evaluate.py", f"run={run}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "eval" / "report.html").read_text()
     test = predictions[predictions["role"] == "test"]
@@ -200,7 +194,7 @@ def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_st
     from facediag.apply.explain import Explainer, unique_stems
     from facediag.apply.predict import expand
 
-    dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"])
+    dsift = SimpleNamespace(strategy="dsift", classes=["a", "b"], predictor=SimpleNamespace(has_cnn=False))
     with pytest.raises(ValueError, match="method=occlusion"):
         Explainer(dsift, "gradcam")
     assert Explainer(dsift).method == "occlusion"
@@ -210,5 +204,5 @@ def test_explainer_refuses_gradcam_for_a_run_without_a_cnn_and_names_repeated_st
     (tmp_path / "x" / "notes.txt").write_text("not a photo")
     found, others = expand([str(tmp_path)])
     assert [Path(p).parent.name for p in found] == ["x", "y"]
-    assert [Path(p).name for p, _ in others] == ["notes.txt"]
+    assert [Path(p).name for p, *_ in others] == ["notes.txt"]
     assert list(unique_stems(found).values()) == ["face", "y_face"]

@@ -1,8 +1,7 @@
 """External validation: a finished run applied to other people's photos (evaluate.py run=... data=folder)."""
 
+import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 from facediag.data.folder import UnknownClassError
 from facediag.evaluation.external import external_validation
-from tests.conftest import DATA_DIR, REPO, compose_train, own_scores
+from tests.conftest import DATA_DIR, compose_train, own_scores, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +20,8 @@ def other_people(tiny_dtl2_run, london_dir, tmp_path):
     """`<tmp>/external/{Female,MALE}/...`: neutral photos of 4 people per sex the run never saw."""
     info = pd.read_csv(london_dir / "london_info.csv", dtype=str)
     seen = set(pd.read_csv(tiny_dtl2_run / "manifest.csv", dtype={"subject": str})["subject"])
-    split = set(pd.read_csv(tiny_dtl2_run / "split.csv", dtype={"subject": str})["subject"])
+    split = pd.read_csv(tiny_dtl2_run / "split.csv", dtype={"subject": str})
+    split = set(split.loc[split["role"] != "excluded", "subject"])  # people the run placed (saw or tested)
     root = tmp_path / "external"
     for sex, folder in (("female", "Female"), ("male", "MALE")):
         people = [p for p in info.loc[info.face_gender == sex, "face_id"] if p not in split][:4]
@@ -49,14 +49,24 @@ def test_an_unknown_class_folder_is_a_clear_error(tiny_dtl2_run, other_people, t
         external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
 
 
-def test_evaluate_cli_runs_external_validation(tiny_dtl2_run, other_people, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={tiny_dtl2_run}", "data=folder", f"data.root={other_people}",
-         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+def test_evaluate_cli_runs_external_validation_and_shows_what_moved(tiny_dtl2_run, other_people, tmp_path):
+    result = run_python("evaluate.py", f"run={tiny_dtl2_run}", "data=folder", f"data.root={other_people}",
+                        f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}", "recalibrate=1")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "accuracy" in result.stdout and (tmp_path / "ev" / "external_predictions.csv").is_file()
+    out = tmp_path / "ev"
+    assert "accuracy" in result.stdout and (out / "external_predictions.csv").is_file()
+    # the run's own test metrics beside the external ones, on the console, in a CSV and in the report
+    assert "internal (the run's test split) vs external" in result.stdout
+    table = pd.read_csv(out / "internal_vs_external.csv").set_index("metric")
+    internal = json.loads((tiny_dtl2_run / "metrics.json").read_text())
+    external = json.loads((out / "metrics.json").read_text())
+    assert table.loc["accuracy", "internal"] == pytest.approx(internal["accuracy"])
+    assert table.loc["accuracy", "external"] == pytest.approx(external["accuracy"])
+    assert "Internal vs external: what moved" in (out / "report.md").read_text()
+    # re-thresholded on one person per class, scored on the 6 others apart
+    moved = json.loads((out / "rethreshold.json").read_text())
+    assert len(moved["calibration_people"]) == 2 and moved["held_out_after"]["n"] == 6
+    assert "re-thresholded on 2 people of the new site; the other 6 photos" in result.stdout
 
 
 def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finished_run, tmp_path):
@@ -66,11 +76,8 @@ def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finis
     for i, row in enumerate(own_scores(finished_run).itertuples()):
         (folder / row.label).mkdir(parents=True, exist_ok=True)
         (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), f"run={finished_run}", "data=folder", f"data.root={folder}",
-         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_python("evaluate.py", f"run={finished_run}", "data=folder", f"data.root={folder}",
+                        f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stdout  # test photos are not training photos
     external = pd.read_csv(tmp_path / "ev" / "external_predictions.csv")

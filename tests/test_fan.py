@@ -13,7 +13,7 @@ import torch
 
 from facediag.core.download import sha256_file
 from facediag.preprocess import FanDetector, FanLandmarker, ModelUnavailableError, Preprocessor
-from facediag.preprocess import weights as preprocess_weights
+from facediag.preprocess import landmark_weights as preprocess_weights
 
 FAN_FILE, S3FD_FILE = "2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +13,12 @@ from omegaconf import OmegaConf
 from facediag.classifiers.svm import decision_scores
 from facediag.models.features import region_box, region_crops
 from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
-from tests.conftest import REPO, compose_train, train_cli
+from tests.conftest import FUSED, compose_train, run_python, train_cli
 
 
 def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str) -> Path:
     """A small fused run (6 people per class, 3 folds, two Cs) through train.py, as users start it."""
-    return train_cli(run_dir, shared_cache, f"method={method}", "data.task=sex_expression", "strategy.C_grid=[0.1,1.0]",
-                     "strategy.cv_folds=3", *overrides)
+    return train_cli(run_dir, shared_cache, f"method={method}", *FUSED, *overrides)
 
 
 def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path, *options: str) -> None:
@@ -35,9 +32,8 @@ def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, sha
         for i, path in enumerate(predictions["path"]):
             (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
     scored_csv = tmp_path / f"scored{'_'.join(('', *options))}.csv"
-    out = subprocess.run([sys.executable, "-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
-                          f"cache_dir={shared_cache}", "workers=1", *options], cwd=REPO, capture_output=True,
-                         text=True, timeout=900)
+    out = run_python("-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
+                     f"cache_dir={shared_cache}", "workers=1", *options)
     assert out.returncode == 0, out.stderr[-3000:]
     scored = pd.read_csv(scored_csv)
     scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
@@ -46,11 +42,10 @@ def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, sha
 
 
 @pytest.mark.slow
-def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(london_dir, tmp_path, shared_cache):
+def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(tiny_fused_run, tmp_path, shared_cache):
     from facediag.models.flops import count_macs
 
-    run_dir = tmp_path / "run"
-    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache)
+    run_dir = tiny_fused_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["strategy"] == "dtl2_fused" and metrics["backbone"] == "dlib_resnet+efficientnet_lite0"
     assert metrics["weights"] == "dlib_faces+imagenet"
@@ -101,6 +96,20 @@ def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_pa
     assert metrics["val_score"] == max(metrics["fusion_cv_accuracy"].values())
     assert set(metrics["fusion_sources"]) <= {"dlib_resnet", "efficientnet_lite0", "face_geometry"}
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+    assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, tmp_path / "report")
+
+
+def assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, out_dir):
+    """The sweep report's generated methods paragraph describes the fused row by each source, its crop included."""
+    from facediag.core.crop import CropSpec
+    from facediag.evaluation import evaluate_sweep
+    from facediag.models.features import source_name
+
+    evaluate_sweep([run_dir], out_dir=out_dir)
+    methods = next(line for line in (out_dir / "report.md").read_text().splitlines() if "Methods (generated)" in line)
+    assert "None" not in methods and f"fused DTL2 over {len(metrics['sources'])} sources" in methods
+    for source in metrics["sources"]:
+        assert f"{source_name(source)} {CropSpec.of(source['crop'])}" in methods, source
 
 
 # the second source: EfficientNet on the tight crop, a region of it (not symmetric, so the order of cutting and
@@ -199,7 +208,7 @@ def test_a_region_view_is_that_part_of_the_crop_at_the_input_size():
 
 def test_a_source_with_an_unknown_backbone_or_key_is_refused_by_name(tmp_path):
     cfg = compose_train(tmp_path, "method=dlib_resnet_efficientnet_lite0_dtl2_fused")
-    with pytest.raises(FileNotFoundError, match=r"source nosuchnet x imagenet: no backbone config .*nosuchnet.yaml"):
+    with pytest.raises(ValueError, match=r"unknown backbone 'nosuchnet'; choose one of \[.*'dlib_resnet'"):
         source_config(cfg, {"backbone": "nosuchnet", "weights": "imagenet"})
     with pytest.raises(ValueError, match=r"unknown keys \['layer'\]"):
         source_config(cfg, {"backbone": "efficientnet_lite0", "weights": "imagenet", "layer": "pool"})

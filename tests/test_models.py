@@ -257,7 +257,7 @@ def test_packaged_dlib_weights_load_through_create():
 
 
 def test_efficientnet_stages_and_bands_layers_pool_the_trunk_where_they_say():
-    from facediag.models.registry import EFFICIENTNET_TAP_STAGES
+    from facediag.models.archs.efficientnet_lite import EFFICIENTNET_TAP_STAGES
 
     x = torch.randn(2, 3, 96, 96)
     reference = create("efficientnet_lite0", "none")
@@ -300,9 +300,9 @@ def test_create_from_hydra_style_config(tmp_path: Path):
 
 
 def test_the_hydra_group_selects_the_packaged_backbone_and_overrides_only_what_it_sets(tmp_path: Path):
-    from omegaconf import OmegaConf
+    from facediag.models.config_groups import backbone_option
 
-    group = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "backbone" / "dlib_resnet.yaml"))
+    group = backbone_option("dlib_resnet")
     assert backbone_config("dlib_resnet", group) == backbone_config("dlib_resnet")  # nulls keep the package's values
     group["align"]["padding"] = 0.3
     model = create_from_config(group, {"name": "none", "cache_dir": str(tmp_path)})

@@ -3,8 +3,6 @@ their own test photos (scikit-image's public-domain astronaut photo and no-face 
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import torch
 from PIL import Image
 
 from facediag.apply.predict import main
-from tests.conftest import REPO, own_scores
+from tests.conftest import own_scores, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -66,10 +64,7 @@ def test_a_folder_through_the_cli_gets_the_runs_own_test_scores_and_bad_files_ar
     (folder / "notes.txt").write_text("not a photo")
     Image.fromarray(np.full((120, 160, 3), 200, dtype=np.uint8)).save(folder / "wall.png")
     out = tmp_path / "scores.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "facediag.predict", str(folder), f"run={finished_run}", f"out={out}", "batch_size=5"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_python("-m", "facediag.predict", str(folder), f"run={finished_run}", f"out={out}", "batch_size=5")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(out)
     assert len(table) == len(expected) + 3

@@ -16,6 +16,7 @@ from PIL import Image
 from facediag.evaluation import evaluate_sweep
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number
 from facediag.scoring.results import DISCLAIMER
+from facediag.scoring.stats import PERSON_LEVEL_METHODS
 from tests.test_evaluate import DSIFT_VARIANTS, hand_accuracy, write_fake_run
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,7 +54,7 @@ def test_sweep_report_csv_has_one_row_per_run_and_variant_with_failures(sweep_di
     for _, row in ok.iterrows():
         assert row["accuracy"] == hand_accuracy(Path(row["run_dir"]), row["variant"])
         # two photos per person: person-level intervals (tests/test_stats.py checks their width)
-        assert row["accuracy_ci_method"] in ("person bootstrap", "wilson (people)")
+        assert row["accuracy_ci_method"] in PERSON_LEVEL_METHODS
         assert row["accuracy_lo"] <= row["accuracy"] <= row["accuracy_hi"]
     assert result.files["html"].is_file() and result.files["md"].is_file()
 
@@ -110,7 +111,7 @@ def test_sweep_pools_repeats_with_mean_and_sd(tmp_path):
     assert row.metrics["accuracy_sd"] == pytest.approx(per_seed.std(ddof=1))
     assert "3-fold CV × 2 repeats" in row.evaluation
     # the interval of the mean over repeats resamples whole people (the same people in both repeats)
-    assert row.metrics["accuracy_ci_method"] == "person bootstrap"
+    assert row.metrics["accuracy_ci_method"] in PERSON_LEVEL_METHODS
     assert row.metrics["accuracy_ci"][0] < row.metrics["accuracy"] < row.metrics["accuracy_ci"][1]
     markdown = (tmp_path / "eval" / "report.md").read_text()
     assert "SD over repeats" in markdown and "(mean ± SD)" in markdown

@@ -1,12 +1,19 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from facediag.data.splits import (
+    EXCLUDED,
+    PAPER_FULL,
+    PAPER_NO_FIT,
     LeakError,
+    SplitError,
     carve_validation,
     check_no_leak,
     kfold_split,
+    large_people,
     make_split,
     paper_split,
     subsample_training,
@@ -193,3 +200,121 @@ def test_train_subjects_per_class_refuses_more_people_than_the_training_part_has
     with pytest.raises(ValueError, match=r"class 'c\d' has 5 people in the training part, fewer than "
                                          r"train_subjects_per_class=6"):
         subsample_training(roles, labels, subjects, 6)
+
+
+def one_large_person(n_large: int = 30, n_others: int = 10, n_other_class: int = 70) -> pd.DataFrame:
+    """Class 'b': one person with ``n_large`` photos and ``n_others`` people with one; class 'a': singles."""
+    subjects = ["big"] * n_large + [f"b{i}" for i in range(n_others)] + [f"a{i}" for i in range(n_other_class)]
+    labels = ["b"] * (n_large + n_others) + ["a"] * n_other_class
+    paths = [f"{i}.jpg" for i in range(len(subjects))]
+    return pd.DataFrame({"path": paths, "subject": subjects, "label": labels, "sha256": paths})
+
+
+def test_a_class_left_without_training_images_by_one_large_person_is_refused_naming_them():
+    # issue 21: 30 photos of one person in a 40-photo class gave 0 training and 10 test images, silently
+    with pytest.raises(SplitError, match=r"class 'b' has no train image .*largest people: big 30"):
+        make_split(one_large_person(), kind="paper", n_train=20, n_test=15)
+
+
+def test_every_input_row_keeps_a_row_with_its_role_or_the_reason_it_was_left_out():
+    table = one_large_person(n_large=25, n_others=40)  # 25 photos fit neither 10 test nor 20 training places
+    split = make_split(table, kind="paper", n_train=20, n_test=10, keep_excluded=True)
+
+    assert split["path"].tolist() == table["path"].tolist() and list(split.columns)[-1] == "reason"
+    assert set(split["role"]) == {"train", "val", "test", EXCLUDED}
+    left_out = split["role"] == EXCLUDED
+    assert (split.loc[left_out, "reason"] != "").all() and (split.loc[~left_out, "reason"] == "").all()
+    big = split[split["subject"] == "big"]
+    assert (big["role"] == EXCLUDED).all()
+    assert big["reason"].str.startswith(PAPER_NO_FIT).all()
+    assert "25 photo(s) of big in class 'b', more than fit (test " in big["reason"].iloc[0]
+    others = split[left_out & (split["subject"] != "big")]
+    assert len(others) == 10 + 40 and others["reason"].str.startswith(PAPER_FULL).all()
+    placed = make_split(table, kind="paper", n_train=20, n_test=10)
+    assert placed.equals(split[~left_out].drop(columns="reason").reset_index(drop=True))
+
+
+def test_paper_split_keeps_a_person_with_photos_in_two_classes_on_one_side():
+    table = expression_table(n_people=102)  # each person: a neutral and a smiling photo
+    split = make_split(table, kind="paper", n_train=40, n_test=30, keep_excluded=True)  # was a LeakError
+
+    placed = split[split["role"] != EXCLUDED]
+    assert placed.groupby("subject")["role"].nunique().max() == 1
+    counts = placed.assign(fit=placed["role"].replace("val", "train")).groupby(["label", "fit"]).size()
+    assert counts.to_dict() == {(c, r): n for c in ("neutral", "smiling") for r, n in (("test", 30), ("train", 40))}
+
+
+def test_training_people_left_out_by_train_subjects_per_class_say_so():
+    labels, subjects = people(n_people=40)
+    table = pd.DataFrame({"path": [f"{i}.jpg" for i in range(len(labels))], "subject": subjects, "label": labels})
+    table["sha256"] = table["path"]
+    split = make_split(table, kind="kfold", n_folds=4, train_subjects_per_class=3, keep_excluded=True)
+    left_out = split[split["role"] == EXCLUDED]
+    assert len(left_out) > 0 and left_out["reason"].str.startswith("train_subjects_per_class=3").all()
+    assert not (make_split(table, kind="kfold", n_folds=4, keep_excluded=True)["role"] == EXCLUDED).any()
+
+
+def test_large_people_names_a_person_holding_most_of_a_class():
+    table = one_large_person()
+    large = large_people(table["label"], table["subject"])
+    assert large[["label", "subject", "images", "class_images"]].values.tolist() == [["b", "big", 30, 40]]
+    assert large_people(*people(n_people=20)).empty
+
+
+def _folder(root, table: pd.DataFrame) -> None:
+    """A `data=folder` tree of tiny distinct PNGs for ``table`` (paths become <label>/<path>.png)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for row in table.itertuples():
+        path = root / row.label / f"{row.path}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+        rows.append({"path": str(path), "label": row.label, "subject": row.subject})
+    pd.DataFrame(rows).to_csv(root / "subjects.csv", index=False)
+
+
+def test_prepare_data_warns_of_a_large_person_and_writes_every_usable_row_to_split_csv(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from facediag.data.build import prepare_data
+
+    root = tmp_path / "photos"
+    _folder(root, one_large_person(n_other_class=80))
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "folder.yaml")
+    cfg.merge_with({"root": str(root), "subjects_csv": str(root / "subjects.csv"), "identity_grouping": "off",
+                    "split": "paper", "n_train": 40, "n_test": 30, "val_size": 0})
+
+    data = prepare_data(cfg, tmp_path / "run")
+
+    out = capsys.readouterr().out
+    assert "WARNING: person 'big' holds 30 of the 40 images of class 'b' (75%)" in out
+    assert "split: 10 image(s) left out" in out  # class 'a': 80 photos for 30 test + 40 training places
+    written = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert len(written) == 120 and (written["role"] == EXCLUDED).sum() == len(data.excluded) == 10
+    assert len(data.split) + len(data.excluded) == 120 and "reason" not in data.split.columns
+
+    cfg.merge_with({"split": "kfold", "n_folds": 2, "max_subjects_per_class": 5})
+    prepare_data(cfg, tmp_path / "small")
+    written = pd.read_csv(tmp_path / "small" / "split.csv")
+    left_out = written[written["role"] == EXCLUDED]
+    assert len(written) == 120 and (left_out["reason"] == "data.max_subjects_per_class=5: subject not drawn").all()
+    assert written.loc[written["role"] != EXCLUDED].groupby("label")["subject"].nunique().to_dict() == {"a": 5, "b": 5}
+
+    cfg.merge_with({"split": "paper", "max_subjects_per_class": None, "n_train": 20, "n_test": 15})
+    with pytest.raises(SplitError, match="class 'b' has no train image"):
+        prepare_data(cfg, tmp_path / "refused")
+
+
+def test_a_person_too_large_for_the_paper_split_is_a_warning_and_full_targets_are_a_count(capsys):
+    from facediag.data.build import report_excluded
+
+    split = make_split(one_large_person(n_large=25, n_others=40), kind="paper", n_train=20, n_test=10,
+                       keep_excluded=True)
+    report_excluded(split[split["role"] == EXCLUDED])
+
+    out = capsys.readouterr().out
+    assert "split: 75 image(s) left out (role 'excluded' in split.csv, column reason): 50 paper split targets " \
+           "reached, 25 person too large for the paper split" in out
+    assert out.count("WARNING") == 1 and "WARNING: left out of the split: person too large" in out

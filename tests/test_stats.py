@@ -8,7 +8,15 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from facediag.scoring.metrics import class_ranking_scores, classification_metrics, wilson_interval
-from facediag.scoring.stats import holm, metric_intervals, paired_comparison, person_weights, resampled_metrics
+from facediag.scoring.stats import (
+    PERSON_LEVEL_METHODS,
+    effective_people,
+    holm,
+    metric_intervals,
+    paired_comparison,
+    person_weights,
+    resampled_metrics,
+)
 
 
 def _scores_for(y_true: np.ndarray, correct: np.ndarray, n_classes: int = 2) -> np.ndarray:
@@ -43,7 +51,7 @@ def test_two_identical_photos_per_person_give_the_interval_of_half_as_many_image
 
     k = int(person_right.sum())
     width = np.diff(clustered["accuracy_ci"])[0]
-    assert clustered["accuracy_ci_method"] == "person bootstrap" and naive["accuracy_ci_method"] == "wilson"
+    assert clustered["accuracy_ci_method"] in PERSON_LEVEL_METHODS and naive["accuracy_ci_method"] == "wilson"
     assert naive["accuracy_ci"] == pytest.approx(list(wilson_interval(2 * k, 80)))
     assert width > 1.25 * np.diff(naive["accuracy_ci"])[0]
     assert width == pytest.approx(np.diff(wilson_interval(k, 40))[0], rel=0.2)
@@ -141,3 +149,90 @@ def test_a_single_person_gets_a_wide_interval_not_a_point():
                                           groups=["only", "only"])
     low, high = intervals["accuracy"]
     assert methods["accuracy"] == "wilson (people)" and low < 0.2 and high > 0.8
+
+
+def _two_photos_each(n_people: int, wrong: list[int], same_class: bool = False):
+    """n_people x 2 photos (one per class, or both of the person's class) with the photos ``wrong`` misread."""
+    y_true = np.repeat(np.arange(n_people) % 2, 2) if same_class else np.tile([0, 1], n_people)
+    correct = np.ones(2 * n_people, dtype=bool)
+    correct[wrong] = False
+    return y_true, _scores_for(y_true, correct), np.repeat(np.arange(n_people), 2)
+
+
+def test_accuracy_lower_bound_falls_strictly_with_0_1_3_errors_near_one():
+    # issue 21: the bootstrap alone gave 0.964 (0 errors, Wilson), 0.985 (1 error), 0.966 (3 errors)
+    lows = []
+    for wrong in ([], [0], [0, 2, 4]):
+        y_true, scores, groups = _two_photos_each(102, wrong)
+        result = classification_metrics(y_true, scores, ["neutral", "smiling"], groups=groups)
+        low, high = result["accuracy_ci"]
+        assert low < result["accuracy"] <= high == 1.0
+        lows.append(low)
+    assert lows[0] == pytest.approx(wilson_interval(102, 102)[0])
+    assert lows[0] > lows[1] > lows[2]
+
+
+@pytest.mark.parametrize("same_person", [True, False], ids=["errors in one person", "errors in several"])
+@pytest.mark.parametrize("same_class", [True, False], ids=["label of the person", "label of the photo"])
+def test_every_added_error_lowers_the_lower_bound_and_never_raises_the_upper(same_person, same_class):
+    bounds = []
+    for n_errors in range(9):
+        wrong = list(range(n_errors)) if same_person else list(range(0, 2 * n_errors, 2))
+        y_true, scores, groups = _two_photos_each(60, wrong, same_class)
+        intervals, _ = metric_intervals(y_true, scores, 1, groups=groups)
+        bounds.append(intervals["accuracy"])
+    lows, highs = np.array(bounds).T
+    assert (np.diff(lows) < 0).all() and (np.diff(highs) <= 0).all()
+
+
+def test_the_floor_never_narrows_the_person_bootstrap():
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(50), 2)
+    y_true = np.tile([0, 1], 50)
+    correct = rng.random(100) < 0.8
+    scores = _scores_for(y_true, correct)
+    intervals, methods = metric_intervals(y_true, scores, 1, groups=groups, n_resamples=500, seed=2)
+
+    weights = person_weights(groups, 500, 2)
+    alone = resampled_metrics(weights, y_true, scores.argmax(axis=1), class_ranking_scores(scores), 1)["accuracy"]
+    low, high = np.percentile(alone, [2.5, 97.5])
+    floor = wilson_interval(int(correct.sum()) // 2, 50)  # even share right: k / 50 people = correct / 100
+    assert intervals["accuracy"][0] <= min(low, floor[0]) + 1e-12 and intervals["accuracy"][1] >= high - 1e-12
+    assert methods["accuracy"] in PERSON_LEVEL_METHODS
+
+
+def test_sensitivity_and_specificity_count_the_people_of_their_class():
+    # sex-like: both photos of a person share the label; 20 positive people, 80 negative, all right
+    y_true = np.repeat(np.r_[np.ones(20, int), np.zeros(80, int)], 2)
+    groups = np.repeat(np.arange(100), 2)
+    intervals, methods = metric_intervals(y_true, _scores_for(y_true, np.ones(200, bool)), 1, groups=groups)
+
+    assert intervals["sensitivity"] == pytest.approx(list(wilson_interval(20, 20)))
+    assert intervals["specificity"] == pytest.approx(list(wilson_interval(80, 80)))
+    assert intervals["accuracy"] == pytest.approx(list(wilson_interval(100, 100)))
+    assert methods["sensitivity"] == methods["specificity"] == "wilson (people)"
+
+
+def test_auc_and_balanced_accuracy_never_get_a_binomial_interval():
+    for groups in (np.repeat(np.arange(30), 2), np.arange(60)):
+        y_true = np.tile([0, 1], 30)
+        intervals, methods = metric_intervals(y_true, _scores_for(y_true, np.ones(60, bool)), 1, groups=groups)
+        for key in ("auc", "balanced_accuracy"):
+            assert methods[key] == "person bootstrap (every resample alike)" and intervals[key] == [1.0, 1.0]
+    wrong = np.arange(60) % 7 == 0
+    _, methods = metric_intervals(y_true, _scores_for(y_true, ~wrong), 1, groups=np.repeat(np.arange(30), 2))
+    assert methods["auc"] == methods["balanced_accuracy"] == "person bootstrap"
+
+
+def test_effective_people_counts_people_of_equal_size_and_discounts_one_large_person():
+    assert effective_people(np.repeat(np.arange(10), 2)) == pytest.approx(10)
+    one_large = np.r_[np.zeros(30, int), np.arange(1, 11)]  # 30 photos of one person, 10 of ten others
+    assert effective_people(one_large) == pytest.approx(40**2 / (30**2 + 10))
+
+
+def test_one_person_holding_most_images_widens_the_accuracy_interval():
+    groups = np.r_[np.zeros(30, int), np.arange(1, 11)]
+    y_true = np.arange(40) % 2
+    intervals, methods = metric_intervals(y_true, _scores_for(y_true, np.ones(40, bool)), 1, groups=groups)
+    assert methods["accuracy"] == "wilson (people)"
+    assert intervals["accuracy"][0] < wilson_interval(11, 11)[0] < 0.8

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from facediag.apply.trained_run import TrainedRun
-from facediag.training.train import train
-from tests.conftest import TINY, compose_train
+from facediag.training.train import RUN_CONFIG, train
+from tests.conftest import TINY, compose_train, train_cli
 
 pytestmark = pytest.mark.slow
 
@@ -56,19 +57,17 @@ def test_dtl2_writes_the_run_dir_contract_and_a_cache_hit_skips_the_cnn(london_d
         assert list(cold["paths"]) == list(warm["paths"])
 
 
-def test_same_seed_gives_the_same_split_and_the_same_dtl2_metrics(london_dir, tmp_path, shared_cache):
-    first, _ = run(tmp_path / "a", shared_cache, "strategy=dtl2")
-    second, _ = run(tmp_path / "b", shared_cache, "strategy=dtl2")
-    split_a = pd.read_csv(tmp_path / "a" / "split.csv")
-    split_b = pd.read_csv(tmp_path / "b" / "split.csv")
-    pd.testing.assert_frame_equal(split_a, split_b)
+def test_same_seed_gives_the_same_split_and_the_same_dtl2_metrics(tiny_dtl2_run, tmp_path, shared_cache):
+    train_cli(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")  # tiny_dtl2_run's settings again
+    first, second = (json.loads((run_dir / "metrics.json").read_text()) for run_dir in (tiny_dtl2_run, tmp_path))
+    pd.testing.assert_frame_equal(pd.read_csv(tiny_dtl2_run / "split.csv"), pd.read_csv(tmp_path / "split.csv"))
     assert first["accuracy"] == second["accuracy"] and first["confusion_matrix"] == second["confusion_matrix"]
 
 
-def test_dsift_reports_a_linear_and_a_chi2_row(london_dir, tmp_path, shared_cache):
-    summary, _ = run(tmp_path, shared_cache, "strategy=dsift", "strategy.n_words=32", "strategy.C_grid=[1.0]")
+def test_dsift_reports_a_linear_and_a_chi2_row(tiny_dsift_run):
+    summary = json.loads((tiny_dsift_run / "metrics.json").read_text())
     assert set(summary["variants"]) == {"svm_linear", "svm_chi2"}
-    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    predictions = pd.read_csv(tiny_dsift_run / "predictions.csv")
     assert set(predictions["variant"]) == {"svm_linear", "svm_chi2"}
     assert summary["macs"] is None and summary["backbone"] is None
     # each variant is selected on its own grouped-CV accuracy (the top level is the first variant's)
@@ -102,12 +101,11 @@ def test_dtl1_tests_the_best_checkpoint_not_the_last_weights(london_dir, tmp_pat
         assert any(not torch.equal(last_ckpt["state_dict"][k], state[k]) for k in state)
 
 
-def test_a_run_with_a_standardising_head_is_scored_again_from_its_checkpoint(london_dir, tmp_path, shared_cache):
+def test_a_run_with_a_standardising_head_is_scored_again_from_its_checkpoint(tiny_dtl1_head_norm_run):
     # the CPU preset fine-tunes with head_norm: the head's layers differ from the default, so re-scoring must
     # rebuild the module from the checkpoint's own settings
-    run(tmp_path, shared_cache, "method=dlib_resnet_dlib_faces_dtl1_cpu", "strategy.max_epochs=1", "data.batch_size=8")
-    predictions = pd.read_csv(tmp_path / "predictions.csv")
-    scored = TrainedRun(tmp_path).score(list(predictions["path"]))
+    predictions = pd.read_csv(tiny_dtl1_head_norm_run / "predictions.csv")
+    scored = TrainedRun(tiny_dtl1_head_norm_run).score(list(predictions["path"]))
     np.testing.assert_allclose(scored.probabilities, predictions[["score_female", "score_male"]].to_numpy(), atol=1e-4)
 
 
@@ -115,8 +113,8 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run(tmp_path, shared_cache, "strategy=dtl2", "strategy.C_grid=[1.0]", "logger=tensorboard")
-    events = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert events
+    events = sorted((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and {e.parent.name for e in events} == {"dlib_resnet-dlib_faces-dtl2_sex_fold0_seed42"}
     scalars, images, plugins = set(), set(), set()
     for event_file in events:
         accumulator = EventAccumulator(str(event_file))
@@ -186,16 +184,20 @@ def test_a_dtl2_svm_the_arrays_cannot_reproduce_is_saved_with_skops_and_applied_
     np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-5)
 
 
-def test_a_run_trained_in_bf16_mixed_keeps_full_precision_test_scores_and_features(london_dir, tmp_path, shared_cache):
+def test_a_run_trained_in_bf16_mixed_keeps_full_precision_test_scores_and_features(
+    london_dir, tmp_path, shared_cache, tiny_dtl2_run
+):
     # trainer=gpu trains in bf16-mixed; CPU autocast runs the same precision plugin here
     run(tmp_path / "dtl1", shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16",
         "trainer.precision=bf16-mixed")
     own = pd.read_csv(tmp_path / "dtl1" / "predictions.csv").set_index("path")
     scored = TrainedRun(tmp_path / "dtl1").score(list(own.index))
     np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-4)
-    features = {}
-    for precision in ("bf16-mixed", "32-true"):  # each with a cold cache of its own: the CNN runs in both
-        run(tmp_path / precision, tmp_path / f"cache_{precision}", "strategy=dtl2", "strategy.C_grid=[1.0]",
-            f"trainer.precision={precision}")
-        features[precision] = np.load(tmp_path / precision / "features" / "test.npz")["features"]
-    np.testing.assert_allclose(features["bf16-mixed"], features["32-true"], atol=1e-4)
+    # a cold cache of its own: the CNN runs in bf16-mixed; tiny_dtl2_run's features are the 32-true CNN's (the
+    # trainer's default precision, as the shared cache holds them)
+    run(tmp_path / "bf16", tmp_path / "cache_bf16", "strategy=dtl2", "strategy.C_grid=[1.0]",
+        "trainer.precision=bf16-mixed")
+    assert OmegaConf.load(tiny_dtl2_run / RUN_CONFIG).trainer.precision == "32-true"
+    bf16, full = (np.load(run_dir / "features" / "test.npz") for run_dir in (tmp_path / "bf16", tiny_dtl2_run))
+    assert list(bf16["paths"]) == list(full["paths"])
+    np.testing.assert_allclose(bf16["features"], full["features"], atol=1e-4)

@@ -5,9 +5,7 @@ a rerun skips complete jobs; joblib runs jobs in parallel into one sweep dir; sw
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,25 +14,15 @@ from omegaconf import OmegaConf
 
 from facediag.training.multirun import completed_summary, optimized_value
 from facediag.training.train import FAILED, RUN_CONFIG
-from tests.conftest import DATA_DIR, TINY
+from tests.conftest import TINY, run_python
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_DTL2 = [*TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", "num_threads=1"]
 
 
-def train_py(*args: str, timeout: int = 300) -> tuple[subprocess.CompletedProcess, float]:
-    """`python train.py <args>` in a fresh process tree (its own run id); the result and its wall time."""
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "FACEDIAG_DATA_DIR": str(DATA_DIR)}
-    env.pop("FACEDIAG_RUN_ID", None)
+def train_py(*args: str, fresh: bool = False) -> tuple[subprocess.CompletedProcess, float]:
+    """`python train.py <args>` (its own run id; ``fresh``: in a new process tree); the result and its wall time."""
     started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    out = run_python("train.py", *args, fresh=fresh)
     return out, time.perf_counter() - started
 
 
@@ -90,7 +78,7 @@ def test_completed_summary_reruns_a_failed_or_unfinished_job(tmp_path):
 def test_a_single_run_with_missing_weights_stops_before_it_starts_and_names_its_fused_sources(tmp_path):
     out, _ = train_py(
         "strategy=dtl2_fused", "strategy.sources=[{backbone: vgg16, weights: vggface}]",
-        f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run", timeout=120,
+        f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
     )
     assert out.returncode != 0 and "MissingWeightsError: 1 weight file(s)" in out.stderr
     assert f"vgg16 x vggface: vgg_face_dag.pth -> put it in {tmp_path}/cache/weights/" in out.stderr
@@ -102,7 +90,7 @@ def test_missing_weights_stop_a_multirun_before_any_job_starts(tmp_path):
     sweep_dir = tmp_path / "sweep"
     out, _ = train_py(
         "experiment=paper_table5", f"data.root={tmp_path}/dsf", f"paths.cache_dir={tmp_path}/cache",
-        f"hydra.sweep.dir={sweep_dir}", timeout=120,
+        f"hydra.sweep.dir={sweep_dir}",
     )
     assert out.returncode != 0
     assert "MissingWeightsError: 4 weight file(s)" in out.stderr
@@ -122,7 +110,8 @@ def joblib_sweep(tmp_path_factory, shared_cache, london_dir):
         f"paths.log_dir={log_dir}",
         "data.task=sex,bogus",
     ]
-    out, seconds = train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *command)
+    # a new process tree: the joblib launcher starts worker processes that must inherit its run id
+    out, seconds = train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *command, fresh=True)
     sweep_dirs = sorted(log_dir.glob("multiruns/*/*"))
     return {"out": out, "seconds": seconds, "sweep_dirs": sweep_dirs, "command": command}
 

@@ -5,18 +5,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import DATA_DIR, REPO
+from tests.conftest import DATA_DIR, REPO, new_process_environment, run_python
 
 
 def run_train(*overrides: str) -> subprocess.CompletedProcess:
-    env_overrides = [f"paths.data_dir={DATA_DIR}"]
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *env_overrides, *overrides],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    return run_python("train.py", f"paths.data_dir={DATA_DIR}", *overrides)
 
 
 @pytest.mark.slow
@@ -51,7 +44,8 @@ def test_two_runs_started_together_get_separate_run_dirs(london_dir, tmp_path):
         f"paths.log_dir={tmp_path}",
     ]
     procs = [
-        subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(command, cwd=REPO, env=new_process_environment(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     for proc in procs:

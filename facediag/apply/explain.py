@@ -61,15 +61,16 @@ class Explainer:
     def __init__(self, run: Any, method: str | None = None, window: int | None = None):
         self.run = run
         self.window = window  # occlusion square (stride half); None: facediag.apply.saliency.occlusion_window
-        self.method = method or ("gradcam" if run.strategy in ("dtl1", "dtl2") else "occlusion")
+        cnn = run.predictor.has_cnn  # the strategy's Predictor says whether a CNN is there to back-propagate through
+        self.method = method or ("gradcam" if cnn else "occlusion")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
-        if self.method == "gradcam" and run.strategy not in ("dtl1", "dtl2"):
+        if self.method == "gradcam" and not cnn:
             raise ValueError(f"Grad-CAM needs a CNN run (dtl1 / dtl2), not {run.strategy}: use method=occlusion")
         self._cnn: Any = None
 
     def cnn(self) -> Any:
-        """The run's normalised-image → class-score torch module (DTL1 / DTL2)."""
+        """The run's normalised-image → class-score torch module (its Predictor's ``class_score_module``)."""
         if self._cnn is None:
             self._cnn = class_score_module(self.run)
         return self._cnn
@@ -179,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facediag.apply.predict import expand
 
     paths, others = expand(inputs)
-    for path, reason in others:
-        print(f"{path}: skipped ({reason})")
+    for path, status, reason in others:
+        print(f"{path}: skipped ({status}: {reason})")
     explained = explainer.explain(paths, options.get("target"))
     summary = write_outputs(explained, out_dir, run.classes)
     pd.DataFrame(summary).to_csv(out_dir / "explain.csv", index=False)

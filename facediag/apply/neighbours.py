@@ -1,59 +1,35 @@
 """Feature space of a run: the features the classifier sees, nearest training photos ("similar known people").
 
-DTL2: the frozen backbone's features (``features/<role>.npz`` of the run, the new photo through the same
-backbone). DTL1: the fine-tuned network's penultimate layer (the input of its head), computed for the
-run's training photos once and kept in ``features/dtl1_<role>.npz``. Distances are Euclidean after
-standardising every feature with the training mean and standard deviation (the space DTL2's SVM works in).
+The run's Predictor says what its features are (``features(crops)``) and where the run keeps them
+(``stored_features(role)``): DTL2 the frozen backbone's (``features/<role>.npz`` of the run, the new photo through
+the same backbone); DTL1 the fine-tuned network's penultimate layer, computed for the run's photos once and kept in
+``features/dtl1_<role>.npz``. Distances are Euclidean after standardising every feature with the training mean and
+standard deviation (the space DTL2's SVM works in).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from facediag.strategies.predictor import FeatureSet
+
 FIT_ROLES = ("train", "val")  # the photos the classifier was fitted on
 
 
-@dataclass
-class FeatureSet:
-    """Features of a run's photos with their labels, paths and roles."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    paths: np.ndarray
-    roles: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def crop_features(run: Any, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """(N, D) features of aligned crops: DTL2 the backbone's feature layer, DTL1 the fine-tuned penultimate layer."""
-    from facediag.apply.saliency import backbone_of, class_score_module
-    from facediag.models import extract_features
-
-    if run.strategy not in ("dtl1", "dtl2"):
-        raise ValueError(f"{run.run_dir}: feature neighbours need a DTL1 / DTL2 run, not {run.strategy}")
-    layer = "penultimate" if run.strategy == "dtl1" else "features"
-    return extract_features(backbone_of(class_score_module(run)), crops, batch_size=batch_size, layer=layer)
-
-
-def _load(path: Path, role: str) -> FeatureSet:
-    """A ``features/*.npz`` of the run (``features``, ``labels``, ``paths``) as the photos of ``role``."""
-    stored = np.load(path)
-    return FeatureSet(stored["features"], stored["labels"], stored["paths"], np.full(len(stored["paths"]), role))
+def crop_features(run: Any, crops: np.ndarray) -> np.ndarray:
+    """(N, D) features of aligned crops in the run's feature space (its Predictor's ``features``: DTL2 the
+    backbone's feature layer, DTL1 the fine-tuned penultimate layer, DSIFT the visual-word histograms)."""
+    return run.predictor.features(crops)
 
 
 def _computed_features(run: Any, role: str) -> FeatureSet:
-    """DTL1: penultimate features of one role's photos of split.csv, cached in ``features/dtl1_<role>.npz``."""
-    cache = run.run_dir / "features" / f"dtl1_{role}.npz"
-    if cache.is_file():
-        return _load(cache, role)
+    """Features of one role's photos of split.csv, computed once and kept in the Predictor's
+    ``computed_features_file`` (DTL1: ``features/dtl1_<role>.npz``)."""
     split = pd.read_csv(run.run_dir / "split.csv")
     rows = split[split["role"] == role]
     crops, kept = run.preprocessor().crops(rows["path"].astype(str).tolist(), *run.crop)
@@ -61,24 +37,20 @@ def _computed_features(run: Any, role: str) -> FeatureSet:
     paths = np.array([r.path for r in kept], dtype=str)
     labels = np.array([label[p] for p in paths], dtype=str)
     features = crop_features(run, crops)
+    cache = run.predictor.computed_features_file(role)
     cache.parent.mkdir(exist_ok=True)
     np.savez_compressed(cache, features=features, labels=labels, paths=paths)
     return FeatureSet(features, labels, paths, np.full(len(paths), role))
 
 
-def _stored_features(run_dir: Path, role: str) -> FeatureSet | None:
-    """DTL2's ``features/<role>.npz`` (None when absent)."""
-    path = run_dir / "features" / f"{role}.npz"
-    return _load(path, role) if path.is_file() else None
-
-
 def run_features(run: Any, roles: Sequence[str] = FIT_ROLES) -> FeatureSet:
-    """Features of the run's photos of ``roles``, concatenated (DTL2 stored, DTL1 computed once and cached)."""
+    """Features of the run's photos of ``roles``, concatenated: as the run stored them, else computed once and
+    kept (a strategy without a feature space refuses with the reason)."""
     parts = []
     for role in roles:
-        part = _stored_features(run.run_dir, role) if run.strategy == "dtl2" else _computed_features(run, role)
+        part = run.predictor.stored_features(role)
         if part is None:
-            raise FileNotFoundError(f"{run.run_dir}: no features/{role}.npz (a DTL2 run writes it)")
+            part = _computed_features(run, role)
         if len(part):
             parts.append(part)
     if not parts:

@@ -4,7 +4,8 @@ One photo: prints the class probabilities (DTL1 softmax, DTL2 Platt-scaled SVM, 
 SVM scores) and the top 3, saves the aligned crop, and refuses with the reason when no face is found.
 A folder (searched recursively), a glob or several photos: one CSV row per file (``path, status,
 reason, top1, score_<class>..., p_<class>...``; ``status`` ok / center_crop / no_face / error /
-not_image), keeps going past bad files, shows a progress bar on stderr and scores the crops in batches.
+not_image / excluded, as in manifest.csv: :mod:`facediag.core.status`), keeps going past bad files, shows a
+progress bar on stderr and scores the crops in batches.
 ``neighbours=k`` also lists and draws the k most similar training photos (``facediag.apply.neighbours``).
 Research tool, not a diagnosis.
 """
@@ -62,28 +63,32 @@ def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return parse_arguments(argv, OPTIONS, USAGE)
 
 
-def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(image files to score, [(path, reason)] of files that are not images); folders recursively, globs sorted.
+def expand(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """(image files to score, [(path, status, reason)] of the others: broken links, hidden files, other
+    extensions; facediag.core.status, as in manifest.csv); folders recursively, globs sorted.
 
     A name that is neither a file, a folder nor a glob with matches is kept: preprocessing reports it as not found.
     """
-    from facediag.core.imageio import is_image_file
+    from facediag.core.status import listing_status
 
-    files: list[str] = []
+    def below(folder: str) -> list[str]:
+        return [str(p) for p in sorted(Path(folder).rglob("*")) if not p.is_dir()]
+
+    found: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            files += sorted(str(p) for p in Path(item).rglob("*") if p.is_file())
-        elif not os.path.exists(item) and glob.has_magic(item):
+            found += below(item)
+        elif not os.path.lexists(item) and glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise SystemExit(f"{item}: the pattern matches no file")
-            files += [m for m in matches if os.path.isfile(m)]
-            files += [str(p) for m in matches if os.path.isdir(m) for p in sorted(Path(m).rglob("*")) if p.is_file()]
+            found += [m for m in matches if not os.path.isdir(m)]
+            found += [path for m in matches if os.path.isdir(m) for path in below(m)]
         else:
-            files.append(item)
-    images = [f for f in files if is_image_file(f) or not os.path.exists(f)]
-    others = [(f, "not an image file (by its extension)") for f in files if f not in set(images)]
-    return images, others
+            found.append(item)
+    listed = {path: listing_status(path) for path in found if os.path.lexists(path)}
+    others = [(path, *status) for path, status in listed.items() if status is not None]
+    return [path for path in found if listed.get(path) is None], others
 
 
 def output_paths(out: str | None, run_dir: Path) -> tuple[Path, Path]:
@@ -94,7 +99,7 @@ def output_paths(out: str | None, run_dir: Path) -> tuple[Path, Path]:
     return out_path, out_path / CSV_NAME
 
 
-def table(run: Any, scored: Any, others: Sequence[tuple[str, str]]) -> Any:
+def table(run: Any, scored: Any, others: Sequence[tuple[str, str, str]]) -> Any:
     """One row per file: path, status, reason, top1, score_<class>..., p_<class>... (empty when not scored)."""
     import pandas as pd
 
@@ -110,7 +115,7 @@ def table(run: Any, scored: Any, others: Sequence[tuple[str, str]]) -> Any:
             record.update(zip(score_columns(run.classes), scored.scores[i], strict=True))
             record.update(zip([f"p_{c}" for c in run.classes], scored.probabilities[i], strict=True))
         records.append(record)
-    records += [{"path": path, "status": "not_image", "reason": reason} for path, reason in others]
+    records += [{"path": path, "status": status, "reason": reason} for path, status, reason in others]
     columns = ["path", "status", "reason", "top1", *score_columns(run.classes), *[f"p_{c}" for c in run.classes]]
     return pd.DataFrame.from_records(records, columns=columns)
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from facediag.classifiers.torch_linear import FeaturesThenLinear, svm_as_linear  # noqa: F401 (svm_as_linear: re-exported)
+
 METHODS = ("gradcam", "occlusion")
 MOUTH = tuple(range(48, 68))  # iBUG 68-point indices of the outer and inner lips
 Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, H, W, 3) -> scores (N, C)
@@ -28,61 +30,11 @@ Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, H, W, 3) -> score
 # ---------------------------------------------------------------------- torch modules of a run
 
 
-def svm_as_linear(estimator: Any, n_classes: int) -> nn.Linear:
-    """A fitted linear SVM (optionally ``Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear"))])``)
-    as one ``Linear(D, n_classes)``.
-
-    Binary: exactly ``facediag.classifiers.svm.decision_scores`` ([-d, d]). Multiclass: per class the summed one-vs-one
-    decision values (the confidences sklearn breaks vote ties with); the votes themselves are not
-    differentiable, so Grad-CAM explains this linear score.
-    """
-    from facediag.classifiers.linear_svm import LinearSVM, linear_arrays
-
-    arrays = vars(estimator) if isinstance(estimator, LinearSVM) else linear_arrays(estimator)
-    coef, intercept = arrays["coef"], arrays["intercept"]
-    if coef.shape[0] == 1:
-        weight, bias = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
-    else:
-        weight, bias = np.zeros((n_classes, coef.shape[1])), np.zeros(n_classes)
-        pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]  # sklearn's one-vs-one order
-        for k, (i, j) in enumerate(pairs):
-            weight[i] += coef[k]
-            weight[j] -= coef[k]
-            bias[i] += intercept[k]
-            bias[j] -= intercept[k]
-    # fold the standardisation: w·(x - m)/s + b = (w/s)·x + (b - (w/s)·m)
-    weight = weight / arrays["scale"]
-    bias = bias - weight @ arrays["mean"]
-    linear = nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(weight).float())
-        linear.bias.copy_(torch.from_numpy(bias).float())
-    return linear
-
-
-class FeaturesThenLinear(nn.Module):
-    """Normalised images → backbone features (DTL2's feature layer) → a linear layer (the SVM)."""
-
-    def __init__(self, backbone: nn.Module, linear: nn.Linear):
-        super().__init__()
-        self.backbone, self.linear = backbone, linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.backbone.features(x))
-
-
 def class_score_module(run: Any) -> nn.Module:
-    """The torch module of a DTL1 / DTL2 ``TrainedRun`` from ``backbone_of(module).preprocess(crops)`` to the class
-    scores (DTL1 logits; DTL2 the SVM decision values). DSIFT has no such module (use occlusion).
-
-    The one place that reads ``TrainedRun.model()`` (DTL1: the FineTune module; DTL2: (backbone, svm, platt)).
-    """
-    if run.strategy == "dtl1":
-        return run.model().net.eval()
-    if run.strategy == "dtl2":
-        backbone, svm = run.model()[:2]
-        return FeaturesThenLinear(backbone, svm_as_linear(svm, len(run.classes))).eval()
-    raise ValueError(f"{run.run_dir}: Grad-CAM needs a CNN run (dtl1 / dtl2), not {run.strategy}; use method=occlusion")
+    """The torch module of a ``TrainedRun`` from ``backbone_of(module).preprocess(crops)`` to the class scores
+    (DTL1 logits; DTL2 the SVM decision values): its Predictor's ``class_score_module()``; a strategy without a CNN
+    (DSIFT) refuses with the reason (use occlusion)."""
+    return run.predictor.class_score_module()
 
 
 def randomized(module: nn.Module, seed: int = 0) -> nn.Module:

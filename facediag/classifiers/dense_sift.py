@@ -100,6 +100,13 @@ class DenseSiftBow(TransformerMixin, BaseEstimator):
         self.max_descriptors_per_image = max_descriptors_per_image
         self.seed = seed
 
+    def __sklearn_tags__(self):
+        """Input: images (a list or an (N, H, W, 3) uint8 array), not a 2-D table (scikit-learn's checks skip it)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
     def _check_parameters(self) -> None:
         if int(self.step) < 1:
             raise ValueError(f"DenseSiftBow: step must be a positive number of pixels, got {self.step}")

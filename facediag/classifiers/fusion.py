@@ -31,12 +31,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from facediag.classifiers.svm import grouped_folds, select_svm
+from facediag.classifiers.svm import person_folds, select_svm
 
 RULES = ("concat", "block_scaled", "stacked")
 
@@ -51,33 +51,35 @@ class BlockScaler(TransformerMixin, BaseEstimator):
     """Z-score every column (``per_feature``; else only centre), then scale each block of columns so that
     every block has the same total variance on the fitted data (``1`` each: a block's columns share its vote).
 
-    ``blocks`` are the sizes of consecutive column blocks (e.g. ``[128, 1280]``); a block with no variance
-    is left unscaled.
+    ``blocks`` are the sizes of consecutive column blocks (e.g. ``[128, 1280]``); the default ``None`` is one
+    block of every column. A block with no variance is left unscaled.
     """
 
-    def __init__(self, blocks: Sequence[int] = (), per_feature: bool = True):
+    def __init__(self, blocks: Sequence[int] | None = None, per_feature: bool = True):
         self.blocks = blocks
         self.per_feature = per_feature
 
     def fit(self, X: np.ndarray, y: Any = None) -> BlockScaler:
-        X = np.asarray(X, dtype=np.float64)
-        if sum(int(b) for b in self.blocks) != X.shape[1]:
-            raise ValueError(f"BlockScaler: blocks {list(self.blocks)} do not add up to {X.shape[1]} columns")
+        X = validate_data(self, X, dtype=np.float64)
+        blocks = [X.shape[1]] if self.blocks is None else [int(b) for b in self.blocks]
+        if sum(blocks) != X.shape[1]:
+            raise ValueError(f"BlockScaler: blocks {blocks} do not add up to {X.shape[1]} columns")
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0) if self.per_feature else np.ones(X.shape[1])
         std[std == 0] = 1.0
         standardised_var = X.var(axis=0) / std**2
         scale = std.copy()
-        for columns in block_slices(self.blocks):
+        for columns in block_slices(blocks):
             total = float(standardised_var[columns].sum())
             if total > 0:
                 scale[columns] *= np.sqrt(total)
         self.scale_ = scale
-        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        check_is_fitted(self, "scale_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return (X - self.mean_) / self.scale_
 
     def as_standard_scaler(self) -> StandardScaler:
         """A fitted scikit-learn StandardScaler that computes the same transform (for skops)."""
@@ -100,8 +102,7 @@ def source_svm(columns: slice) -> Pipeline:
 def grouped_splits(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Person-grouped stratified folds (as select_svm makes them): a person never on both sides."""
     groups = np.asarray(groups)
-    folds = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(y)), y, groups))
+    return list(person_folds(y, groups, n_folds, seed).split(np.zeros(len(y)), y, groups))
 
 
 @dataclass

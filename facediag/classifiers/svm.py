@@ -30,6 +30,16 @@ def grouped_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
     return max(2, min(n_folds, min(per_class)))
 
 
+def person_folds(y: np.ndarray, groups: Sequence[str], n_folds: int, seed: int) -> Any:
+    """The person-grouped stratified folds of every inner CV (C, Platt scaling, fusion rules): a
+    ``StratifiedGroupKFold`` with as many folds as requested but never more than the rarest class's people allow,
+    shuffled by ``seed`` (a person never on both sides)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = grouped_folds(np.asarray(y), np.asarray(groups), n_folds)
+    return StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
 def argmax_accuracy(estimator: Any, features: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the reported prediction: the argmax of :func:`decision_scores` (a GridSearchCV scorer).
 
@@ -59,11 +69,11 @@ def select_svm(
     ``param`` is the name of C inside ``estimator`` (e.g. ``svm__C`` in a Pipeline).
     """
     from sklearn.base import clone
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+    from sklearn.model_selection import GridSearchCV
 
     groups = np.asarray(groups)
     grid = [float(c) for c in C_grid]
-    cv = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
+    cv = person_folds(y, groups, n_folds, seed)
     search = GridSearchCV(clone(estimator), {param: grid}, cv=cv, scoring=argmax_accuracy, refit=True)
     search.fit(features, y, groups=groups)
     scores = dict(zip(grid, map(float, search.cv_results_["mean_test_score"]), strict=True))

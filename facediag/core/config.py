@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,6 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data").expanduser().resolve()
 
 
-def uses_backbone(strategy: Mapping[str, Any] | None) -> bool:
-    """Whether a `strategy` config runs a pretrained CNN (its ``uses_backbone`` key; DSIFT's says false).
-
-    Runs written before the key existed: every strategy but ``dsift`` did.
-    """
-    strategy = strategy or {}
-    if "uses_backbone" in strategy:
-        return bool(strategy["uses_backbone"])
-    return strategy.get("name") != "dsift"
-
-
 def run_id() -> str:
     """A short random id, fixed per process tree (child processes inherit it) so run dirs never collide."""
     if RUN_ID_ENV not in os.environ:
@@ -44,13 +33,17 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, and the structured configs the
-    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults); safe to call repeatedly."""
+    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, the structured configs the
+    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults) and the groups generated from the
+    backbone registry (``backbone``, ``weights``, plain ``method`` presets); safe to call repeatedly."""
     import dataclasses
 
     from hydra.core.config_store import ConfigStore
 
+    from facediag.models.config_groups import store_config_groups
     from facediag.strategies.sgd import SGDSettings
+
+    store_config_groups()
 
     # a plain dict, not the dataclass: conf/strategy/dtl1.yaml adds keys of its own (name, max_epochs, ...)
     ConfigStore.instance().store(group="strategy_settings", name="dtl1", node=dataclasses.asdict(SGDSettings()))

@@ -1,10 +1,11 @@
-"""User errors: one clear message and a non-zero exit, no traceback (``HYDRA_FULL_ERROR=1`` shows it)."""
+"""User errors: one clear message and exit code 2, no traceback (``HYDRA_FULL_ERROR=1`` adds it)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -52,8 +53,9 @@ def exit_on_user_error(main: F) -> F:
     """Wrap an entry point: a UserError (or a required setting left unset, e.g. ``data.root``) prints
     ``error: <message>`` on stderr and exits with code 2.
 
-    Put it *inside* ``@hydra.main`` (so Hydra never sees the exception). With ``HYDRA_FULL_ERROR=1``
-    the exception propagates with its traceback; so it does in a sweep job (the sweep records it in FAILED).
+    Put it *inside* ``@hydra.main`` (so Hydra never sees the exception). ``HYDRA_FULL_ERROR=1`` adds the
+    traceback above the message and changes nothing else (the same message, the same exit code). In a sweep
+    job the exception propagates (the sweep records it in FAILED).
     """
 
     @functools.wraps(main)
@@ -62,8 +64,10 @@ def exit_on_user_error(main: F) -> F:
             return main(*args, **kwargs)
         except Exception as err:
             message = user_message(err)
-            if message is None or full_error() or _in_multirun():
+            if message is None or _in_multirun():
                 raise
+            if full_error():
+                traceback.print_exc()
             print(f"error: {message}", file=sys.stderr)
             sys.exit(EXIT_CODE)
 

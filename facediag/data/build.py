@@ -13,8 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facediag.core.errors import DataNotFoundError, UserError
+from facediag.core.status import EXCLUDED, OK, USED
 from facediag.data.records import build_manifest, usable
-from facediag.data.splits import make_split, short_classes
+from facediag.data.splits import PAPER_NO_FIT, large_people, make_split, short_classes
 
 IDENTITY_GROUPING = ("auto", "off")
 
@@ -29,6 +30,7 @@ class PreparedData:
     manifest: pd.DataFrame
     split: pd.DataFrame
     identity: Any = None  # facediag.data.identity.IdentityReport when identity grouping ran
+    excluded: pd.DataFrame | None = None  # usable rows left out of the split, with their ``reason``
 
     @property
     def classes(self) -> list[str]:
@@ -49,39 +51,52 @@ def split_kwargs(data_cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def count_table(split: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """Images per class (rows) and role (columns), with totals."""
-    table = pd.crosstab(
-        pd.Categorical(split["label"], categories=classes),
-        split["role"],
-        margins=True,
-        margins_name="total",
-        dropna=False,
-    )
+def count_table(manifest: pd.DataFrame, split: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Every file of the manifest once: the files used per class (rows) and role (train / val / test), then
+    the files left out per status (no_face, error, ...; :mod:`facediag.core.status`), with totals. A row
+    "(no class)" holds the files without a label (other folders, hidden files)."""
+    role = manifest["path"].map(split.set_index("path")["role"]).astype(object)
+    used = manifest["status"].isin(USED)
+    column = role.where(used & role.notna(), manifest["status"].where(~used, "not in the split"))
+    label = manifest["label"].where(manifest["label"].isin(classes), "(no class)")
+    rows = classes + (["(no class)"] if (label == "(no class)").any() else [])
+    table = pd.crosstab(pd.Categorical(label, categories=rows), column, dropna=False)
+    order = [c for c in ("train", "val", "test") if c in table.columns]
+    table = table[order + sorted(c for c in table.columns if c not in order)]
+    table.loc["total"] = table.sum()
+    table["total"] = table.sum(axis=1)
     table.index.name, table.columns.name = "class", None
-    return table[[c for c in ("train", "val", "test", "total") if c in table.columns]]
+    return table
 
 
-def subsample_subjects(table: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
-    """Keep ``per_class`` subjects of each class (seeded): quick checks and tests on a tiny subset."""
+def subjects_drawn(table: pd.DataFrame, per_class: int, seed: int) -> np.ndarray:
+    """Whether each row's subject is among ``per_class`` subjects drawn per class (seeded;
+    ``data.max_subjects_per_class``: quick checks and tests on a tiny subset)."""
     rng = np.random.default_rng(seed)
     keep: set[str] = set()
     for _, rows in table.groupby("label"):
         subjects = sorted(set(rows["subject"]) - keep)
         keep.update(rng.permutation(subjects)[:per_class])
-    return table[table["subject"].isin(keep)].reset_index(drop=True)
+    return table["subject"].isin(keep).to_numpy()
 
 
-def check_classes_present(table: pd.DataFrame, classes: list[str], manifest: pd.DataFrame) -> None:
-    """Every class of the task needs a usable image; the error says how many files it had and why none is usable."""
+def check_classes_present(table: pd.DataFrame, classes: list[str], manifest: pd.DataFrame, notes: list[str]) -> None:
+    """Every class of the task needs a usable image; the error says how many files it had, why none is usable
+    and how to leave the class out (``notes``: the source's notes on its folders)."""
     empty = [c for c in classes if not (table["label"] == c).any()]
     if empty:
         details = []
         for c in empty:
             rows = manifest[manifest["label"] == c]
-            reasons = rows["status"].value_counts().to_dict()
-            details.append(f"{c}: {len(rows)} files found, none usable {reasons if reasons else ''}".rstrip())
-        raise DataNotFoundError("class(es) without a usable image: " + "; ".join(details))
+            reasons = (rows["status"] + ": " + rows["reason"].fillna("")).value_counts().to_dict()
+            found = f"{len(rows)} files found, none usable {reasons}" if len(rows) else "no file"
+            details.append(f"{c}: {found}" + "".join(f" ({n})" for n in notes if f"(class {c})" in n))
+        others = [c for c in classes if c not in empty]
+        raise DataNotFoundError(
+            "class(es) without a usable image: " + "; ".join(details) + ". Add usable images, or leave the "
+            f"class out: data.exclude=[{','.join(empty)}] or data.classes=[{','.join(others)}]; "
+            "manifest.csv lists every file with its status"
+        )
 
 
 def warn_short_classes(table: pd.DataFrame, data_cfg: DictConfig) -> None:
@@ -95,6 +110,33 @@ def warn_short_classes(table: pd.DataFrame, data_cfg: DictConfig) -> None:
             f"images: {short}; the test part is filled first ({data_cfg.n_test} per class) and training gets the "
             f"rest. Consider data.split=kfold."
         )
+        log.warning(message)
+        print(f"WARNING: {message}")
+
+
+def warn_large_people(table: pd.DataFrame) -> None:
+    """Say which people hold more than MAX_PERSON_SHARE of a class's images (often a merged identity group)."""
+    large = large_people(table["label"], table["subject"])
+    for row in large.itertuples():
+        message = (
+            f"person {row.subject!r} holds {row.images} of the {row.class_images} images of class {row.label!r} "
+            f"({row.share:.0%}): their photos stay on one side of every split, so that class's training or test "
+            f"part rests on one person (identity grouping can merge different people: see identity.csv)"
+        )
+        log.warning(message)
+        print(f"WARNING: {message}")
+
+
+def report_excluded(excluded: pd.DataFrame) -> None:
+    """One line on the rows left out of the split (listed in split.csv); a warning for people that did not fit."""
+    if excluded.empty:
+        return
+    kinds = excluded["reason"].str.split(":").str[0].value_counts()
+    print(f"split: {len(excluded)} image(s) left out (role {EXCLUDED!r} in split.csv, column reason): "
+          + ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
+    misfits = excluded[excluded["reason"].str.startswith(PAPER_NO_FIT)]
+    for reason in misfits["reason"].drop_duplicates():
+        message = f"left out of the split: {reason}"
         log.warning(message)
         print(f"WARNING: {message}")
 
@@ -138,30 +180,63 @@ def prepare_data(
 ) -> PreparedData:
     """Instantiate the source, build the manifest and the split; write manifest.csv and split.csv.
 
+    split.csv has a row for every usable image: its role, or role ``excluded`` with the ``reason`` it was
+    left out (``PreparedData.split`` holds the placed rows, ``PreparedData.excluded`` the others).
+
     With ``preprocess_cfg`` and ``data.identity_grouping=auto``, images without a known subject are
     grouped by face identity (``identity.csv`` lists the groups) and near-duplicate photos are refused
     on two sides of the split or under two labels.
     """
     source = instantiate(data_cfg.source, _convert_="all")
     manifest = build_manifest(source.records(), cache_dir=cache_dir)
-    bad = manifest[~manifest["status"].isin(["ok"]) & ~manifest["status"].str.startswith("excluded")]
-    for _, row in bad.iterrows():
-        log.warning("skipped %s: %s", row["path"], row["status"])
+    if out_dir is not None:  # also when the data is refused below: every file with its status and reason
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(Path(out_dir) / "manifest.csv", index=False)
+    notes = list(getattr(source, "notes", []))
+    for note in notes:
+        log.warning("%s", note)
+    for _, row in manifest[~manifest["status"].isin([OK, EXCLUDED])].iterrows():
+        log.warning("not used: %s (%s: %s)", row["path"], row["status"], row["reason"])
+    if (n_excluded := int((manifest["status"] == EXCLUDED).sum())) > 0:
+        log.info("%d file(s) excluded (hidden, or of no class of the task): manifest.csv names each", n_excluded)
     table = usable(manifest)
-    check_classes_present(table, list(source.classes), manifest)
+    check_classes_present(table, list(source.classes), manifest, notes)
     table, identity = apply_identity_grouping(table, data_cfg, preprocess_cfg, cache_dir)
     if identity is not None:
         manifest = update_manifest_subjects(manifest, table)
+    not_drawn = table.iloc[:0]
     if data_cfg.get("max_subjects_per_class"):
-        table = subsample_subjects(table, int(data_cfg.max_subjects_per_class), int(data_cfg.split_seed))
+        per_class = int(data_cfg.max_subjects_per_class)
+        drawn = subjects_drawn(table, per_class, int(data_cfg.split_seed))
+        not_drawn = table[~drawn].assign(reason=f"data.max_subjects_per_class={per_class}: subject not drawn")
+        table = table[drawn].reset_index(drop=True)
     warn_short_classes(table, data_cfg)
+    warn_large_people(table)
     near = identity.near_duplicates if identity is not None else ()
-    split = make_split(table, **split_kwargs(data_cfg), near_duplicates=near)
+    every_row = make_split(table, **split_kwargs(data_cfg), near_duplicates=near, keep_excluded=True)
+    if len(not_drawn):
+        not_drawn = not_drawn.assign(role=EXCLUDED, fold=every_row["fold"].iloc[0])[every_row.columns]
+        every_row = pd.concat([every_row, not_drawn], ignore_index=True)
+    placed = every_row["role"] != EXCLUDED
+    split = every_row[placed].drop(columns="reason").reset_index(drop=True)
+    excluded = every_row[~placed].reset_index(drop=True)
+    report_excluded(excluded)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(out_dir / "manifest.csv", index=False)
-        split.to_csv(out_dir / "split.csv", index=False)
+        every_row.to_csv(out_dir / "split.csv", index=False)
         if identity is not None:
             identity.groups.to_csv(out_dir / "identity.csv", index=False)
-    return PreparedData(source, manifest, split, identity)
+    return PreparedData(source, manifest, split, identity, excluded)
+
+
+def with_face_status(manifest: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with preprocessing's status and reason (no_face, center_crop, error) of the files it
+    did not find a usable face in (``report``: preprocess_report.csv), so both tables agree on every file."""
+    flagged = report[report["status"] != OK].set_index("path")
+    hit = manifest["path"].isin(flagged.index)
+    manifest = manifest.copy()
+    for column in ("status", "reason"):
+        manifest.loc[hit, column] = manifest.loc[hit, "path"].map(flagged[column]).fillna("")
+    return manifest

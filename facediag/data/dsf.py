@@ -27,6 +27,8 @@ class DSFDataset(FolderDataset):
         classes: Mapping[str, Sequence[str]] | None = None,
         positive: str | None = "D1",
         subjects_csv: str | os.PathLike | None = None,
+        exclude: Sequence[str] | None = None,
+        unknown: str | None = None,
     ):
         if task not in TASKS:
             raise ValueError(f"DSF task must be one of {sorted(TASKS)}, got {task!r}")
@@ -37,5 +39,7 @@ class DSFDataset(FolderDataset):
             positive=positive if task == "binary" else None,
             subjects_csv=subjects_csv,
             name="DSF",
+            exclude=exclude,
+            unknown=unknown,
         )
         self.task = task

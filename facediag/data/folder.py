@@ -9,21 +9,21 @@ from pathlib import Path
 import pandas as pd
 
 from facediag.core.errors import DataNotFoundError, UserError
+from facediag.core.status import EXCLUDED, OK
 from facediag.data.records import Record, list_images, normalize_name
+
+UNKNOWN_FOLDERS = ("error", "exclude")
 
 
 class UnknownClassError(UserError, ValueError):
     """A class folder whose name matches no configured class."""
 
 
-class EmptyClassError(DataNotFoundError):
-    """A class folder of the task holds no file at all."""
-
-
 def resolve_class_names(
-    folder_names: Sequence[str], aliases: Mapping[str, Sequence[str]], root: str | os.PathLike
+    folder_names: Sequence[str], aliases: Mapping[str, Sequence[str]], root: str | os.PathLike, strict: bool = True
 ) -> dict[str, str]:
-    """Map folder names to canonical classes by normalised name or alias; unknown names are an error."""
+    """Map folder names to canonical classes by normalised name or alias; unknown names are an error
+    (``strict``) or left out of the mapping."""
     lookup: dict[str, str] = {}
     for canonical, names in aliases.items():
         for name in [canonical, *names]:
@@ -36,7 +36,7 @@ def resolve_class_names(
             unknown.append(folder)
         else:
             mapping[folder] = canonical
-    if unknown:
+    if unknown and strict:
         known = ", ".join(f"{c} ({', '.join(map(str, n))})" for c, n in aliases.items())
         raise UnknownClassError(
             f"{root}: class folder(s) {unknown} match no configured class; known classes and aliases: {known}"
@@ -64,11 +64,15 @@ class FolderDataset:
     canonical name → aliases (folder names are matched tolerant of case, spaces and hyphens).
     ``include``: the canonical classes of the task, in order; others are left out of the task
     (listed in the manifest with status 'excluded: ...').
+    ``exclude``: folder names (or classes) to leave out. ``unknown``: what a folder matching no class of
+    ``classes`` is: "error" (``UnknownClassError``) or "exclude" (left out, its files listed as excluded);
+    default "error" for a mapping of aliases, "exclude" for a plain list (the classes the user wants).
     ``subjects_csv``: optional `path,label,subject,...` table for subject ids and metadata; a file it
     does not name is its own subject (``subject_source`` "file") until identity grouping
-    (``facediag.data.identity``) finds the same face elsewhere. A class folder of the task with no file
-    at all is an error naming it (``EmptyClassError``); broken links and undecodable files are listed
-    in the manifest with their reason.
+    (``facediag.data.identity``) finds the same face elsewhere. Every file is a record: broken links,
+    hidden and undecodable files are listed in the manifest with their status and reason; ``notes`` says
+    which folders were left out and which class folders hold no file (a class without a usable image
+    stops training, with the way out; the audit lists it).
     """
 
     def __init__(
@@ -79,10 +83,18 @@ class FolderDataset:
         positive: str | None = None,
         subjects_csv: str | os.PathLike | None = None,
         name: str = "folder",
+        exclude: Sequence[str] | None = None,
+        unknown: str | None = None,
     ):
         self.root = Path(root).expanduser()
         self.name = name
         self.aliases = self._aliases(classes)
+        self.exclude = {normalize_name(str(e)) for e in exclude or ()}
+        self.unknown = unknown or ("error" if isinstance(classes, Mapping) else "exclude")
+        if self.unknown not in UNKNOWN_FOLDERS:
+            raise UserError(f"unknown must be one of {UNKNOWN_FOLDERS}, got {unknown!r}")
+        self.notes: list[str] = []
+        self.left_out: dict[str, str] = {}  # folder name -> why its files are not in the task
         self.include = list(include) if include else None
         self.positive = positive
         self.subjects_csv = subjects_csv
@@ -96,17 +108,25 @@ class FolderDataset:
             return {str(k): [str(a) for a in (v or [])] for k, v in classes.items()}
         return {str(c): [] for c in classes}
 
-    def _class_dirs(self) -> dict[Path, str]:
+    def _class_dirs(self) -> dict[Path, str | None]:
+        """Every class folder and its canonical class; None for a folder left out (``left_out`` says why)."""
         if not self.root.is_dir():
             raise DataNotFoundError(f"{self.name} data folder not found: {self.root} (set data.root=<folder>)")
         folders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not folders:
             raise DataNotFoundError(f"{self.root}: no class folders (expected <root>/<class>/<image>)")
+        kept = [f for f in folders if normalize_name(f.name) not in self.exclude]
+        self.left_out = {f.name: "folder excluded (data.exclude)" for f in folders if f not in kept}
         if self.aliases is None:
-            mapping = {f.name: f.name for f in folders}
+            mapping = {f.name: f.name for f in kept}
         else:
-            mapping = resolve_class_names([f.name for f in folders], self.aliases, self.root)
-        return {f: mapping[f.name] for f in folders}
+            mapping = resolve_class_names([f.name for f in kept], self.aliases, self.root, self.unknown == "error")
+            known = ", ".join(self.aliases)
+            self.left_out |= {f.name: f"folder matches no class of data.classes ({known})"
+                              for f in kept if f.name not in mapping}  # fmt: skip
+        if not mapping:
+            raise DataNotFoundError(f"{self.root}: every class folder is left out ({self.left_out})")
+        return {f: mapping.get(f.name) for f in folders}
 
     @property
     def classes(self) -> list[str]:
@@ -117,33 +137,38 @@ class FolderDataset:
             elif self.aliases is not None:
                 self._classes = list(self.aliases)
             else:
-                self._classes = sorted(set(self._class_dirs().values()))
+                self._classes = sorted({c for c in self._class_dirs().values() if c is not None})
         return self._classes
 
     def records(self) -> list[Record]:
-        """One record per file found under a class folder."""
+        """One record per file below the root's folders (a left-out folder's files as excluded); ``notes``
+        lists the folders left out and the class folders without a file."""
         table = read_subject_csv(self.subjects_csv, self.root) if self.subjects_csv else None
-        wanted = set(self.classes)
         records = []
+        self.notes = []
         for folder, canonical in self._class_dirs().items():
             files = list_images(folder)
-            if not files and canonical in wanted:
-                raise EmptyClassError(
-                    f"class folder {folder} (class {canonical}) holds no file: add its images, remove the folder, "
-                    f"or leave the class out with data.classes=[...]"
-                )
+            if folder.name in self.left_out:
+                self.notes.append(f"{folder}: left out, {self.left_out[folder.name]}; {len(files)} file(s)")
+            elif not files:
+                self.notes.append(f"class folder {folder} (class {canonical}) holds no file")
             for path in files:
-                records.append(self._record(path, folder, canonical, canonical in wanted, table))
+                records.append(self._record(path, folder, canonical, table))
         return records
 
-    def _record(self, path: Path, folder: Path, canonical: str, wanted: bool, table: pd.DataFrame | None) -> Record:
+    def _record(self, path: Path, folder: Path, canonical: str | None, table: pd.DataFrame | None) -> Record:
         key = str(path.resolve())
         meta: dict[str, object] = {}
-        subject, source = f"{canonical}/{path.relative_to(folder).as_posix()}", "file"
+        subject, source = f"{canonical or folder.name}/{path.relative_to(folder).as_posix()}", "file"
         if table is not None and key in table.index:
             row = table.loc[key]
             if row.get("subject"):
                 subject, source = row["subject"], "csv"
             meta = {k: v for k, v in row.items() if k not in ("label", "subject")}
-        status = "ok" if wanted else f"excluded: class {canonical} not in this task"
-        return Record(str(path), canonical if wanted else None, str(subject), meta, status, source)
+        if canonical is None:
+            status, reason = EXCLUDED, self.left_out[folder.name]
+        elif canonical not in self.classes:
+            status, reason = EXCLUDED, f"class {canonical} not in this task"
+        else:
+            status, reason = OK, ""
+        return Record(str(path), canonical if status == OK else None, str(subject), meta, status, source, reason)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from facediag.core.download import DownloadError, download_verified
+from facediag.core.status import EXCLUDED, OK
 from facediag.data.records import Record
 
 PINNED_COMMIT = "fa8b78fda2d659bb74ce62fcd99c4407551d2a77"
@@ -151,6 +152,8 @@ class LondonFaces:
                     "ethnicity": person["face_eth"],
                     "expression": expression,
                 }
-                status = "ok" if label is not None else f"excluded: no {self.task} label (age={person['face_age']!r})"
-                records.append(Record(str(path), label, face_id, meta, status))
+                status, reason = (
+                    (OK, "") if label is not None else (EXCLUDED, f"no {self.task} label (age={person['face_age']!r})")
+                )
+                records.append(Record(str(path), label, face_id, meta, status, reason=reason))
         return records

@@ -14,9 +14,10 @@ import pandas as pd
 from facediag.core.download import sha256_file
 from facediag.core.files import atomic_write
 from facediag.core.imageio import DEFAULT_MAX_PIXELS, BadImageError, check_decodes
+from facediag.core.status import ERROR, OK, listing_status
 
-MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status", "subject_source"]
-OK = "ok"
+MANIFEST_COLUMNS = ["path", "label", "subject", "sha256", "width", "height", "status", "reason", "subject_source"]
+FACTS_VERSION = "2"  # manifest facts cached by an older facediag (status "error: <reason>") are recomputed
 # where a subject id comes from: a table (subjects CSV, London's info file), identity grouping, or the file itself
 SUBJECT_SOURCES = ("csv", "identity", "file")
 
@@ -26,8 +27,9 @@ class Record:
     """An image with its class label, the person it shows and optional metadata.
 
     ``label`` is None when the image exists but has no label for the chosen task (kept in the
-    manifest with the reason in ``status``, never dropped silently). ``subject_source``: "csv" (a
-    table named the person) or "file" (nobody did: the file is its own subject until identity grouping).
+    manifest with ``status`` "excluded" and the ``reason``, never dropped silently; statuses:
+    :mod:`facediag.core.status`). ``subject_source``: "csv" (a table named the person) or "file"
+    (nobody did: the file is its own subject until identity grouping).
     """
 
     path: str
@@ -36,6 +38,7 @@ class Record:
     meta: dict[str, object] = field(default_factory=dict)
     status: str = OK
     subject_source: str = "csv"
+    reason: str = ""
 
 
 def normalize_name(name: str) -> str:
@@ -44,18 +47,22 @@ def normalize_name(name: str) -> str:
 
 
 def _file_facts(path: str, max_pixels: int) -> dict[str, object]:
-    """sha256, upright size and decode status of one file (the expensive part of a manifest row)."""
-    if os.path.islink(path) and not os.path.exists(path):
-        return {"sha256": None, "width": None, "height": None, "status": f"error: broken link to {os.readlink(path)}"}
+    """sha256, upright size, status and reason of one file (the expensive part of a manifest row)."""
+    unread = {"sha256": None, "width": None, "height": None}
+    listed = listing_status(path)
+    if listed is not None and listed[0] == ERROR:
+        return {**unread, "status": listed[0], "reason": listed[1]}
     try:
         digest = sha256_file(path)
     except OSError as err:
-        return {"sha256": None, "width": None, "height": None, "status": f"error: cannot read ({err.strerror})"}
+        return {**unread, "status": ERROR, "reason": f"cannot read ({err.strerror})"}
+    if listed is not None:
+        return {**unread, "sha256": digest, "status": listed[0], "reason": listed[1]}
     try:
         width, height = check_decodes(path, max_pixels=max_pixels)
-        return {"sha256": digest, "width": width, "height": height, "status": OK}
+        return {"sha256": digest, "width": width, "height": height, "status": OK, "reason": ""}
     except BadImageError as err:
-        return {"sha256": digest, "width": None, "height": None, "status": f"error: {err.reason}"}
+        return {**unread, "sha256": digest, "status": ERROR, "reason": err.reason}
 
 
 class FactCache:
@@ -75,7 +82,7 @@ class FactCache:
     def get(self, path: str) -> dict[str, object]:
         try:
             stat = os.stat(path)
-            key = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.max_pixels}"
+            key = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.max_pixels}|{FACTS_VERSION}"
         except OSError:
             return _file_facts(path, self.max_pixels)
         if key not in self.facts:
@@ -94,7 +101,7 @@ def _inspect(record: Record, facts: FactCache) -> dict[str, object]:
     }  # fmt: skip
     row.update(facts.get(record.path))
     if record.status != OK and row["status"] == OK:
-        row["status"] = record.status
+        row["status"], row["reason"] = record.status, record.reason
     return row | dict(record.meta)
 
 
@@ -104,9 +111,10 @@ def build_manifest(
     n_threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Hash and decode every record once: `path,label,subject,sha256,width,height,status` + metadata.
+    """Hash and decode every record once: `path,label,subject,sha256,width,height,status,reason` + metadata.
 
-    Undecodable files stay in the table with ``status`` = ``error: <reason>``. With ``cache_dir`` the
+    Every record is a row: unreadable files with ``status`` "error", hidden files "excluded", other
+    extensions "not_image", each with its ``reason`` (:mod:`facediag.core.status`). With ``cache_dir`` the
     facts of unchanged files (same path, size and mtime) are reused.
     """
     records = list(records)
@@ -131,11 +139,11 @@ def usable(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def list_images(root: str | os.PathLike, suffixes: Sequence[str] | None = None) -> list[Path]:
-    """Every file below ``root`` (sorted), broken links included (the manifest reports them), hidden files
-    excluded; suffix filtering is the caller's choice."""
+    """Every file below ``root`` (sorted), broken links and hidden files included (the manifest gives each
+    its status); suffix filtering is the caller's choice."""
     root = Path(root)
     found = root.rglob("*")
-    files = sorted(p for p in found if not p.is_dir() and (p.is_file() or p.is_symlink()) and p.name[0] != ".")
+    files = sorted(p for p in found if not p.is_dir() and (p.is_file() or p.is_symlink()))
     if suffixes is not None:
         wanted = {s.lower() for s in suffixes}
         files = [p for p in files if p.suffix.lower() in wanted]

@@ -12,8 +12,12 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from facediag.core.errors import UserError
+from facediag.core.status import EXCLUDED
 
 TRAIN, VAL, TEST = "train", "val", "test"
+# EXCLUDED (facediag.core.status): split.csv's role of a row left out of the split (column ``reason`` says why)
+PAPER_FULL, PAPER_NO_FIT = "paper split targets reached", "person too large for the paper split"
+MAX_PERSON_SHARE = 0.2  # one person holding more of a class's images cannot be spread over 5 folds
 
 
 class LeakError(UserError, ValueError):
@@ -33,13 +37,27 @@ def paper_split(
 ) -> np.ndarray:
     """The paper's fixed per-class split: at most ``n_test`` test and ``n_train`` train images per class.
 
-    Subjects are drawn whole, in a seeded order; a person counts as many images as they have photos,
-    and goes to test if they still fit there, else to train if they fit there, else is left out
-    (role ''): the targets are never exceeded. A class short of ``n_train + n_test`` images fills test
-    first and trains on the rest (``short_classes`` says which; the caller warns).
+    Roles only (role '' for a row left out); ``paper_placement`` gives the reasons too.
+    """
+    return paper_placement(labels, subjects, n_train=n_train, n_test=n_test, seed=seed)[0]
+
+
+def paper_placement(
+    labels: Sequence[str], subjects: Sequence[str], n_train: int = 40, n_test: int = 30, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Roles of the paper split and, for every row left out (role ''), why.
+
+    Subjects are drawn whole, in a seeded order per class; a person counts as many images as they have
+    photos, and goes to test if they still fit there, else to train if they fit there, else is left out:
+    the targets are never exceeded. A person with photos in several classes (expression) keeps the side
+    their first placed class gave them, or is left out of the other class. A class short of
+    ``n_train + n_test`` images fills test first and trains on the rest (``short_classes`` says which;
+    the caller warns).
     """
     labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
     roles = np.full(len(labels), "", dtype=object)
+    reasons = np.full(len(labels), "", dtype=object)
+    side: dict[str, str] = {}
     rng = _rng(seed)
     for label in sorted(set(labels)):
         in_class = labels == label
@@ -50,15 +68,30 @@ def paper_split(
                 f"class {label!r} has {in_class.sum()} images; the paper split needs more than n_test={n_test} "
                 f"(lower data.n_test / data.n_train, or use data.split=kfold)"
             )
+        caps = {TEST: n_test, TRAIN: n_train}
         filled = {TEST: 0, TRAIN: 0}
         for person in people:
             rows = in_class & (subjects == person)
             size = int(rows.sum())
-            role = next((r for r, cap in ((TEST, n_test), (TRAIN, n_train)) if filled[r] + size <= cap), "")
+            allowed = (side[person],) if person in side else (TEST, TRAIN)
+            role = next((r for r in allowed if filled[r] + size <= caps[r]), "")
             roles[rows] = role
             if role:
                 filled[role] += size
-    return roles
+                side[person] = role
+            else:
+                reasons[rows] = _paper_reason(person, label, size, allowed, filled, caps)
+    return roles, reasons
+
+
+def _paper_reason(
+    person: str, label: str, size: int, allowed: tuple[str, ...], filled: dict[str, int], caps: dict[str, int]
+) -> str:
+    taken = ", ".join(f"{r} {filled[r]}/{caps[r]}" for r in allowed)
+    where = f"their other photos are in {allowed[0]}; " if len(allowed) == 1 else ""
+    if all(size > caps[r] for r in allowed):
+        return f"{PAPER_NO_FIT}: {where}{size} photo(s) of {person} in class {label!r}, more than fit ({taken})"
+    return f"{PAPER_FULL}: {where}no room for {size} photo(s) of class {label!r} ({taken})"
 
 
 def short_classes(labels: Sequence[str], n_train: int, n_test: int) -> dict[str, int]:
@@ -202,26 +235,68 @@ def make_split(
     n_test: int = 30,
     near_duplicates: Sequence[tuple[str, str, float]] = (),
     train_subjects_per_class: int | None = None,
+    keep_excluded: bool = False,
 ) -> pd.DataFrame:
     """`path,subject,label,role,fold,sha256[,subject_source]` for the usable rows of a manifest, checked for
     leaks (``near_duplicates``: see ``check_no_leak``).
 
     ``train_subjects_per_class`` keeps that many people per class in the training part only (before the
-    validation part is carved from it); the test part is the one the full split has.
+    validation part is carved from it); the test part is the one the full split has. ``keep_excluded``:
+    every row of ``table``, those left out with role ``excluded`` and, in a last column ``reason``, why.
+    A split that leaves a class without training or test images is refused (``SplitError``, naming the
+    class's largest people).
     """
     labels, subjects = table["label"].to_numpy(), table["subject"].to_numpy()
+    reasons = np.full(len(table), "", dtype=object)
     if kind == "paper":
-        roles = paper_split(labels, subjects, n_train=n_train, n_test=n_test, seed=split_seed)
+        roles, reasons = paper_placement(labels, subjects, n_train=n_train, n_test=n_test, seed=split_seed)
         fold = -1
     elif kind == "kfold":
         roles = kfold_split(labels, subjects, n_folds=n_folds, fold=fold, seed=split_seed)
     else:
         raise SplitError(f"data.split must be 'paper' or 'kfold', got {kind!r}")
     if train_subjects_per_class:
-        roles = subsample_training(roles, labels, subjects, int(train_subjects_per_class), seed=split_seed)
+        kept = subsample_training(roles, labels, subjects, int(train_subjects_per_class), seed=split_seed)
+        reasons[(kept == "") & (roles != "")] = (
+            f"train_subjects_per_class={int(train_subjects_per_class)}: not among the training people drawn")
+        roles = kept
     roles = carve_validation(roles, labels, subjects, val_size=val_size, seed=split_seed)
+    check_every_class_placed(labels, subjects, roles)
     split = table.assign(role=roles, fold=fold)
     check_no_leak(split, near_duplicates=near_duplicates)
     columns = ["path", "subject", "label", "role", "fold", "sha256"]
     columns += ["subject_source"] if "subject_source" in split.columns else []
+    if keep_excluded:
+        split = split.assign(role=np.where(roles == "", EXCLUDED, roles), reason=reasons)
+        return split[[*columns, "reason"]].reset_index(drop=True)
     return split.loc[split["role"] != "", columns].reset_index(drop=True)
+
+
+def check_every_class_placed(labels: Sequence[str], subjects: Sequence[str], roles: Sequence[str]) -> None:
+    """Refuse a split that leaves a class without a training or a test image, naming its largest people."""
+    frame = pd.DataFrame({"label": labels, "subject": subjects, "role": roles})
+    problems = []
+    for label, rows in frame.groupby("label", sort=True):
+        missing = [r for r in (TRAIN, TEST) if not (rows["role"] == r).any()]
+        if not missing:
+            continue
+        counts = rows["role"].replace("", "left out").value_counts().to_dict()
+        largest = rows["subject"].value_counts().head(3)
+        people = ", ".join(f"{person} {n}" for person, n in largest.items())
+        problems.append(f"class {label!r} has no {' and no '.join(missing)} image ({counts}; "
+                        f"{len(rows)} images, largest people: {people})")
+    if problems:
+        raise SplitError("split refused:\n  " + "\n  ".join(problems) + "\nA person's photos stay on one side: "
+                         "one person holding most of a class cannot be split (check identity.csv when the "
+                         "subjects came from identity grouping), or use data.split=kfold / larger n_train, n_test.")
+
+
+def large_people(labels: Sequence[str], subjects: Sequence[str], max_share: float = MAX_PERSON_SHARE) -> pd.DataFrame:
+    """People holding more than ``max_share`` of a class's images (`label, subject, images, class_images,
+    share`), largest share first: such a person decides that class's folds and weighs on its metrics."""
+    frame = pd.DataFrame({"label": np.asarray(labels, dtype=object), "subject": np.asarray(subjects, dtype=object)})
+    counts = frame.groupby(["label", "subject"]).size().rename("images").reset_index()
+    counts["class_images"] = counts.groupby("label")["images"].transform("sum")
+    counts["share"] = counts["images"] / counts["class_images"]
+    large = counts[(counts["share"] > max_share) & (counts["images"] > 1)]
+    return large.sort_values("share", ascending=False).reset_index(drop=True)

@@ -11,6 +11,11 @@ Selection rule (never a test number):
   DTL1 also picked its checkpoint, so its estimate is slightly optimistic; ``val_source`` says which it is.
   A CV row's value is the mean over its folds. Ties go to the cheaper model (fewer MACs), then table order.
   Rows without a validation accuracy (older runs) cannot be chosen.
+* **A shortcut cannot win the choice**: a run that trained controls (facediag.training.controls: the same method
+  shown no face) is scored by its validation accuracy minus what its best control earns above chance on the same
+  validation (``val_accuracy - max(0, control val_accuracy - val_chance)``, all inside the training part): a design
+  whose validation accuracy a face-blind reader also reaches gains nothing from it. The penalty is shown in the
+  table; runs without controls (older runs) are not penalised, so mix them only knowingly.
 * **Hyper-parameter trials** (an Optuna sweep: rows of one method differing only in the searched
   setting) are reduced to the trial with the best ``val_score``, the value Optuna maximised; the other
   trials are listed with their validation scores only, so a test score is shown once, for the chosen trial.
@@ -33,7 +38,6 @@ from facediag.scoring.results import score_columns, subjects_of
 from facediag.scoring.stats import holm, paired_comparison
 
 ALPHA = 0.05
-ACCURACY_STRATEGIES = ("dtl2", "dsift", "dtl2_fused")  # their val_score is already a grouped-CV accuracy (older runs)
 
 
 def _stored_block(row: Any, entry: Any) -> dict[str, Any]:
@@ -41,18 +45,44 @@ def _stored_block(row: Any, entry: Any) -> dict[str, Any]:
     return {**stored, **((stored.get("variants") or {}).get(row.variant) or {})}
 
 
-def validation_value(row: Any, key: str = "val_accuracy") -> float | None:
-    """The row's validation ``key`` (mean over its folds); None when any fold lacks it."""
+def _val_score_is_accuracy(strategy: str | None) -> bool:
+    """Whether a strategy's ``val_score`` is already a grouped-CV accuracy (its class's ``val_score_is_accuracy``)."""
+    from facediag.strategies.registry import trait
+
+    return bool(strategy) and bool(trait({"name": strategy}, "val_score_is_accuracy", False))
+
+
+def validation_value(row: Any, key: str = "val_accuracy", penalised: bool = True) -> float | None:
+    """The row's validation ``key`` (mean over its folds), for ``val_accuracy`` less the control penalty
+    (:func:`control_penalty`) unless ``penalised`` is false; None when any fold lacks it."""
     values = []
     for entry in row.entries:
         block = _stored_block(row, entry)
         value = block.get(key)
-        if value is None and key == "val_accuracy" and block.get("strategy") in ACCURACY_STRATEGIES:
-            value = block.get("val_score")
+        if value is None and key == "val_accuracy" and _val_score_is_accuracy(block.get("strategy")):
+            value = block.get("val_score")  # runs from before val_accuracy was recorded
         if value is None:
             return None
+        if key == "val_accuracy" and penalised:
+            value = float(value) - control_penalty(block, row.variant)
         values.append(float(value))
     return float(np.mean(values)) if values else None
+
+
+def control_penalty(block: dict[str, Any], variant: str | None) -> float:
+    """What the run's best control earns above chance on validation (0 without controls)."""
+    gains = [float(c["val_accuracy"]) - float(c["val_chance"])
+             for by_variant in (block.get("controls") or {}).values()
+             for c in [by_variant.get(variant) or {}] if c.get("val_accuracy") is not None]
+    return max([0.0, *gains])
+
+
+def row_penalty(row: Any) -> float | None:
+    """The mean control penalty over the row's folds (None when no fold trained controls)."""
+    blocks = [_stored_block(row, e) for e in row.entries]
+    if not any(b.get("controls") for b in blocks):
+        return None
+    return float(np.mean([control_penalty(b, row.variant) for b in blocks]))
 
 
 def validation_source(row: Any) -> str:

@@ -74,10 +74,12 @@ def _image(png: Path) -> np.ndarray:
 
 
 def to_tensorboard(run_dir: Path, images: dict[str, Path]) -> bool:
-    """Add the PNGs as images to the run's TensorBoard folder (if it has one)."""
+    """Add the PNGs as images to the run's TensorBoard run (``tensorboard/<run name>``, or ``tensorboard``
+    itself for older runs), if it has one."""
     folder = run_dir / "tensorboard"
     if not folder.is_dir() or not images:
         return False
+    folder = next((events.parent for events in sorted(folder.rglob("events.out.tfevents.*"))), folder)
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(log_dir=str(folder)) as writer:
@@ -86,23 +88,17 @@ def to_tensorboard(run_dir: Path, images: dict[str, Path]) -> bool:
     return True
 
 
-def _feature_set(run_dir: Path, strategy: str) -> Any:
-    """Train, val and test features of the run (DTL1 / DTL2 via facediag.apply.neighbours; DSIFT's
-    dsift_features.npz)."""
-    from facediag.apply.neighbours import FeatureSet, run_features
+def _feature_set(run_dir: Path) -> Any:
+    """Train, val and test features of the run in its Predictor's feature space (stored, else computed once and
+    kept: facediag.apply.neighbours); None when its strategy has none."""
+    from facediag.apply.neighbours import run_features
+    from facediag.apply.trained_run import TrainedRun
+    from facediag.strategies.predictor import CapabilityError
 
-    if strategy in ("dtl1", "dtl2"):
-        from facediag.apply.trained_run import TrainedRun
-
+    try:
         return run_features(TrainedRun(run_dir), ("train", "val", "test"))
-    stored = run_dir / "dsift_features.npz"
-    if not stored.is_file():
+    except CapabilityError:
         return None
-    data = np.load(stored)
-    split = pd.read_csv(run_dir / "split.csv")
-    label = dict(zip(split["path"].astype(str), split["label"].astype(str), strict=True))
-    paths = data["paths"].astype(str)
-    return FeatureSet(data["features"], np.array([label.get(p, "") for p in paths]), paths, data["roles"].astype(str))
 
 
 def add_explanations(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
@@ -177,7 +173,7 @@ def _saliency_figures(report: Report, run: Any, variant: str, figures: Path) -> 
 
 def _feature_map(report: Report, run: Any, variant: str, figures: Path) -> dict[str, Path]:
     strategy = str(run.setting("strategy.name"))
-    features = _feature_set(Path(run.path), strategy)
+    features = _feature_set(Path(run.path))
     written: dict[str, Path] = {}
     test = run.predictions[(run.predictions["variant"] == variant) & (run.predictions["role"] == "test")]
     if features is not None and len(features) >= 5:

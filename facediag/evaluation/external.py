@@ -11,8 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from facediag.apply.trained_run import TrainedRun
+from facediag.data.build import with_face_status
 from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
+from facediag.evaluation.transfer import Transfer
 from facediag.preprocess.pipeline import results_frame
 from facediag.scoring.results import prediction_frame
 
@@ -85,21 +87,26 @@ def _overlap_warning(kind: str, path: str, reference: str, role: dict[str, str],
 def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
     """`path: why` for every external file that was not scored (unreadable, unlabelled, no face)."""
     lines = [
-        f"{row.path}: {row.status if row.status != OK else 'no class label'}"
+        f"{row.path}: {f'{row.status} ({row.reason})' if row.status != OK else 'no class label'}"
         for row in manifest.itertuples()
         if row.status != OK or pd.isna(row.label)
     ]
-    return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop]
+    listed = set(manifest.loc[manifest["status"] != OK, "path"])
+    return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop and r.path not in listed]
 
 
-def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+def external_validation(
+    run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path, recalibrate: int | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Score every image of ``data_cfg``'s folder with the run's model; report the same metrics.
 
     Class folders are matched to the run's classes (tolerant of case, spaces, hyphens and the run's
     aliases); an unknown class name is an error naming the folder. Images without a face are listed
     in the external preprocess_report.csv, not silently dropped; when none is usable the error lists
     every file and why. Images the run trained or validated on are warned about (``training_overlaps``,
-    also in the summary). A DSIFT run is scored with each of its variants.
+    also in the summary). A DSIFT run is scored with each of its variants. The report sets the run's own test
+    metrics beside these, flags a threshold shift, draws the misclassified photos and, with ``recalibrate`` (people
+    per class of this site), re-thresholds on them and scores the others apart (:mod:`facediag.evaluation.transfer`).
     """
     run = TrainedRun(run_dir)
     out_dir = Path(out_dir)
@@ -113,7 +120,10 @@ def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str 
         log.warning("%s", warning)
     rows = usable(manifest).assign(role="test")
     scored = run.score(list(rows["path"]))
-    results_frame(scored.results).to_csv(out_dir / "external_preprocess_report.csv", index=False)
+    report = results_frame(scored.results)
+    report.to_csv(out_dir / "external_preprocess_report.csv", index=False)
+    manifest = with_face_status(manifest, report)  # each file's status as the report gives it (no_face, ...)
+    manifest.to_csv(out_dir / "external_manifest.csv", index=False)
     if not scored.paths:
         raise ValueError(
             f"external validation: no usable image in {data_cfg.get('root')} ({len(manifest)} files):\n  "
@@ -130,5 +140,6 @@ def external_validation(run_dir: str | Path, data_cfg: DictConfig, out_dir: str 
     predictions.to_csv(out_dir / "external_predictions.csv", index=False)
     log.info("external validation: %d images found, %d usable, %d scored", len(manifest), len(rows), len(kept))
     title = f"External validation of {Path(run_dir).name} on {data_cfg.get('root')}"
-    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title)
-    return {**summary, "training_overlaps": overlaps}
+    transfer = Transfer(run, frames[0], scored.probabilities, scored.crops, out_dir, recalibrate, seed)
+    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=transfer)
+    return {**summary, "training_overlaps": overlaps, "transfer": transfer.result}

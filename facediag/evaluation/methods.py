@@ -7,11 +7,18 @@ all read from the runs' composed configs and predictions (a reader pastes it int
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from facediag.core.crop import CropSpec
 from facediag.evaluation.compare import validation_source
 from facediag.evaluation.runs import get_dotted
+from facediag.scoring.results import RUN_CONFIG
 from facediag.scoring.stats import N_RESAMPLES
+from facediag.strategies.predictor import Description, Predictor
+from facediag.strategies.registry import strategy_class
 
 
 def _cfg(row: Any) -> dict[str, Any]:
@@ -22,39 +29,70 @@ def _short(target: Any) -> str:
     return str(target).rsplit(".", 1)[-1] if target else "?"
 
 
-def _grid(values: Any) -> str:
-    return "{" + ", ".join(f"{float(v):g}" for v in values) + "}" if isinstance(values, list) else str(values)
+def predictor_of(row: Any) -> Predictor | None:
+    """The Predictor of a row's first loaded run (its ``run_config.yaml``, else the row's composed config, with
+    the packaged backbone definition filled in), found through the strategy registry; None when its strategy
+    cannot be found."""
+    entry = next((e for e in row.entries if e.run is not None), None)
+    if entry is None:
+        return None
+    run = entry.run
+    resolved = Path(run.path) / RUN_CONFIG
+    cfg = OmegaConf.load(resolved) if resolved.is_file() else OmegaConf.create(_with_packaged_backbone(_cfg(row)))
+    try:
+        cls = strategy_class(cfg.get("strategy") or {})
+    except ValueError:
+        return None
+    summary = {**(run.stored_metrics or {}), "classes": list(run.classes), "positive": run.positive}
+    variant = row.variant if row.variant in (summary.get("variants") or {}) else None
+    return cls.predictor.load(run.path, variant, cfg=cfg, summary=summary)
+
+
+def _with_packaged_backbone(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A composed config whose ``backbone`` is filled with its packaged definition (crop, feature layer), as
+    training resolves it."""
+    name = get_dotted(cfg, "backbone.name")
+    if not name:
+        return cfg
+    from facediag.models.registry import backbone_config
+
+    try:
+        return {**cfg, "backbone": backbone_config(str(name), dict(cfg["backbone"]))}
+    except (KeyError, ValueError):
+        return cfg
+
+
+def describe_row(row: Any) -> Description | None:
+    """The row's model in words (its strategy's ``Predictor.describe()``); None when the strategy or its config
+    cannot be read (the paragraph then names the row as the table does)."""
+    try:
+        predictor = predictor_of(row)
+        return predictor.describe() if predictor is not None else None
+    except Exception:  # a run dir too old or too odd to describe must not cost the report its paragraph
+        return None
 
 
 def describe_model(row: Any) -> str:
-    """One clause per row: backbone and weights, how they were used, the classifier and its selection."""
-    cfg = _cfg(row)
-    strategy = get_dotted(cfg, "strategy", {}) or {}
-    kind = row.description.get("strategy")
-    backbone, weights = row.description.get("backbone"), row.description.get("weights")
-    if kind == "dtl2":
-        scale = "standardised " if strategy.get("standardize") else ""
-        return (f"{backbone} pretrained on {weights} as a frozen feature extractor, {scale}features into a linear "
-                f"SVM with C from {_grid(strategy.get('C_grid'))} by {strategy.get('cv_folds')}-fold person-grouped "
-                "CV on the training part (DTL2)")
-    if kind == "dtl1":
-        return (f"{backbone} pretrained on {weights}, fine-tuned with a new {len(_classes(row))}-class head (DTL1: "
-                f"SGD lr {strategy.get('lr')}, momentum {strategy.get('momentum')}, weight decay "
-                f"{strategy.get('weight_decay')}, head lr x{strategy.get('head_lr_mult')}, batch "
-                f"{get_dotted(cfg, 'data.batch_size')}, at most {strategy.get('max_epochs')} epochs, early stopping "
-                "on the "
-                f"validation loss with patience {strategy.get('patience')}, the best checkpoint tested)")
-    if kind == "dsift":
-        return (f"dense SIFT (step {strategy.get('step')} px, sizes {strategy.get('sizes')}) on "
-                f"{strategy.get('crop_size')} px aligned faces, a bag of {strategy.get('n_words')} visual words "
-                "fitted on the training images, "
-                f"SVM {row.variant or ''} with C from {_grid(strategy.get('C_grid'))} by person-grouped CV")
-    return f"{backbone} / {weights} / {kind}"
+    """One clause per row: backbone(s) and weights, how they were used, the classifier and its selection."""
+    described = describe_row(row)
+    return described.model if described is not None else row.name
 
 
-def _classes(row: Any) -> list[str]:
-    run = next((e.run for e in row.entries if e.run is not None), None)
-    return list(run.classes) if run is not None else []
+def _crops_text(crops: dict[str, CropSpec]) -> str:
+    if list(crops) == [""]:
+        return f"of {crops['']}"
+    return "per source: " + ", ".join(f"{name} {crop}" for name, crop in crops.items())
+
+
+def _crops_sentence(rows: Sequence[Any]) -> str:
+    """The crop(s) each row's model saw: once when every row used the same, else per row (fused rows per source)."""
+    texts = []
+    for row in rows:
+        described = describe_row(row)
+        texts.append(_crops_text(described.crops) if described is not None else "as configured")
+    if len(set(texts)) == 1:
+        return f"crops {texts[0]}"
+    return "crops " + "; ".join(f"({i + 1}) {text}" for i, text in enumerate(texts))
 
 
 def _split_sentence(row: Any) -> str:
@@ -74,16 +112,14 @@ def _split_sentence(row: Any) -> str:
         "used once, to report"
 
 
-def _preprocess_sentence(row: Any) -> str:
-    cfg = _cfg(row)
+def _preprocess_sentence(rows: Sequence[Any]) -> str:
+    cfg = _cfg(rows[0])
     pre = get_dotted(cfg, "preprocess", {}) or {}
-    align = get_dotted(cfg, "backbone.align", {}) or {}
     if not pre.get("detector"):
         return "images used as given (already aligned)"
     return (f"face detection ({_short(get_dotted(pre, 'detector._target_'))}), landmarks "
             f"({_short(get_dotted(pre, 'landmarker._target_'))}), a similarity alignment on "
-            f"{get_dotted(pre, 'aligner.points', '?')} landmarks and crops of {align.get('size', 150)} px "
-            f"({align.get('template', 'dlib')} template, padding {align.get('padding', 0.25)}); images without "
+            f"{get_dotted(pre, 'aligner.points', '?')} landmarks and {_crops_sentence(rows)}; images without "
             f"a face: {pre.get('no_face')} (listed in each run's preprocess_report.csv)")
 
 
@@ -119,5 +155,5 @@ def methods_paragraph(rows: Sequence[Any], classes: Sequence[str], positive: str
                "Holm-adjusted.")
     return " ".join([
         "Methods (generated).", data, f"Split: {_split_sentence(first)}.",
-        f"Preprocessing: {_preprocess_sentence(first)}.", f"Models: {models}.", selection, metrics,
+        f"Preprocessing: {_preprocess_sentence(ok)}.", f"Models: {models}.", selection, metrics,
     ])

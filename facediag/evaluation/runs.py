@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from facediag.core.config import uses_backbone
 from facediag.scoring.results import RUN_CONFIG, score_columns
+from facediag.strategies.registry import uses_backbone
 
 PREDICTIONS = "predictions.csv"
 FAILED = "FAILED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from facediag.evaluation.figures import roc_inputs
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import SMALL_N, subgroup_table
+from facediag.scoring.controls import controls_table, run_controls_of
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import summarize, targets_and_scores, to_json
 
@@ -174,11 +176,13 @@ def evaluate_run(
     *,
     manifest_df: pd.DataFrame | None = None,
     title: str | None = None,
+    sections: Callable[[Report, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Recompute a run's metrics from its predictions.csv (or ``predictions_df``, e.g. external
     validation predictions made elsewhere with the run's model; ``manifest_df`` then supplies their
     metadata for the subgroup table). Returns the metrics.json content; with ``out_dir`` writes
-    metrics.json, subgroups.csv, figures/ and report.md / report.html there.
+    metrics.json, subgroups.csv, figures/ and report.md / report.html there; ``sections(report, summary)``
+    adds sections of the caller's at the end (external validation's comparison with the run's own test split).
     """
     run = load_run(run_dir, predictions_df)
     if run.failed:
@@ -186,6 +190,9 @@ def evaluate_run(
     if manifest_df is not None:
         run.manifest = manifest_df
     summary = recompute_metrics(run)
+    controls = run_controls_of(run.path, run.predictions, run.classes, run.positive) if predictions_df is None else {}
+    if controls:
+        summary["controls"] = controls
     if out_dir is None:
         return summary
     out_dir = Path(out_dir)
@@ -203,6 +210,11 @@ def evaluate_run(
                  "people when a person has several test images, Wilson with one image per person; column "
                  "'interval'); binary tasks: precision, sensitivity, specificity, F1 and AUC of the positive class "
                  f"({summary.get('positive')}); multiclass: macro averages; scikit-learn conventions, zero_division=0")
+    if controls:
+        report.heading("Controls: the same method, shown no face")
+        report.table(controls_table(controls), caption="recomputed from controls/<name>/predictions.csv: face_blind "
+                     "(eye-aligned crops, one fixed face region hidden), capture_only (the photo's four corners); "
+                     "'method minus control' is paired over the same test photos (person bootstrap)")
     differences = stored_differences(run, summary) if predictions_df is None else []
     if predictions_df is None and run.stored_metrics is not None:
         report.text("Check against the run's own metrics.json: " + (
@@ -239,6 +251,8 @@ def evaluate_run(
         from facediag.evaluation.explanations import add_explanations
 
         add_explanations(report, run, summary["variant"], figures)
+    if sections is not None:
+        sections(report, summary)
     report.write(out_dir)
     return summary
 

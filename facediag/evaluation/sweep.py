@@ -20,17 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.core.config import uses_backbone
-from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, validation_value
+from facediag.evaluation.compare import ALPHA, choose_on_validation, compare_rows, row_penalty, validation_value
 from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, roc_curves, roc_inputs
 from facediag.evaluation.methods import methods_paragraph
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
+from facediag.scoring.controls import CONTROLS, compare, control_predictions, run_controls_of
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import metrics_for, targets_and_scores
 from facediag.scoring.stats import N_RESAMPLES, PairedComparison
+from facediag.strategies.registry import uses_backbone
 
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
 CHOSEN_NOTE = "★ chosen on validation"
@@ -147,6 +148,7 @@ def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
     if not test:
         return [{**base, "variant": variant, "status": "ok", "reason": TRIAL_NOT_CHOSEN} for variant in run.variants]
     rows = []
+    controls = run_controls_of(entry.path, run.predictions, run.classes, run.positive)
     for variant in run.variants:
         part = run.predictions[run.predictions["variant"] == variant]
         try:
@@ -171,9 +173,39 @@ def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
                 **{k: m[k] for k in ("precision", "sensitivity", "specificity", "f1", "balanced_accuracy", "auc",
                                      "top3_error")},
                 **{f"accuracy_{c}": m["per_class"][c]["accuracy"] for c in run.classes},
+                **control_columns(controls, variant),
             }
         )
     return rows
+
+
+def control_columns(controls: dict[str, dict[str, Any]], variant: str | None) -> dict[str, Any]:
+    """report.csv columns of a variant's controls: ``<control>_accuracy``, ``_lo``, ``_hi``, ``_above_chance`` and
+    the paired difference method minus control ``<control>_gap``, ``_gap_lo``, ``_gap_hi``."""
+    columns: dict[str, Any] = {}
+    for name, by_variant in controls.items():
+        c = by_variant.get(variant)
+        if c is not None:
+            columns.update({f"{name}_accuracy": c["accuracy"], f"{name}_lo": c["accuracy_ci"][0],
+                            f"{name}_hi": c["accuracy_ci"][1], f"{name}_above_chance": c["above_chance"],
+                            f"{name}_gap": c["face_gap"], f"{name}_gap_lo": c["face_gap_ci"][0],
+                            f"{name}_gap_hi": c["face_gap_ci"][1]})
+    return columns
+
+
+def row_controls(row: Row) -> dict[str, dict[str, Any]]:
+    """The controls of a table row (every fold's controls/<name>/predictions.csv pooled), against the row's own
+    pooled predictions."""
+    runs = [e for e in row.entries if e.run is not None]
+    if row.failed or row.predictions is None or not runs:
+        return {}
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for entry in runs:
+        for name, frame in control_predictions(entry.path).items():
+            parts.setdefault(name, []).append(frame.assign(split_seed=entry.run.setting("data.split_seed")))
+    first = runs[0].run
+    return {name: compare(row.predictions, pd.concat(frames, ignore_index=True), first.classes, first.positive)
+            for name, frames in parts.items()}
 
 
 # -- table rows: configurations × variants ------------------------------------------------------------
@@ -379,6 +411,7 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
     binary = len(classes) == 2
     with_sd = any(r.metrics.get("accuracy_sd") is not None for r in rows)
     with_setting = any(r.setting for r in rows)
+    with_controls = any(control_predictions(e.path) for r in rows for e in r.entries if e.run is not None)
     records, css = [], []
     for row in rows:
         d, m = row.description, row.metrics
@@ -393,7 +426,12 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
         stored = (row.entries[0].run.stored_metrics or {}) if row.entries[0].run is not None else {}
         record.update(evaluation=row.evaluation or MISSING, MACs=fmt_count(stored.get("macs")),
                       n=m.get("n", MISSING), people=_people(row))
-        record["val accuracy"] = fmt_number(row.val_accuracy)
+        if with_controls:
+            record["val accuracy"] = fmt_number(None if row.failed else validation_value(row, penalised=False))
+            record["control penalty"] = fmt_number(row_penalty(row))
+            record["selection score"] = fmt_number(row.val_accuracy)
+        else:
+            record["val accuracy"] = fmt_number(row.val_accuracy)
         record["accuracy [95% CI]"] = MISSING if row.failed else fmt_with_ci(m, "accuracy")
         if with_sd:
             record["SD over repeats"] = fmt_number(m.get("accuracy_sd"))
@@ -410,6 +448,15 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
             for c in classes:
                 record[f"accuracy {c}"] = fmt_number(m.get("per_class", {}).get(c, {}).get("accuracy"))
         record["interval"] = m.get("accuracy_ci_method") or MISSING
+        if with_controls:
+            controls = row_controls(row)
+            for name in CONTROLS:
+                c = controls.get(name, {}).get(row.variant)
+                record[f"{name} control [95% CI]"] = MISSING if c is None else (
+                    fmt_interval(c["accuracy"], *c["accuracy_ci"]) + (" ⚠ above chance" if c["above_chance"] else ""))
+            c = controls.get("face_blind", {}).get(row.variant)
+            record["method − face_blind [95% CI]"] = MISSING if c is None else fmt_interval(c["face_gap"],
+                                                                                           *c["face_gap_ci"])
         comparison = row.comparison
         record["Δ accuracy vs chosen [95% CI]"] = MISSING if comparison is None else fmt_interval(
             comparison.accuracy_difference, *comparison.difference_ci)
@@ -420,6 +467,42 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
         records.append(record)
         css.append(FAILED_ROW if row.failed else row.mark)
     return pd.DataFrame(records), css
+
+
+def comparison_frame(rows: Sequence[Row]) -> pd.DataFrame:
+    """The comparison columns of one results table as numbers (``comparison_<task>.csv``), one row per table
+    row in the table's order: validation and test accuracy, the difference from the chosen row with its paired
+    person-bootstrap 95% interval, McNemar's p raw and Holm-adjusted, and the chosen flag."""
+    records = []
+    for row in rows:
+        d, m, c = row.description, row.metrics, row.comparison
+        low, high = m.get("accuracy_ci") or (None, None)
+        records.append({
+            "dataset": d.get("dataset"), "task": d.get("task"), "backbone": d.get("backbone"),
+            "weights": d.get("weights"), "strategy": d.get("strategy"), "variant": row.variant,
+            "setting": row.setting or None, "chosen": row.mark == BEST, "status": row.status,
+            "val_accuracy": row.val_accuracy, "accuracy": None if row.failed else m.get("accuracy"),
+            "accuracy_low": None if row.failed else low, "accuracy_high": None if row.failed else high,
+            "difference_vs_chosen": None if c is None else c.accuracy_difference,
+            "difference_low": None if c is None else c.difference_ci[0],
+            "difference_high": None if c is None else c.difference_ci[1],
+            "mcnemar_p": None if c is None else c.p_value, "mcnemar_p_holm": row.p_holm,
+            "row_better": None if c is None else c.n_a_better, "chosen_better": None if c is None else c.n_b_better,
+            "units": None if c is None else c.n_units, "unit": None if c is None else c.unit,
+            "n_paired": row.n_paired, "note": row_note(row),
+        })  # fmt: skip
+    frame = pd.DataFrame(records)
+    counts = ["row_better", "chosen_better", "units", "n_paired"]
+    frame[counts] = frame[counts].astype("Int64")  # whole numbers in the CSV, empty where not compared
+    return frame
+
+
+def comparison_names(keys: Sequence[tuple]) -> dict[tuple, str]:
+    """``comparison_<task>.csv`` per table (dataset, task, classes); ``comparison_<dataset>_<task>.csv`` where
+    two tables share a task name."""
+    tasks = [key[1] for key in keys]
+    return {key: f"comparison_{_slug(key[1]) if tasks.count(key[1]) == 1 else _slug(key[0], key[1])}.csv"
+            for key in keys}  # fmt: skip
 
 
 def fmt_p(p: float | None) -> str:
@@ -521,8 +604,8 @@ def _slug(*parts: Any) -> str:
 
 def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path | None = None) -> SweepResult:
     """Find the run dirs of ``spec`` (a dir, a glob or a list), build the tables; with ``out_dir`` write
-    report.md, report.csv (one row per run × variant; test metrics only for the Optuna trial chosen on validation),
-    report.html, cv.csv and figures/ there."""
+    report.md, report.csv (one row per run × variant; test metrics only for the Optuna trial chosen on validation;
+    ``chosen``: the runs of each table's row chosen on validation), report.html, cv.csv and figures/ there."""
     entries = [load_entry(path) for path in find_run_dirs(spec)]
     rows = build_rows(entries)
     groups = {key: reduce_trials(group_rows) for key, group_rows in group_rows_by_table(rows).items()}
@@ -532,6 +615,9 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     # a test score is reported once per Optuna search: the other trials' run dirs keep their val_score only
     withheld = {e.path for g in groups.values() for row in g for t in row.trials if t is not row for e in t.entries}
     runs = pd.DataFrame([r for e in entries for r in run_rows(e, test=e.path not in withheld)])
+    chosen = {(str(e.path), row.variant) for g in groups.values() for row in g if row.mark == BEST for e in row.entries}
+    if not runs.empty:
+        runs["chosen"] = [(d, v) in chosen for d, v in zip(runs["run_dir"], runs["variant"], strict=True)]
     result = SweepResult(runs, [r for g in groups.values() for r in g], cv_frame(rows))
     if out_dir is None:
         return result
@@ -544,6 +630,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
                 + ", ".join(str(s) for s in ([spec] if isinstance(spec, (str, Path)) else spec))
                 + ". Every number is recomputed from the runs' predictions.csv (test role).")
     report.text(HOW_TO_READ)
+    comparison_files = comparison_names(list(groups))
     for (dataset, task, classes), group_rows in groups.items():
         classes = list(classes)
         positive = next((e.run.positive for r in group_rows for e in r.entries if e.run is not None
@@ -555,6 +642,9 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
         report.text(methods_paragraph(group_rows, classes, positive))
         table, css = display_table(group_rows, classes)
         report.table(table, caption=f"{dataset} / {task}: test results; ★ = chosen on validation", row_classes=css)
+        csv_name = comparison_files[(dataset, task, tuple(classes))]
+        comparison_frame(group_rows).to_csv(out_dir / csv_name, index=False)
+        report.text(f"The comparison columns as numbers: {csv_name}.")
         for row in group_rows:
             if row.trials:
                 report.table(trials_table(row), caption=f"{row.name}: Optuna trials (validation only; the test "
@@ -586,5 +676,6 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
     runs.to_csv(out_dir / "report.csv", index=False)
     if not result.cv.empty:
         result.cv.to_csv(out_dir / "cv.csv", index=False)
-    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv", **curve_files}
+    result.files = {**report.write(out_dir), "csv": out_dir / "report.csv", **curve_files,
+                    **{name: out_dir / name for name in comparison_files.values()}}  # fmt: skip
     return result

@@ -1,19 +1,29 @@
 """Backbones and weight specs: ``create(backbone, weights) -> FaceBackbone``.
 
-``python -m facediag.models`` prints the registry (every backbone x weights pair, its pretraining
-dataset, feature dimension, MACs and whether its file is on this machine).
+A backbone is one module and its spec: ``@register_backbone`` / ``@register_architecture`` beside the network
+(the package's in :mod:`facediag.models.archs`, others through the ``facediag.backbones`` entry points), its
+YAML in ``specs/`` (:mod:`facediag.models.registry`). ``python -m facediag.models`` prints the registry (every
+backbone x weights pair, its pretraining dataset, feature dimension, MACs and whether its file is on this machine).
 """
 
-from facediag.models.face_backbone import Architecture, FaceBackbone
+from facediag.models import archs  # importing registers the package's backbones
+from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE, Architecture, FaceBackbone, Tap
 from facediag.models.features import extract_features
 from facediag.models.registry import (
     ARCHITECTURES,
     BACKBONES,
-    FEATURE_LAYERS,
+    Backbone,
     available_pairs,
     backbone_config,
     create,
     create_from_config,
+    datasets,
+    get_backbone,
+    list_specs,
+    load_plugins,
+    load_spec,
+    register_architecture,
+    register_backbone,
 )
 from facediag.models.weights import (
     BadWeightsError,
@@ -22,31 +32,39 @@ from facediag.models.weights import (
     WeightsNotFoundError,
     WeightSpec,
     default_cache_dir,
-    list_specs,
-    load_spec,
     resolve_weight_file,
 )
+
+load_plugins()
 
 __all__ = [
     "ARCHITECTURES",
     "BACKBONES",
-    "FEATURE_LAYERS",
+    "HEAD_OUTPUT",
+    "PENULTIMATE",
     "Architecture",
+    "Backbone",
     "BadWeightsError",
     "FaceBackbone",
+    "Tap",
     "UnknownWeightsError",
     "WeightSpec",
     "WeightsLayoutError",
     "WeightsNotFoundError",
+    "archs",
     "available_pairs",
     "backbone_config",
     "count_macs",
     "create",
     "create_from_config",
+    "datasets",
     "default_cache_dir",
     "extract_features",
+    "get_backbone",
     "list_specs",
     "load_spec",
+    "register_architecture",
+    "register_backbone",
     "resolve_weight_file",
 ]
 

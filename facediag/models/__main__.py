@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from facediag.models.flops import count_macs, random_weights_spec
-from facediag.models.registry import FEATURE_LAYERS, backbone_config, create
-from facediag.models.weights import WeightSpec, default_cache_dir, list_specs, locate_weight_file, packaged_file
+from facediag.models.registry import BACKBONES, backbone_config, create, list_specs
+from facediag.models.weights import WeightSpec, default_cache_dir, locate_weight_file, packaged_file
 
 
 def file_status(spec: WeightSpec, cache_dir: Path) -> str:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    other = {b: sorted(layers) for b, layers in FEATURE_LAYERS.items() if len(layers) > 1}
+    other = {name: sorted(b.feature_layers) for name, b in BACKBONES.items() if len(b.feature_layers) > 1}
     print(f"other feature layers (backbone.feature_layer=...): {other}")
     return 0
 

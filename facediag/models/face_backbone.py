@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,8 @@ class Architecture:
 
     build(num_classes) -> network; penultimate(network, x) -> (N, D) input of the final layer;
     head: dotted path of the final layer; stages(network) -> modules of each stage, input first;
-    taps: further DTL2 feature layers by name (e.g. pooled outputs of several stages).
+    taps: further DTL2 feature layers by name (e.g. pooled outputs of several stages);
+    read(file) -> network: reads weight files that are not torch state dicts (e.g. dlib's ``.dat``).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Architecture:
     head: str
     stages: Callable[[nn.Module], list[list[nn.Module]]]
     taps: Mapping[str, Tap] = field(default_factory=dict)
+    read: Callable[[Path], nn.Module] | None = None
 
 
 class NormalizedHead(nn.Module):

@@ -29,11 +29,11 @@ from ptflops.pytorch_ops import MODULES_MAPPING, linear_flops_counter_hook
 from torch import nn
 
 from facediag.core.files import atomic_write, config_hash
-from facediag.models.caffe_resnet import Conv1x1Classifier
-from facediag.models.dlib_resnet import Affine2d
+from facediag.models.archs.caffe_resnet import Conv1x1Classifier
+from facediag.models.archs.dlib_resnet import Affine2d
 from facediag.models.face_backbone import FaceBackbone
-from facediag.models.registry import create
-from facediag.models.weights import WeightSpec, load_spec
+from facediag.models.registry import create, load_spec
+from facediag.models.weights import WeightSpec
 
 
 def count_macs(

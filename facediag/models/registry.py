@@ -1,242 +1,199 @@
 """The backbone registry and ``create``: (backbone, weights) -> a verified, loaded FaceBackbone.
 
-Backbones (package data ``facediag/models/specs/backbones/<name>.yaml``: default feature layer and the
-face-alignment geometry of its crops; the Hydra group ``backbone`` selects one and overrides its keys)
-and their architectures:
+A backbone is one module and its specs (timm style). The module defines the network and registers it:
 
-| backbone | architecture(s) | DTL2 feature layer | final layer |
-|---|---|---|---|
-| alexnet | torchvision AlexNet | fc7 (4096) | classifier.6 |
-| vgg16 | torchvision VGG16 (also VGG-Face's layout) | fc7 (4096) | classifier.6 |
-| resnet50 | torchvision ResNet-50 (imagenet, none); | pool5 (2048) | fc |
-| | Caffe ResNet-50 (vggface2, ms1m_vggface2) | pool5 (2048) | classifier |
-| senet50 | Caffe SE-ResNet-50 | pool5 (2048) | classifier |
-| dlib_resnet | dlib's face ResNet (parsed from its .dat) | descriptor (128) or pooled (256) | fc |
-| efficientnet_lite0 | EfficientNet-Lite0 | pool (1280), stages (704), bands (3840) | _fc |
+    @register_backbone("alexnet", feature_layers={"fc7": PENULTIMATE})
+    @register_architecture("alexnet", head="classifier.6", penultimate=fc7, stages=alexnet_stages)
+    def alexnet(num_classes: int) -> nn.Module: ...
 
-The architecture is a property of the weight file (its spec's ``arch``), not of the backbone name:
-ResNet-50 ImageNet weights need torchvision's layout, the VGGFace2 ones the Caffe layout.
+``register_architecture`` names a way to build a network (the weight spec's ``arch``: the architecture is a
+property of the weight file, e.g. ResNet-50's ImageNet weights need torchvision's layout, its VGGFace2 ones the
+Caffe layout); ``register_backbone`` names a backbone, its DTL2 feature layers and its spec: the backbone YAML
+(default feature layer, face-crop geometry; package data ``specs/backbones/<name>.yaml``) and its weight specs
+(``specs/weights/<name>_<dataset>.yaml``, or a ``weights:`` mapping inside the backbone YAML).
+
+The package's backbones live in :mod:`facediag.models.archs`; other packages add theirs through the entry-point
+group ``facediag.backbones`` (a module to import) or by importing their module before composing a config. The
+Hydra groups ``backbone`` and ``weights`` and the plain ``method`` presets are generated from this registry
+(:mod:`facediag.models.config_groups`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import torch
-import yaml
 from torch import nn
 
-from facediag.models.caffe_resnet import CaffeResNet50
-from facediag.models.face_backbone import HEAD_OUTPUT, PENULTIMATE, Architecture, FaceBackbone, Tap
+from facediag.models.face_backbone import Architecture, FaceBackbone, Tap
 from facediag.models.weights import (
+    NO_WEIGHTS,
+    TORCH,
+    UnknownWeightsError,
     WeightSpec,
     apply_key_map,
-    list_specs,
-    load_spec,
     load_state_dict_strict,
     load_torch_state_dict,
+    read_mapping,
+    read_spec,
     resolve_weight_file,
 )
 
-BACKBONE_DIR = Path(__file__).resolve().parent / "specs" / "backbones"
+SPEC_DIR = Path(__file__).resolve().parent / "specs"
+ENTRY_POINT_GROUP = "facediag.backbones"
 
-#: DTL2 feature layers of each backbone: name -> where it is taken (input or output of the final layer).
-FEATURE_LAYERS: dict[str, dict[str, str]] = {
-    "alexnet": {"fc7": PENULTIMATE},
-    "vgg16": {"fc7": PENULTIMATE},
-    "resnet50": {"pool5": PENULTIMATE},
-    "senet50": {"pool5": PENULTIMATE},
-    "dlib_resnet": {"descriptor": HEAD_OUTPUT, "pooled": PENULTIMATE},
-    "efficientnet_lite0": {"pool": PENULTIMATE, "stages": "stages", "bands": "bands"},
-}
-BACKBONES = tuple(FEATURE_LAYERS)
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 
-# --------------------------------------------------------------------------- torchvision AlexNet / VGG16
-def _fc7(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = torch.flatten(net.avgpool(net.features(x)), 1)
-    for layer in list(net.classifier)[:-1]:
-        x = layer(x)
-    return x
+@dataclass(frozen=True)
+class Backbone:
+    """A registered backbone: its DTL2 feature layers (name -> ``PENULTIMATE``, ``HEAD_OUTPUT`` or a tap of its
+    architecture), its backbone YAML and the folder of its weight YAMLs (``<name>_<dataset>.yaml``)."""
+
+    name: str
+    feature_layers: Mapping[str, str]
+    spec: Path
+    weights_dir: Path | None = None
+
+    @cached_property
+    def _values(self) -> dict[str, Any]:
+        return read_mapping(self.spec, "backbone spec")  # read once: specs are package data
+
+    def definition(self) -> dict[str, Any]:
+        """The backbone YAML (name, feature_layer, align), without an inline ``weights`` mapping."""
+        values = {key: copy.deepcopy(value) for key, value in self._values.items() if key != "weights"}
+        if values.get("name") != self.name:
+            raise ValueError(f"{self.spec}: expected a mapping with name: {self.name}")
+        if values.get("feature_layer") not in self.feature_layers:
+            raise ValueError(f"{self.spec}: feature_layer {values.get('feature_layer')!r} is not one of the "
+                             f"registered feature layers {sorted(self.feature_layers)}")
+        return values
+
+    @cached_property
+    def _weight_specs(self) -> tuple[WeightSpec, ...]:
+        specs = []
+        if self.weights_dir is not None:
+            specs = [read_spec(path) for path in sorted(self.weights_dir.glob(f"{self.name}_*.yaml"))]
+        specs += [WeightSpec.from_mapping({"backbone": self.name, "dataset": dataset, **values}, source=self.spec)
+                  for dataset, values in (self._values.get("weights") or {}).items()]
+        return tuple(sorted((s for s in specs if s.backbone == self.name), key=lambda spec: spec.dataset))
+
+    def weight_specs(self) -> list[WeightSpec]:
+        """Every weight spec of this backbone (``none`` included), sorted by dataset."""
+        return list(self._weight_specs)
 
 
-def _alexnet_stages(net: nn.Module) -> list[list[nn.Module]]:
-    return [[net.features[i]] for i in (0, 3, 6, 8, 10)] + [[net.classifier[1]], [net.classifier[4]]]
+#: every registered backbone by name; every registered architecture by name (a weight spec's ``arch``)
+BACKBONES: dict[str, Backbone] = {}
+ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def _vgg16_stages(net: nn.Module) -> list[list[nn.Module]]:
-    blocks = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
-    convs = [[net.features[i] for i in block] for block in blocks]
-    return convs + [[net.classifier[0]], [net.classifier[3]]]
+def register_architecture(
+    name: str,
+    *,
+    head: str,
+    penultimate: Callable[[nn.Module, Any], Any],
+    stages: Callable[[nn.Module], list[list[nn.Module]]],
+    taps: Mapping[str, Tap] | None = None,
+    read: Callable[[Path], nn.Module] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator: ``build(num_classes) -> network`` becomes architecture ``name``.
 
-
-# --------------------------------------------------------------------------- torchvision ResNet-50
-def _resnet_pool5(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
-    return torch.flatten(net.avgpool(x), 1)
-
-
-def _resnet_stages(net: nn.Module) -> list[list[nn.Module]]:
-    return [[net.conv1, net.bn1], [net.layer1], [net.layer2], [net.layer3], [net.layer4]]
-
-
-# --------------------------------------------------------------------------- Caffe (SE-)ResNet-50
-def _caffe_pool5(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return net.forward_features(x)
-
-
-def _caffe_stages(net: nn.Module) -> list[list[nn.Module]]:
-    return [[net.conv1, net.conv1_bn]] + [[stage] for stage in net.stages]
-
-
-# --------------------------------------------------------------------------- dlib face ResNet
-def _build_dlib(num_classes: int) -> nn.Module:
-    from facediag.models.dlib_resnet import DlibFaceResNet
-
-    return DlibFaceResNet(feature_dim=num_classes)
-
-
-def _dlib_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return net.pooled(x)
-
-
-def _dlib_stages(net: nn.Module) -> list[list[nn.Module]]:
-    """Stem, then one stage per run of blocks that starts at a downsampling block."""
-    stages: list[list[nn.Module]] = [[net.stem]]
-    for index, block in enumerate(net.blocks):
-        downsamples = block.conv1.stride != (1, 1)
-        if index == 0 or downsamples:
-            stages.append([])
-        stages[-1].append(block)
-    return stages
-
-
-# --------------------------------------------------------------------------- EfficientNet-Lite0
-def _build_efficientnet_lite0(num_classes: int) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
-
-
-def _efficientnet_pool(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = torch.flatten(net._avg_pooling(net.extract_features(x)), 1)
-    return net._dropout(x)
-
-
-def _efficientnet_stages(net: nn.Module) -> list[list[nn.Module]]:
-    """Stem, the seven MBConv stages (1, 2, 2, 3, 3, 4, 1 blocks for Lite0), the 1x1 head conv.
-
-    A stage starts where the block width changes (every stage's first block changes it).
+    head: dotted path of the final layer (DTL1 replaces it); penultimate(network, x): the final layer's input;
+    stages(network): the trunk's modules stage by stage, input first; taps: further DTL2 feature layers;
+    read(file): a network from a weight file that is not a torch state dict (the spec's ``format``).
     """
-    stages: list[list[nn.Module]] = [[net._conv_stem, net._bn0]]
-    for index, block in enumerate(net._blocks):
-        args = block._block_args
-        if index == 0 or args.input_filters != args.output_filters:
-            stages.append([])
-        stages[-1].append(block)
-    return stages + [[net._conv_head, net._bn1]]
+
+    def register(build: Builder) -> Builder:
+        ARCHITECTURES[name] = Architecture(name, build, penultimate, head, stages, dict(taps or {}), read)
+        return build
+
+    return register
 
 
-#: EfficientNet-Lite0 stages (stem 0, MBConv stages 1-7, head conv 8) whose globally averaged outputs make the
-#: ``stages`` feature layer: mid- to high-level maps (80 + 112 + 192 + 320 = 704 channels), before the 1x1 head conv
-#: that ImageNet's classes shaped most
-EFFICIENTNET_TAP_STAGES = (4, 5, 6, 7)
-#: horizontal bands of the final 7x7 map averaged apart in the ``bands`` feature layer (3 x 1280): at the
-#: backbone's face crop roughly brows and eyes / nose and cheeks / mouth and chin, where global pooling mixes them
-EFFICIENTNET_BANDS = 3
+def register_backbone(
+    name: str,
+    *,
+    feature_layers: Mapping[str, str],
+    spec: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator (beside the backbone's architecture): backbone ``name`` with its DTL2 ``feature_layers``.
+
+    spec: its backbone YAML (default: the package's ``specs/backbones/<name>.yaml``, weights in
+    ``specs/weights``); a YAML of another package may list its weight specs inline (``weights: {dataset: spec}``)
+    or keep them in ``weights_dir``.
+    """
+    if spec is None:
+        spec, weights_dir = SPEC_DIR / "backbones" / f"{name}.yaml", SPEC_DIR / "weights"
+    backbone = Backbone(name, dict(feature_layers), Path(spec).resolve(),
+                        None if weights_dir is None else Path(weights_dir).resolve())
+    if not backbone.spec.is_file():
+        raise FileNotFoundError(f"backbone {name!r}: no spec file {backbone.spec}")
+
+    def register(build: Builder) -> Builder:
+        BACKBONES[name] = backbone
+        return build
+
+    return register
 
 
-def _efficientnet_stage_outputs(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Outputs of the :data:`EFFICIENTNET_TAP_STAGES` (forward hooks on each stage's last block), in stage order."""
-    stages = _efficientnet_stages(net)
-    outputs: list[torch.Tensor] = []
-    hooks = [stages[i][-1].register_forward_hook(lambda _module, _input, output: outputs.append(output))
-             for i in EFFICIENTNET_TAP_STAGES]
-    try:
-        net.extract_features(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return outputs
+def load_plugins() -> None:
+    """Import the modules of the ``facediag.backbones`` entry points (each registers its backbones)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as err:
+            raise ImportError(f"entry point {ENTRY_POINT_GROUP}:{entry.name} ({entry.value}) failed: {err}") from err
 
 
-def _efficientnet_stages_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([output.mean(dim=(2, 3)) for output in _efficientnet_stage_outputs(net, x)], dim=1)
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone ``name``; ValueError listing the known ones otherwise."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name]
 
 
-def _efficientnet_stages_dim(net: nn.Module) -> int:
-    stages = _efficientnet_stages(net)
-    return sum(int(stages[i][-1]._project_conv.out_channels) for i in EFFICIENTNET_TAP_STAGES)
+def list_specs() -> list[WeightSpec]:
+    """Every weight spec of every registered backbone, sorted by (backbone, dataset)."""
+    return sorted((spec for backbone in BACKBONES.values() for spec in backbone.weight_specs()),
+                  key=lambda spec: spec.pair)
 
 
-def _efficientnet_bands(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    pooled = nn.functional.adaptive_avg_pool2d(net.extract_features(x), (EFFICIENTNET_BANDS, 1))
-    return torch.flatten(pooled, 1)
-
-
-def _efficientnet_bands_dim(net: nn.Module) -> int:
-    return EFFICIENTNET_BANDS * int(net._conv_head.out_channels)
-
-
-EFFICIENTNET_TAPS = {"stages": Tap(_efficientnet_stages_pooled, _efficientnet_stages_dim),
-                     "bands": Tap(_efficientnet_bands, _efficientnet_bands_dim)}
-
-
-def _build_alexnet(num_classes: int) -> nn.Module:
-    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
-
-    return torchvision.models.alexnet(num_classes=num_classes)
-
-
-def _build_vgg16(num_classes: int) -> nn.Module:
-    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
-
-    return torchvision.models.vgg16(num_classes=num_classes)
-
-
-def _build_resnet50(num_classes: int) -> nn.Module:
-    import torchvision  # imported on use: torchvision pulls in torch._dynamo (~1 s)
-
-    return torchvision.models.resnet50(num_classes=num_classes)
-
-
-def _build_caffe_resnet50(num_classes: int) -> nn.Module:
-    return CaffeResNet50(num_classes, squeeze_excite=False)
-
-
-def _build_caffe_senet50(num_classes: int) -> nn.Module:
-    return CaffeResNet50(num_classes, squeeze_excite=True)
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    arch.name: arch
-    for arch in (
-        Architecture("alexnet", _build_alexnet, _fc7, "classifier.6", _alexnet_stages),
-        Architecture("vgg16", _build_vgg16, _fc7, "classifier.6", _vgg16_stages),
-        Architecture("resnet50", _build_resnet50, _resnet_pool5, "fc", _resnet_stages),
-        Architecture("caffe_resnet50", _build_caffe_resnet50, _caffe_pool5, "classifier", _caffe_stages),
-        Architecture("caffe_senet50", _build_caffe_senet50, _caffe_pool5, "classifier", _caffe_stages),
-        Architecture("dlib_resnet", _build_dlib, _dlib_pooled, "fc", _dlib_stages),
-        Architecture("efficientnet_lite0", _build_efficientnet_lite0, _efficientnet_pool, "_fc",
-                     _efficientnet_stages, EFFICIENTNET_TAPS),
+def load_spec(backbone: str, dataset: str) -> WeightSpec:
+    """The spec for (backbone, dataset); UnknownWeightsError lists the valid pairs."""
+    specs = BACKBONES[backbone].weight_specs() if backbone in BACKBONES else []
+    for spec in specs:
+        if spec.dataset == dataset:
+            return spec
+    pairs = ", ".join(f"{b}/{d}" for b, d in available_pairs())
+    raise UnknownWeightsError(
+        f"no weights {dataset!r} for backbone {backbone!r}; valid backbone/weights pairs: {pairs}; "
+        f"and weights={NO_WEIGHTS} (random init) for any backbone"
     )
-}
+
+
+def available_pairs() -> list[tuple[str, str]]:
+    """Every (backbone, weights) pair with a spec, ``none`` included."""
+    return [spec.pair for spec in list_specs()]
+
+
+def datasets() -> list[str]:
+    """Every pretraining dataset some backbone has weights for, ``none`` included (the ``weights`` options)."""
+    return sorted({spec.dataset for spec in list_specs()} | {NO_WEIGHTS})
 
 
 def backbone_config(backbone: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The packaged definition ``specs/backbones/<backbone>.yaml`` (name, feature_layer, align), with the
-    non-null values of ``overrides`` (the Hydra ``backbone`` group) merged over it."""
-    path = BACKBONE_DIR / f"{backbone}.yaml"
-    if backbone not in FEATURE_LAYERS or not path.is_file():
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {list(BACKBONES)}")
-    config = yaml.safe_load(path.read_text())
-    if not isinstance(config, dict) or config.get("name") != backbone:
-        raise ValueError(f"{path}: expected a mapping with name: {backbone}")
-    return _merge_set(config, overrides or {})
+    """The backbone's definition (name, feature_layer, align), with the non-null values of ``overrides`` (the
+    Hydra ``backbone`` group) merged over it."""
+    return _merge_set(get_backbone(backbone).definition(), overrides or {})
 
 
 def _merge_set(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,25 +207,25 @@ def _merge_set(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def available_pairs() -> list[tuple[str, str]]:
-    """Every (backbone, weights) pair with a spec, ``none`` included."""
-    return [spec.pair for spec in list_specs()]
+def architecture(spec: WeightSpec) -> Architecture:
+    if spec.arch not in ARCHITECTURES:
+        raise ValueError(f"{spec.source}: unknown arch {spec.arch!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[spec.arch]
 
 
 def build_network(spec: WeightSpec) -> nn.Module:
     """The spec's architecture with random weights and the original head size (no file read)."""
-    if spec.arch not in ARCHITECTURES:
-        raise ValueError(f"{spec.source}: unknown arch {spec.arch!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[spec.arch].build(spec.num_classes)
+    return architecture(spec).build(spec.num_classes)
 
 
 def load_network(spec: WeightSpec, file: str | os.PathLike) -> nn.Module:
     """The spec's architecture with the weights of an already verified ``file``."""
-    if spec.format == "dlib_dat":
-        from facediag.models.dlib_resnet import load_dlib_resnet
-
-        return load_dlib_resnet(file)
-    net = build_network(spec)
+    arch = architecture(spec)
+    if spec.format != TORCH:
+        if arch.read is None:
+            raise ValueError(f"{spec.source}: architecture {arch.name} cannot read weight format {spec.format!r}")
+        return arch.read(Path(file))
+    net = arch.build(spec.num_classes)
     state_dict = apply_key_map(load_torch_state_dict(file), spec.key_map)
     load_state_dict_strict(net, state_dict, source=f"{file} ({spec.backbone}/{spec.dataset})")
     return net
@@ -276,7 +233,7 @@ def load_network(spec: WeightSpec, file: str | os.PathLike) -> nn.Module:
 
 def create(
     backbone: str,
-    weights: str | WeightSpec = "none",
+    weights: str | WeightSpec = NO_WEIGHTS,
     path: str | os.PathLike | None = None,
     download: bool = False,
     cache_dir: str | os.PathLike | None = None,
@@ -302,10 +259,10 @@ def create(
         net = build_network(spec)
     model = FaceBackbone(
         net,
-        ARCHITECTURES[spec.arch],
+        architecture(spec),
         spec,
         feature_layer=feature_layer or config["feature_layer"],
-        feature_layers=FEATURE_LAYERS[backbone],
+        feature_layers=BACKBONES[backbone].feature_layers,
         align=config.get("align"),
     )
     if num_classes is not None:

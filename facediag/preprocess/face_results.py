@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-STATUSES = ("ok", "no_face", "error", "center_crop")
+from facediag.core.status import CENTER_CROP, ERROR, EXCLUDED, NO_FACE, NOT_IMAGE, OK
+
+STATUSES = (OK, NO_FACE, ERROR, CENTER_CROP, NOT_IMAGE, EXCLUDED)  # facediag.core.status, in the summary's order
 REPORT_COLUMNS = [
     "path", "status", "n_faces", "det_score", "fallback", "reason",
     "width", "height", "box_x0", "box_y0", "box_x1", "box_y1", "sha256",
@@ -23,7 +25,8 @@ class FaceResult:
     """What preprocessing found in one image.
 
     ``status``: "ok" (face + landmarks), "no_face" (skipped), "center_crop" (no face; the central
-    square stands in, flagged), "error" (unreadable file; ``reason`` says why). ``fallback`` is
+    square stands in, flagged), "error" (unreadable file; ``reason`` says why), "not_image" / "excluded"
+    (another extension / a hidden file, never opened): the words of :mod:`facediag.core.status`. ``fallback`` is
     "upsampled" when the face was only found on the upsampled retry, "center_crop" for that policy.
     ``box`` is (x0, y0, x1, y1) and ``landmarks`` (68, 2) float32, both in pixels of the upright
     full-resolution image; ``image_size`` is (width, height).

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from facediag.core.download import sha256_file
 from facediag.core.imageio import DEFAULT_MAX_PIXELS, BadImageError, read_rgb
+from facediag.core.status import ERROR, listing_status
 from facediag.preprocess.align import TEMPLATES, transform_points
 from facediag.preprocess.aligners import Aligner, ResizeAligner, SimilarityAligner
 from facediag.preprocess.cache import PreprocessCache, config_hash
@@ -248,8 +249,10 @@ class Preprocessor:
         crops: list[np.ndarray | None] = [None] * len(paths)
         todo: list[tuple[int, str, str, FaceResult | None]] = []
         for index, path in enumerate(paths):
-            if not os.path.isfile(path):
-                results[index] = FaceResult(path=path, status="error", reason="file not found")
+            listed = listing_status(path)  # a broken link, a hidden file, another extension: as in manifest.csv
+            if listed is not None or not os.path.isfile(path):
+                status, reason = listed or (ERROR, "file not found")
+                results[index] = FaceResult(path=path, status=status, reason=reason)
                 continue
             try:
                 sha = self._sha256(path)

@@ -25,9 +25,10 @@ Conventions (decided once, here):
 * ``top3_error`` is ``None`` when C <= 3: every prediction is then trivially in the top 3.
 * Intervals (95%): ``<metric>_ci`` for accuracy, balanced accuracy, sensitivity, specificity and AUC,
   ``ci_methods`` names the method of each and ``accuracy_ci_method`` the accuracy's: a person-level
-  cluster bootstrap when any person (``groups``) has more than one sample, else Wilson score intervals
-  for the proportions (accuracy; binary sensitivity / specificity), which behave well at small n and near
-  0 or 1 (see facediag.scoring.stats).
+  cluster bootstrap when any person (``groups``) has more than one sample, widened for the proportions
+  (accuracy; binary sensitivity / specificity) to contain the Wilson interval at the effective number of
+  people they count (valid and monotone near 0 and 1); Wilson score intervals for those proportions with
+  one sample per person; balanced accuracy and AUC are bootstrapped only (see facediag.scoring.stats).
 """
 
 from __future__ import annotations

@@ -1,32 +1,101 @@
 """The paper's traditional baseline: dense SIFT → bag of visual words → SVM (linear and chi²).
 
 The vocabulary is fitted on the training part only; each classifier is one `variant` of the run
-(the paper's two result rows). The vocabulary (``dsift_bow.skops``) and every SVM
-(``svm_<kind>.skops``) are saved with skops, so facediag.apply.trained_run can apply the run to new images.
+(the paper's two result rows). ``DSIFTPredictor.save`` keeps the vocabulary (``dsift_bow.skops``) and every SVM
+(``svm_<kind>.skops``) with skops, so facediag.apply.trained_run can apply the run to new images.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from facediag.classifiers.dense_sift import DenseSiftBow, make_svm
-from facediag.classifiers.estimators import save_estimator
 from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
+from facediag.core.crop import CropSpec
 from facediag.scoring.results import prediction_frame
-from facediag.strategies.job import Job
+from facediag.strategies.predictor import Description, FeatureSet, Predictor, grid, softmax
+from facediag.strategies.registry import register_strategy
+
+if TYPE_CHECKING:
+    from facediag.strategies.job import Job
 
 log = logging.getLogger(__name__)
 VOCABULARY = "dsift_bow.skops"  # the fitted DenseSiftBow; each variant's SVM is <variant>.skops
+FEATURES = "dsift_features.npz"  # every split image's histogram (features, paths, roles)
 
 
+class DSIFTPredictor(Predictor):
+    """A DSIFT run: ``dsift_bow.skops`` + the SVM of ``variant`` (default: the run's first variant, the one at the
+    top of metrics.json). ``model()`` is (vocabulary, svm)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._fitted_svms: dict[str, Any] = {}  # fit(): every variant's SVM, for save()
+
+    @property
+    def crop(self) -> CropSpec:
+        s = self.cfg.strategy
+        return CropSpec(s.crop_size, s.template, s.padding)
+
+    def _load_model(self) -> tuple[Any, Any]:
+        from facediag.classifiers.estimators import load_estimator
+
+        files = self.summary.get("model_files") or {}
+        vocabulary = self.run_dir / str(self.summary.get("vocabulary", VOCABULARY))
+        svm = self.run_dir / str(files.get(self.variant, f"{self.variant}.skops"))
+        return load_estimator(vocabulary), load_estimator(svm)
+
+    def save(self, run_dir: str | os.PathLike) -> None:
+        from facediag.classifiers.estimators import save_estimator
+
+        vocabulary, _ = self.model()
+        save_estimator(vocabulary, Path(run_dir) / VOCABULARY)
+        for variant, svm in self._fitted_svms.items():
+            save_estimator(svm, Path(run_dir) / f"{variant}.skops")
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        with threadpool_limits(1):  # as in training: k-means' tiny OpenMP steps crawl with threads on busy cores
+            return self.model()[0].transform(crops)
+
+    def score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = decision_scores(self.model()[1], self.features(crops), len(self.classes))
+        return scores, softmax(scores)
+
+    def stored_features(self, role: str) -> FeatureSet | None:
+        """The histograms of the run's ``role`` photos (``dsift_features.npz``), labels from split.csv."""
+        stored = self.run_dir / FEATURES
+        if not stored.is_file():
+            return None
+        data = np.load(stored)
+        split = pd.read_csv(self.run_dir / "split.csv")
+        label = dict(zip(split["path"].astype(str), split["label"].astype(str), strict=True))
+        mask = data["roles"].astype(str) == role
+        paths = data["paths"].astype(str)[mask]
+        return FeatureSet(data["features"][mask], np.array([label.get(p, "") for p in paths]), paths,
+                          np.full(len(paths), role))
+
+    def describe(self) -> Description:
+        s = self.cfg.strategy
+        model = (f"dense SIFT (step {s.get('step')} px, sizes {list(s.get('sizes') or [])}) on {s.get('crop_size')} "
+                 f"px aligned faces, a bag of {s.get('n_words')} visual words fitted on the training images, "
+                 f"SVM {self.variant} with C from {grid(s.get('C_grid'))} by person-grouped CV")
+        return Description(self.name, f"dense SIFT + BoW / {self.variant}", model, {"": self.crop})
+
+
+@register_strategy("dsift", predictor=DSIFTPredictor)
 class DSIFT:
     """Dense SIFT BoW features on the aligned face (``crop_size`` px), then one SVM per ``classifiers`` kind."""
+
+    uses_backbone = False  # no pretrained CNN: no backbone / weights, MACs or weight files
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,
@@ -44,13 +113,15 @@ class DSIFT:
         cv_folds: int = 5,
     ):
         self.name = name
-        self.crop = (crop_size, template, padding)
+        self.crop = CropSpec(crop_size, template, padding)
         self.bow_params = dict(
             step=step, sizes=tuple(sizes), n_words=n_words, max_descriptors_per_image=max_descriptors_per_image
         )
         self.classifiers, self.C_grid, self.cv_folds = list(classifiers), list(C_grid), cv_folds
 
-    def run(self, job: Job) -> pd.DataFrame:
+    def fit(self, job: Job) -> DSIFTPredictor:
+        from facediag.classifiers.dense_sift import DenseSiftBow, make_svm
+
         started = time.perf_counter()
         rows, crops = job.crops(*self.crop)
         fit = rows["role"].isin(["train", "val"]).to_numpy()
@@ -59,10 +130,9 @@ class DSIFT:
             bow = DenseSiftBow(seed=job.seed, **self.bow_params).fit(crops[fit])
             features = bow.transform(crops)
         y = job.targets(rows)
-        save_estimator(bow, job.out_dir / VOCABULARY)
         job.info["vocabulary"] = VOCABULARY
         job.info["model_files"] = {}
-        frames = []
+        frames, svms = [], {}
         for kind in self.classifiers:
             selected = select_svm(
                 make_svm(kind), features[fit], y[fit], rows.loc[fit, "subject"], self.C_grid, self.cv_folds, job.seed
@@ -77,14 +147,20 @@ class DSIFT:
             }
             scores = decision_scores(selected.estimator, features[test], len(job.classes))
             variant = f"svm_{kind}"
-            job.info["model_files"][variant] = save_estimator(selected.estimator, job.out_dir / f"{variant}.skops").name
+            svms[variant] = selected.estimator
+            job.info["model_files"][variant] = f"{variant}.skops"
             frames.append(prediction_frame(rows[test], scores, job.classes, variant))
         job.info["features_s"] = round(time.perf_counter() - started, 2)
         job.info["feature_dim"] = int(features.shape[1])
         np.savez_compressed(
-            job.out_dir / "dsift_features.npz",
+            job.out_dir / FEATURES,
             features=features.astype(np.float32),
             paths=rows["path"].to_numpy(dtype=str),
             roles=rows["role"].to_numpy(dtype=str),
         )
-        return pd.concat(frames, ignore_index=True)
+        first = next(iter(svms))
+        predictor = DSIFTPredictor.fitted(job, (bow, svms[first]), variant=first, variants=list(svms),
+                                          vocabulary=VOCABULARY, model_files=dict(job.info["model_files"]))
+        predictor._fitted_svms = svms
+        predictor.predictions = pd.concat(frames, ignore_index=True)
+        return predictor

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,8 @@ from facediag.data.datamodule import FaceDataModule, build_augment
 from facediag.models.face_backbone import NormalizedHead
 from facediag.scoring.results import prediction_frame
 from facediag.strategies.job import FULL_PRECISION, Job
+from facediag.strategies.predictor import Description, Predictor
+from facediag.strategies.registry import register_strategy
 from facediag.strategies.sgd import SGDSettings
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,70 @@ class FineTune(pl.LightningModule):
         )
 
 
+class DTL1Predictor(Predictor):
+    """A DTL1 run: the fine-tuned module of the checkpoint that was tested (``metrics.json`` ``checkpoint``),
+    rebuilt with its saved hyper-parameters; ``model()`` is that FineTune module (eval). Its feature space is the
+    penultimate layer (the input of the head), computed for the run's photos once (``features/dtl1_<role>.npz``)."""
+
+    has_cnn = True
+
+    def checkpoint(self) -> Path:
+        """The checkpoint the run's test pass used (recorded in metrics.json, relative to the run dir)."""
+        recorded = self.summary.get("checkpoint")
+        if recorded:
+            path = Path(recorded) if Path(recorded).is_absolute() else self.run_dir / recorded
+        elif self.summary.get("best_checkpoint"):  # runs before `checkpoint` was recorded: absolute path
+            old = Path(self.summary["best_checkpoint"])
+            path = old if old.is_file() else self.run_dir / "checkpoints" / old.name
+        else:
+            raise FileNotFoundError(f"{self.run_dir}/metrics.json records no tested checkpoint")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the checkpoint this run tested is missing")
+        return path
+
+    def _load_model(self) -> FineTune:
+        from facediag.models import create_from_config
+
+        backbone = create_from_config(self.cfg.backbone, self.cfg.weights)
+        module = FineTune.load_from_checkpoint(self.checkpoint(), map_location="cpu", weights_only=True,
+                                               backbone=backbone)
+        return module.eval()
+
+    @torch.no_grad()
+    def score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = torch.softmax(self.model()(torch.from_numpy(crops)).float(), dim=1).numpy()
+        return probabilities.astype(np.float64), probabilities.astype(np.float64)
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        from facediag.models.features import extract_features
+
+        return extract_features(self.torch_module(), crops, batch_size=self.batch_size, layer="penultimate")
+
+    def torch_module(self) -> torch.nn.Module:
+        return self.model().net
+
+    def class_score_module(self) -> torch.nn.Module:
+        return self.model().net.eval()
+
+    def describe(self) -> Description:
+        backbone, weights, s = str(self.cfg.backbone.name), str(self.cfg.weights.name), self.cfg.strategy
+        model = (f"{backbone} pretrained on {weights}, fine-tuned with a new {len(self.classes)}-class head (DTL1: "
+                 f"SGD lr {s.get('lr')}, momentum {s.get('momentum')}, weight decay {s.get('weight_decay')}, head lr "
+                 f"x{s.get('head_lr_mult')}"
+                 + (f", the first {s.get('freeze_stages')} stages frozen" if s.get("freeze_stages") else "")
+                 + (", a standardising head" if s.get("head_norm") else "")
+                 + f", batch {self.cfg.data.get('batch_size')}, at most {s.get('max_epochs')} epochs, early stopping "
+                 f"on the validation loss with patience {s.get('patience')}, the best checkpoint tested)")
+        return Description(self.name, f"{backbone} / {weights} / {self.name}", model, {"": self.crop}, backbone,
+                           weights)
+
+
+@register_strategy("dtl1", predictor=DTL1Predictor)
 class DTL1:
     """Fine-tuning with early stopping on the validation split; tests the best checkpoint."""
+
+    uses_backbone = True
+    controls_by_default = False  # each control is another fine-tuning: only with controls_dtl1=true
 
     def __init__(
         self, name: str = "dtl1", max_epochs: int = 100, patience: int = 10, monitor: str = "val/loss", **settings: Any
@@ -130,7 +193,7 @@ class DTL1:
         self.sgd = SGDSettings(**settings)
         self.max_epochs, self.patience, self.monitor = max_epochs, patience, monitor
 
-    def run(self, job: Job) -> pd.DataFrame:
+    def fit(self, job: Job) -> DTL1Predictor:
         rows, crops = job.crops(*job.backbone_crop)
         if not (rows["role"] == "val").any():
             raise ValueError("DTL1 needs a validation part for early stopping: set data.val_size > 0")
@@ -182,7 +245,10 @@ class DTL1:
             stopped_epoch=stopped_epoch,
         )
         order = np.concatenate(model.test_rows)
-        return prediction_frame(rows.iloc[order], np.concatenate(model.test_scores), job.classes, "dtl1")
+        predictor = DTL1Predictor.fitted(job, None, variant=self.name, checkpoint=job.info["checkpoint"])
+        predictor.predictions = prediction_frame(rows.iloc[order], np.concatenate(model.test_scores), job.classes,
+                                                 "dtl1")
+        return predictor
 
 
 def fit_outcome(

@@ -1,152 +1,125 @@
 """DTL2: the pretrained CNN as a frozen feature extractor + a linear SVM (the paper's best strategy).
 
-A Lightning ``predict`` pass over train/val/test serves features (from the cache, or from the CNN,
-built only when an image is missing from the cache); ``FeatureSVMCallback`` dumps them to
-``features/<role>.npz``, fits the SVM with C chosen by subject-grouped CV inside the training part,
-scores the test part and saves the SVM as plain arrays (``svm_arrays.npz``, ``facediag.classifiers.linear_svm``) or,
-where those cannot reproduce it, with skops.
+Features come from the one frozen-feature path (:func:`facediag.strategies.frozen.frozen_features`: the per-image
+cache, the CNN only for misses) and are dumped to ``features/<role>.npz``; the SVM is fitted with C chosen by
+subject-grouped CV inside the training part and scores the test part. ``DTL2Predictor.save`` keeps the SVM as
+plain arrays (``svm_arrays.npz``, :mod:`facediag.classifiers.linear_svm`) or, where those cannot reproduce it, with
+skops. This module imports neither Lightning nor scikit-learn: applying a DTL2 run needs neither.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
-import torch
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
-from torch.utils.data import DataLoader
 
 from facediag.classifiers.linear_svm import ARRAYS_FILE, SVM_FILE, SVM_PLATT_FILE, export
 from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
-from facediag.data.datamodule import FaceCrops
-from facediag.models.feature_cache import FeatureCache
 from facediag.scoring.results import prediction_frame
-from facediag.strategies.job import FULL_PRECISION, Job
+from facediag.strategies.predictor import Description, Predictor, grid, softmax
+from facediag.strategies.registry import register_strategy
+
+if TYPE_CHECKING:
+    from facediag.strategies.job import Job
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "val", "test")
 
 
-class FrozenFeatures(pl.LightningModule):
-    """predict_step → (features, row indices); the backbone is built lazily, only for cache misses."""
+class DTL2Predictor(Predictor):
+    """A DTL2 run: the frozen backbone + ``svm_arrays.npz`` (or ``svm.skops`` + ``svm_platt.skops`` where the
+    arrays could not reproduce the SVM). ``model()`` is (backbone, svm, Platt svm or None)."""
 
-    def __init__(self, make_backbone: Callable[[], torch.nn.Module], cache: FeatureCache, digests: np.ndarray):
-        super().__init__()
-        self.make_backbone = make_backbone
-        self.cache = cache
-        self.digests = digests
-        self.backbone: torch.nn.Module | None = None
-        self.cnn_images = 0
+    has_cnn = True
 
-    def _net(self) -> torch.nn.Module:
-        if self.backbone is None:
-            self.backbone = self.make_backbone().to(self.device).eval()
-            self.backbone.requires_grad_(False)
-        return self.backbone
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._backbone: Any = None
+        self._svm: tuple[Any, Any] | None = None
+        self._fit_features: np.ndarray | None = None  # fit(): the training features export() checks on
 
-    @torch.no_grad()
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        images, _, rows = batch
-        rows = rows.cpu().numpy()
+    def backbone(self) -> Any:
+        """The frozen backbone (eval mode) with the run's verified weights."""
+        if self._backbone is None:
+            from facediag.models import create_from_config
 
-        def compute(todo: list[int]) -> np.ndarray:
-            net = self._net()
-            self.cnn_images += len(todo)
-            return net.features(net.preprocess(images[todo], device=self.device)).float().cpu().numpy()
+            self._backbone = create_from_config(self.cfg.backbone, self.cfg.weights).eval()
+        return self._backbone
 
-        return np.stack(self.cache.features(self.digests[rows], compute)), rows
+    def svm(self) -> tuple[Any, Any]:
+        """(svm, Platt-scaled svm or None): ``svm_arrays.npz`` (numpy only) when present, else the skops files."""
+        if self._svm is None:
+            from facediag.classifiers.linear_svm import LinearSVM
 
+            arrays = self.run_dir / ARRAYS_FILE
+            if arrays.is_file():
+                svm = LinearSVM(arrays)
+                self._svm = (svm, svm if svm.has_probabilities else None)
+            else:
+                platt = self.run_dir / SVM_PLATT_FILE
+                self._svm = (load_svm(self.run_dir, SVM_FILE), load_svm(self.run_dir, SVM_PLATT_FILE)
+                             if platt.is_file() else None)
+        return self._svm
 
-class FeatureSVMCallback(pl.Callback):
-    """Collects predict outputs, dumps features/<role>.npz, fits the SVM on train+val, scores the test part."""
+    def _load_model(self) -> Any:
+        return (self.backbone(), *self.svm())
 
-    def __init__(
-        self, job: Job, rows: pd.DataFrame, C_grid: Sequence[float], cv_folds: int, standardize: bool, probability: bool
-    ):
-        self.job, self.rows = job, rows
-        self.C_grid, self.cv_folds, self.standardize, self.probability = C_grid, cv_folds, standardize, probability
-        self.features = np.zeros((0, 0), dtype=np.float32)
-        self.predictions: pd.DataFrame | None = None
-        self.selected: Any = None
-
-    def on_predict_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        features, rows = outputs
-        if self.features.size == 0:
-            self.features = np.zeros((len(self.rows), features.shape[1]), dtype=np.float32)
-        self.features[rows] = features
-
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.finish()
-
-    def finish(self) -> None:
-        """Dump the collected features and fit / score the SVM (at the end of the predict pass, or at once
-        when every image's features came from the cache)."""
-        self.dump_features()
-        self.predictions = self.fit_and_score()
-
-    def dump_features(self) -> None:
-        dump_features(self.job.out_dir / "features", self.rows, self.features)
-
-    def estimator(self) -> Pipeline:
-        steps = [("scale", StandardScaler())] if self.standardize else []
-        return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
-
-    def fit_and_score(self) -> pd.DataFrame:
+    def save(self, run_dir: str | os.PathLike) -> None:
+        """Plain arrays (scoring needs neither scikit-learn nor skops) when they reproduce the fitted SVM on the
+        training features, else the scikit-learn objects as skops files."""
         from facediag.classifiers.estimators import save_estimator
 
-        fit = self.rows["role"].isin(["train", "val"]).to_numpy()
-        test = (self.rows["role"] == "test").to_numpy()
-        y = self.job.targets(self.rows)
-        self.selected = select_svm(
-            self.estimator(),
-            self.features[fit],
-            y[fit],
-            self.rows.loc[fit, "subject"],
-            self.C_grid,
-            self.cv_folds,
-            self.job.seed,
-            param="svm__C",
-        )
-        log.info("DTL2 SVM: C=%s (grouped CV accuracy %s)", self.selected.C, self.selected.cv_accuracy)
-        platt = None
-        if self.probability:
-            platt = platt_scaled(
-                self.selected.estimator,
-                self.features[fit],
-                y[fit],
-                self.rows.loc[fit, "subject"],
-                self.cv_folds,
-                self.job.seed,
-            )
-        # one saved model: plain arrays (scoring needs neither scikit-learn nor skops) when they reproduce the
-        # fitted SVM on the training features, else the scikit-learn objects as skops files
-        if not export(self.selected.estimator, platt, self.features[fit], self.job.out_dir / ARRAYS_FILE):
-            save_estimator(self.selected.estimator, self.job.out_dir / SVM_FILE)
+        assert self._svm is not None and self._fit_features is not None, "save() follows fit()"
+        estimator, platt = self._svm
+        if not export(estimator, platt, self._fit_features, Path(run_dir) / ARRAYS_FILE):
+            save_estimator(estimator, Path(run_dir) / SVM_FILE)
             if platt is not None:
-                save_estimator(platt, self.job.out_dir / SVM_PLATT_FILE)
-        scores = decision_scores(self.selected.estimator, self.features[test], len(self.job.classes))
-        return prediction_frame(self.rows[test], scores, self.job.classes, "dtl2")
+                save_estimator(platt, Path(run_dir) / SVM_PLATT_FILE)
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        from facediag.models.features import extract_features
+
+        return extract_features(self.backbone(), crops, batch_size=self.batch_size)
+
+    def score_batch(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        svm, platt = self.svm()
+        features = self.features(crops)
+        scores = decision_scores(svm, features, len(self.classes))
+        return scores, platt.predict_proba(features) if platt is not None else softmax(scores)
+
+    def torch_module(self) -> Any:
+        return self.backbone()
+
+    def class_score_module(self) -> Any:
+        """The backbone followed by the SVM as a ``torch.nn.Linear`` (its scaler folded in): the decision values."""
+        from facediag.classifiers.torch_linear import FeaturesThenLinear, svm_as_linear
+
+        return FeaturesThenLinear(self.backbone(), svm_as_linear(self.svm()[0], len(self.classes))).eval()
+
+    def describe(self) -> Description:
+        backbone, weights, s = str(self.cfg.backbone.name), str(self.cfg.weights.name), self.cfg.strategy
+        layer = self.cfg.backbone.get("feature_layer")
+        scale = "standardised " if s.get("standardize") else ""
+        model = (f"{backbone} pretrained on {weights} as a frozen feature extractor"
+                 + (f" (feature layer {layer})" if layer else "")
+                 + f", {scale}features into a linear SVM with C from {grid(s.get('C_grid'))} by "
+                 f"{s.get('cv_folds')}-fold person-grouped CV on the training part (DTL2)")
+        return Description(self.name, f"{backbone} / {weights} / {self.name}", model, {"": self.crop}, backbone,
+                           weights)
 
 
+@register_strategy("dtl2", predictor=DTL2Predictor)
 class DTL2:
     """Frozen CNN features + linear SVM. ``C_grid`` is searched by grouped CV on the training part."""
+
+    uses_backbone = True
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,
@@ -160,42 +133,45 @@ class DTL2:
         self.C_grid, self.cv_folds = list(C_grid), cv_folds
         self.standardize, self.probability = standardize, probability
 
-    def run(self, job: Job) -> pd.DataFrame:
+    def estimator(self) -> Any:
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        steps = [("scale", StandardScaler())] if self.standardize else []
+        return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
+
+    def fit(self, job: Job) -> DTL2Predictor:
+        from facediag.strategies.frozen import frozen_features
+
         started = time.perf_counter()
         rows, crops = job.crops(*job.backbone_crop)
-        digests = rows["sha256"].to_numpy(dtype=str)
-        cache = job.feature_cache()
-        module = FrozenFeatures(job.make_backbone, cache, digests)
-        callback = FeatureSVMCallback(job, rows, self.C_grid, self.cv_folds, self.standardize, self.probability)
-        cached = cache.stacked(digests)
-        if cached is not None:  # a warm cache: no CNN, no predict pass (~1 s)
-            callback.features = cached
-            callback.finish()
-        else:
-            loader = DataLoader(
-                FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), shuffle=False, **job.loader_options
-            )
-            feature_trainer(job, callbacks=[callback]).predict(module, dataloaders=loader, return_predictions=False)
+        features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, rows, crops)
+        dump_features(job.out_dir / "features", rows, features)
+        fit = rows["role"].isin(["train", "val"]).to_numpy()
+        test = (rows["role"] == "test").to_numpy()
+        y, groups = job.targets(rows), rows.loc[fit, "subject"]
+        selected = select_svm(self.estimator(), features[fit], y[fit], groups, self.C_grid, self.cv_folds, job.seed,
+                              param="svm__C")
+        log.info("DTL2 SVM: C=%s (grouped CV accuracy %s)", selected.C, selected.cv_accuracy)
+        platt = None
+        if self.probability:
+            platt = platt_scaled(selected.estimator, features[fit], y[fit], groups, self.cv_folds, job.seed)
+        predictor = DTL2Predictor.fitted(job, None, variant=self.name)
+        predictor._svm, predictor._fit_features = (selected.estimator, platt), features[fit]
+        scores = decision_scores(selected.estimator, features[test], len(job.classes))
+        predictor.predictions = prediction_frame(rows[test], scores, job.classes, "dtl2")
         job.info.update(
-            cnn_images=module.cnn_images,
-            feature_dim=int(callback.features.shape[1]),
-            svm_C=callback.selected.C,
-            svm_cv_accuracy=callback.selected.cv_accuracy,
-            val_score=max(callback.selected.cv_accuracy.values(), default=None),
-            val_accuracy=max(callback.selected.cv_accuracy.values(), default=None),
+            cnn_images=cnn_images,
+            feature_dim=int(features.shape[1]),
+            svm_C=selected.C,
+            svm_cv_accuracy=selected.cv_accuracy,
+            val_score=max(selected.cv_accuracy.values(), default=None),
+            val_accuracy=max(selected.cv_accuracy.values(), default=None),
             val_source=VAL_SOURCE,
             features_s=round(time.perf_counter() - started, 2),
         )
-        assert callback.predictions is not None
-        return callback.predictions
-
-
-def feature_trainer(job: Job, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
-    """The Trainer of a frozen-feature predict pass (DTL2, fused DTL2): one device, in this process (the SVM needs
-    every image's features: no sharding across ranks), full precision on every device (the per-image cache
-    holds the same features for CPU and GPU runs)."""
-    return job.make_trainer(callbacks=list(callbacks), enable_checkpointing=False, enable_progress_bar=False,
-                            devices=1, strategy="auto", num_nodes=1, precision=FULL_PRECISION)
+        return predictor
 
 
 def dump_features(folder: Path, rows: pd.DataFrame, features: np.ndarray) -> None:
@@ -214,14 +190,13 @@ def dump_features(folder: Path, rows: pd.DataFrame, features: np.ndarray) -> Non
 
 def platt_scaled(estimator: Any, features: np.ndarray, y: np.ndarray, groups: Any, n_folds: int, seed: int) -> Any:
     """The SVM with Platt-scaled probabilities (sigmoid fitted on person-grouped out-of-fold decision values)."""
+    from sklearn.base import clone
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedGroupKFold
 
-    from facediag.classifiers.svm import grouped_folds
+    from facediag.classifiers.svm import person_folds
 
     groups = np.asarray(groups)
-    folds = StratifiedGroupKFold(n_splits=grouped_folds(y, groups, n_folds), shuffle=True, random_state=seed)
-    splits = list(folds.split(features, y, groups))
+    splits = list(person_folds(y, groups, n_folds, seed).split(features, y, groups))
     calibrated = CalibratedClassifierCV(clone(estimator), method="sigmoid", cv=splits, ensemble=False)
     return calibrated.fit(features, y)
 

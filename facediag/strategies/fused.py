@@ -20,33 +20,37 @@ of its crop resized to its input size (its features cached apart; with ``flip`` 
 sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
 ``efficientnet_lite0[lower_face]-flip``); so is a source with another ``feature_layer`` than its backbone's
 default (``efficientnet_lite0:stages-flip``: pooled outputs of mid-level stages, ``:bands``: the final map averaged
-in three horizontal bands; :data:`facediag.models.registry.FEATURE_LAYERS`).
+in three horizontal bands; :mod:`facediag.models.archs.efficientnet_lite`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
-from torch.utils.data import DataLoader
 
 from facediag.classifiers.fusion import RULES, block_slices, choose_rule
 from facediag.classifiers.svm import decision_scores
-from facediag.core.config import CONFIG_DIR
-from facediag.data.datamodule import FaceCrops
-from facediag.models.features import flip_averaged, mirrored_crops, region_box, region_crops, source_name
-from facediag.models.geometry import FEATURE_KINDS, landmark_features
+from facediag.core.crop import CropSpec
+from facediag.models.config_groups import backbone_option, weights_option
+from facediag.models.features import region_box, source_name
+from facediag.models.geometry import FEATURE_KINDS
 from facediag.models.registry import backbone_config
 from facediag.scoring.results import prediction_frame
-from facediag.strategies.dtl2 import FrozenFeatures, dump_features, feature_trainer, load_svm, platt_scaled
-from facediag.strategies.job import Job, crop_of
+from facediag.strategies.dtl2 import dump_features, load_svm, platt_scaled
+from facediag.strategies.predictor import Description, Predictor, Scored, grid, softmax
+from facediag.strategies.registry import register_strategy
+
+if TYPE_CHECKING:
+    from facediag.strategies.job import Job
 
 log = logging.getLogger(__name__)
 FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
@@ -56,28 +60,27 @@ VIEW_KEYS = ("flip", "region")  # how a CNN source looks at its crop
 LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
 
 
-def landmark_crop(source: Mapping[str, Any]) -> tuple[int, str, float]:
-    """(size, template, padding) of a landmark-features source (its ``align``, default :data:`LANDMARK_ALIGN`);
-    unknown keys are refused."""
+def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
+    """The crop of a landmark-features source (its ``align``, default :data:`LANDMARK_ALIGN`); unknown keys are
+    refused."""
     unknown = set(source) - {"features", "align"}
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
-    align = {**LANDMARK_ALIGN, **dict(source.get("align") or {})}
-    return int(align["size"]), str(align["template"]), float(align["padding"])
+    return CropSpec.of({**LANDMARK_ALIGN, **dict(source.get("align") or {})})
 
 
-def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: Any = None,
+def view_name(backbone: str, crop: CropSpec | Sequence[Any], flip: bool, region: Any = None,
               feature_layer: str | None = None) -> str:
     """The name of a CNN source: the backbone, ``:<feature layer>`` when it is not the backbone's default,
     ``@<template>-<padding>-<size>`` when its crop is not the backbone's own, ``[<region>]`` for a region view (its
     name, or its fractions) and ``-flip`` when flip-averaged (two views of one network stay apart in metrics.json
     and fusion names)."""
-    packaged = backbone_config(backbone)
+    packaged, crop = backbone_config(backbone), CropSpec.of(crop)
     name = backbone
     if feature_layer is not None and feature_layer != packaged["feature_layer"]:
         name += f":{feature_layer}"
-    if crop != crop_of(OmegaConf.create(packaged)):
-        name += f"@{crop[1]}-{crop[2]:g}-{crop[0]}"
+    if crop != CropSpec.of(packaged["align"]):
+        name += f"@{crop.template}-{crop.padding:g}-{crop.size}"
     if region is not None:
         name += f"[{region}]" if isinstance(region, str) else "[" + ",".join(f"{float(v):g}" for v in region) + "]"
     return name + ("-flip" if flip else "")
@@ -86,19 +89,14 @@ def view_name(backbone: str, crop: tuple[int, str, float], flip: bool, region: A
 def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfig, DictConfig]:
     """The `backbone` and `weights` config nodes of one source ``{backbone, weights[, feature_layer, align,
     path, sha256, download]}``: the run's own nodes when the pair is the run's (so ``weights.path=`` on the
-    command line applies), else ``conf/backbone/<b>.yaml`` and ``conf/weights/<w>.yaml``."""
+    command line applies), else the registry's ``backbone`` and ``weights`` options."""
     name, dataset = str(source["backbone"]), str(source["weights"])
     if name == cfg.backbone.name and dataset == cfg.weights.name:
         backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
         weights = OmegaConf.to_container(cfg.weights, resolve=True)
     else:
-        files = {"backbone": CONFIG_DIR / "backbone" / f"{name}.yaml",
-                 "weights": CONFIG_DIR / "weights" / f"{dataset}.yaml"}
-        for what, file in files.items():
-            if not file.is_file():
-                raise FileNotFoundError(f"fused DTL2 source {name} x {dataset}: no {what} config {file}")
         root = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=True),
-                                 **{what: OmegaConf.load(file) for what, file in files.items()}})
+                                 "backbone": backbone_option(name), "weights": weights_option(dataset)})
         backbone = OmegaConf.to_container(root.backbone, resolve=True)
         weights = OmegaConf.to_container(root.weights, resolve=True)
     unknown = set(source) - {"backbone", "weights", *BACKBONE_KEYS, *WEIGHTS_KEYS, *VIEW_KEYS}
@@ -110,26 +108,143 @@ def source_config(cfg: DictConfig, source: Mapping[str, Any]) -> tuple[DictConfi
     return OmegaConf.create(backbone_config(name, backbone)), OmegaConf.create(weights)
 
 
-def frozen_features(
-    job: Job, backbone: DictConfig, weights: DictConfig, rows: pd.DataFrame, crops: np.ndarray, mirrored: bool = False,
-    region: Sequence[float] | None = None,
-) -> tuple[np.ndarray, int]:
-    """Features of ``rows`` (from the pair's per-image cache; the CNN runs only for misses) and the number
-    of images the CNN computed. ``mirrored`` / ``region``: ``crops`` are the mirrored crops / that region view
-    (caches of their own)."""
-    cache, digests = job.feature_cache(backbone, weights, mirrored, region), rows["sha256"].to_numpy(dtype=str)
-    cached = cache.stacked(digests)
-    if cached is not None:  # a warm cache: no CNN, no predict pass
-        return cached, 0
-    module = FrozenFeatures(lambda: job.make_backbone(backbone, weights), cache, digests)
-    loader = DataLoader(FaceCrops(crops, job.targets(rows), np.arange(len(rows)), None), **job.loader_options)
-    outputs = feature_trainer(job).predict(module, dataloaders=loader, return_predictions=True)
-    features = np.concatenate([f for f, _ in outputs])[np.argsort(np.concatenate([r for _, r in outputs]))]
-    return features.astype(np.float32), module.cnn_images
+class FusedPredictor(Predictor):
+    """A fused DTL2 run: one frozen backbone per CNN source (each with its own crop, view, feature layer and the
+    weight file pinned in the run's config), the landmark features of the others, and ``fusion.skops`` (+
+    ``fusion_platt.skops``) over their features concatenated in ``metrics.json`` ``sources`` order. ``model()`` is
+    (backbones, fusion model, Platt model or None). Photos are scored (``score``), not one set of crops."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        #: per source, in column order: what metrics.json records (name, backbone, weights, crop, flip, region, ...)
+        self.sources: list[dict[str, Any]] = list(self.summary.get("sources") or [])
+        self._fitted: tuple[Any, Any] | None = None  # fit(): (fusion model, Platt model or None), for save()
+
+    @property
+    def crop(self) -> CropSpec:
+        """The first source's crop (what predict saves beside each photo)."""
+        return CropSpec.of(self.sources[0]["crop"])
+
+    def _source_backbone(self, i: int) -> Any:
+        """The frozen backbone of CNN source ``i`` as the run recorded it; None for a landmark-features source."""
+        from facediag.models import create_from_config
+
+        source = self.sources[i]
+        if "features" in source:
+            return None
+        configured = self.cfg.strategy.get("sources") or []
+        pinned = OmegaConf.to_container(configured[i], resolve=True) if i < len(configured) else {}
+        weights = {"name": source["weights"], "cache_dir": self.cfg.weights.get("cache_dir")}
+        weights.update({k: pinned[k] for k in ("path", "sha256", "download") if k in pinned})
+        crop = CropSpec.of(source["crop"])
+        backbone = {"name": source["backbone"], "feature_layer": source.get("feature_layer"),
+                    "align": {"size": crop.size, "template": crop.template, "padding": crop.padding}}
+        return create_from_config(backbone, weights).eval()
+
+    def _load_model(self) -> tuple[list[Any], Any, Any]:
+        platt = self.run_dir / FUSION_PLATT_FILE
+        return ([self._source_backbone(i) for i in range(len(self.sources))], load_svm(self.run_dir, FUSION_FILE),
+                load_svm(self.run_dir, FUSION_PLATT_FILE) if platt.is_file() else None)
+
+    def save(self, run_dir: str | os.PathLike) -> None:
+        from facediag.classifiers.estimators import save_estimator
+
+        fusion, platt = self._fitted if self._fitted is not None else self.model()[1:]
+        save_estimator(fusion, Path(run_dir) / FUSION_FILE)
+        if platt is not None:
+            save_estimator(platt, Path(run_dir) / FUSION_PLATT_FILE)
+
+    def score_crops(self, crops: np.ndarray, tta: str | None = None,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        raise ValueError(f"{self.run_dir}: a fused run needs each source's own crop: score photos (score()), "
+                         "not one set of crops")
+
+    def score(self, preprocessor: Any, paths: Sequence[str], tta: str | None = None,
+              progress: bool = False) -> Scored:
+        """Every source's crop and features, concatenated in the run's column order, into its model."""
+        from facediag.models.features import extract_features, flip_averaged, mirrored_crops, region_crops
+        from facediag.models.geometry import crop_landmarks, landmark_features, mirrored
+        from facediag.preprocess.pipeline import stack_crops
+
+        paths = list(paths)
+        per_source, first = [], None
+        for source in self.sources:
+            crop = CropSpec.of(source["crop"])
+            results, crops = preprocessor.results_and_crops(paths, *crop)
+            stacked, kept = stack_crops(results, crops, crop.size)
+            if first is None:
+                first = (results, kept, stacked)
+            elif [r.path for r in kept] != [r.path for r in first[1]]:
+                raise RuntimeError(f"fused run {self.run_dir}: source {source_name(source)} got crops for other images")
+            # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops (or the
+            # region of them it was trained on, as FusedDTL2 cuts it)
+            if "features" in source:
+                per_source.append(crop_landmarks(preprocessor, kept, *crop))
+            else:
+                per_source.append(region_crops(stacked, source["region"]) if source.get("region") else stacked)
+        assert first is not None
+        results, kept, stacked = first
+        if not kept:
+            empty = np.zeros((0, len(self.classes)))
+            return Scored([], stacked, empty, empty, results)
+        backbones, fusion, platt = self.model()
+        computed: dict[tuple[int, bool], np.ndarray] = {}
+
+        def features_of(i: int, flip: bool) -> np.ndarray:
+            source, net, data = self.sources[i], backbones[i], per_source[i]
+            if "features" in source:
+                points = mirrored(data) if flip else data
+                return landmark_features(str(source["features"]), points, str(source["crop"][1]))
+            averaged = bool(source.get("flip"))  # flip-averaged as in training
+            flip = flip and not averaged  # mirroring the photo leaves a flip-averaged feature as it is: compute once
+            if (i, flip) not in computed:
+                features = extract_features(net, mirrored_crops(data) if flip else data, batch_size=self.batch_size)
+                if averaged:
+                    mirror = extract_features(net, mirrored_crops(data), batch_size=self.batch_size)
+                    features = flip_averaged(features, mirror)
+                computed[(i, flip)] = features
+            return computed[(i, flip)]
+
+        scores, probabilities = [], []
+        for flip in ([False, True] if tta == "flip" else [False]):
+            features = np.hstack([features_of(i, flip) for i in range(len(self.sources))])
+            scores.append(decision_scores(fusion, features, len(self.classes)))
+            probabilities.append(platt.predict_proba(features) if platt is not None else softmax(scores[-1]))
+        return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0),
+                      results)
+
+    def describe(self) -> Description:
+        s = self.cfg.strategy
+        views = []
+        for source in self.sources:
+            crop = CropSpec.of(source["crop"])
+            if "features" in source:
+                views.append(f"{source_name(source)} (landmark features measured on the {crop} aligned face)")
+                continue
+            extra = [f"feature layer {source['feature_layer']}"] if source.get("feature_layer") else []
+            if source.get("region"):
+                extra.append("region [" + ", ".join(f"{float(v):g}" for v in source["region"]) + "] of the crop")
+            if source.get("flip"):
+                extra.append("features averaged with the mirrored crop's")
+            what = ", ".join([f"{source['backbone']} pretrained on {source['weights']}, frozen", *extra])
+            views.append(f"{source_name(source)} ({what})")
+        rule = self.summary.get("fusion_rule")
+        chosen = f" (chosen: {rule})" if rule else ""
+        model = (f"fused DTL2 over {len(self.sources)} sources: " + "; ".join(views)
+                 + f"; the fusion rule chosen among {{{', '.join(s.get('rules') or [])}}}{chosen} and linear SVM C "
+                 f"from {grid(s.get('C_grid'))} by {s.get('cv_folds')}-fold person-grouped CV on the training part"
+                 + (", the sources taking part chosen there too" if s.get("select_sources") else ""))
+        crops = {source_name(source): CropSpec.of(source["crop"]) for source in self.sources}
+        return Description(self.name, f"{self.summary.get('backbone')} / {self.summary.get('weights')} / {self.name}",
+                           model, crops, self.summary.get("backbone"), self.summary.get("weights"))
 
 
+@register_strategy("dtl2_fused", predictor=FusedPredictor)
 class FusedDTL2:
     """DTL2 over several pretraining sources; ``rules`` are the fusion candidates, chosen on validation."""
+
+    uses_backbone = True
+    val_score_is_accuracy = True  # its val_score is a grouped-CV accuracy (runs before val_accuracy)
 
     def __init__(
         self,
@@ -170,20 +285,24 @@ class FusedDTL2:
 
     def source_features(self, job: Job, source: Mapping[str, Any]) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
         """(rows, features, what metrics.json records) of one source."""
+        from facediag.models.features import flip_averaged, mirrored_crops, region_crops
         from facediag.models.flops import cached_count_macs
+        from facediag.models.geometry import landmark_features
+        from facediag.strategies.frozen import frozen_features
 
         if "features" in source:
             if job.landmarks is None:
                 raise RuntimeError("fused DTL2: a landmark-features source needs the job's landmarks")
             crop = landmark_crop(source)
             rows, points = job.landmarks(*crop)
-            features = landmark_features(str(source["features"]), points, crop[1])
+            features = landmark_features(str(source["features"]), points, crop.template)
             return rows, features, {"features": str(source["features"]), "crop": list(crop),
                                     "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
         backbone, weights = source_config(job.cfg, source)
         flip, region = bool(source.get("flip", False)), source.get("region")
         box = region_box(region) if region is not None else None
-        rows, crops = job.crops(*crop_of(backbone))
+        crop = CropSpec.of(backbone.align)
+        rows, crops = job.crops(*crop)
         if box is not None:  # the region view: that part of the crop at the input size (cached apart)
             crops = region_crops(crops, box)
         features, cnn_images = frozen_features(job, backbone, weights, rows, crops, region=box)
@@ -193,10 +312,10 @@ class FusedDTL2:
             features, cnn_images = flip_averaged(features, mirrored), cnn_images + mirrored_images
         macs, params = cached_count_macs(str(backbone.name), str(weights.name), len(job.classes),
                                          job.cfg.paths.get("cache_dir"))
-        info = {"name": view_name(str(backbone.name), crop_of(backbone), flip, region, backbone.get("feature_layer")),
+        info = {"name": view_name(str(backbone.name), crop, flip, region, backbone.get("feature_layer")),
                 "backbone": str(backbone.name),
                 "weights": str(weights.name), "feature_layer": backbone.get("feature_layer"),
-                "crop": list(crop_of(backbone)), "feature_dim": int(features.shape[1]), "cnn_images": cnn_images,
+                "crop": list(crop), "feature_dim": int(features.shape[1]), "cnn_images": cnn_images,
                 "macs": macs * (2 if flip else 1), "params": params}
         if flip:
             info["flip"] = True
@@ -204,9 +323,7 @@ class FusedDTL2:
             info["region"] = list(box)
         return rows, features, info
 
-    def run(self, job: Job) -> pd.DataFrame:
-        from facediag.classifiers.estimators import save_estimator
-
+    def fit(self, job: Job) -> FusedPredictor:
         started = time.perf_counter()
         blocks, infos, rows = [], [], None
         for source in self.sources:
@@ -230,12 +347,11 @@ class FusedDTL2:
             choice = choose_rule(features[fit], y[fit], groups[fit], sizes, self.rules, self.C_grid,
                                  self.cv_folds, job.seed, self.select_sources, [source_name(i) for i in infos])
         log.info("fused DTL2: rule %s (grouped CV accuracy %s)", choice.rule, choice.cv_accuracy)
-        save_estimator(choice.estimator, job.out_dir / FUSION_FILE)
+        platt = None
         if self.probability:  # stacking's logistic regression already gives probabilities
             with threadpool_limits(1):
                 platt = choice.estimator if choice.rule.startswith("stacked") else platt_scaled(
                     choice.estimator, features[fit], y[fit], groups[fit], self.cv_folds, job.seed)
-            save_estimator(platt, job.out_dir / FUSION_PLATT_FILE)
         for info, C, accuracy in zip(infos, choice.source_C, choice.source_cv_accuracy, strict=True):
             info.update(svm_C=C, cv_accuracy=accuracy)
         job.info.update(
@@ -257,7 +373,11 @@ class FusedDTL2:
             features_s=round(fusion_started - started, 2),
         )
         scores = decision_scores(choice.estimator, features[test], len(job.classes))
-        return prediction_frame(rows[test], scores, job.classes, self.name)
+        predictor = FusedPredictor.fitted(job, None, variant=self.name, sources=infos, backbone=job.info["backbone"],
+                                          weights=job.info["weights"], fusion_rule=choice.rule)
+        predictor._fitted = (choice.estimator, platt)
+        predictor.predictions = prediction_frame(rows[test], scores, job.classes, self.name)
+        return predictor
 
 
 def load_fusion(run_dir: str | Path, probabilities: bool = False) -> Any:

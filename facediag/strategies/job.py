@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from facediag.core.crop import CropSpec
 from facediag.core.labels import encode_labels
 from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
 
@@ -23,7 +24,8 @@ FULL_PRECISION = "32-true"
 
 @dataclass
 class Job:
-    """One configured run. ``crops(size, template, padding)`` → (split rows that have a face, uint8 crops)."""
+    """One configured run, what ``strategy.fit(job)`` gets. ``crops(size, template, padding)`` (or ``crops(*spec)``
+    of a :class:`~facediag.core.crop.CropSpec`) → (split rows that have a face, uint8 crops)."""
 
     cfg: DictConfig
     out_dir: Path
@@ -51,9 +53,9 @@ class Job:
         return {"batch_size": int(self.cfg.data.batch_size), "num_workers": int(self.cfg.data.num_workers)}
 
     @property
-    def backbone_crop(self) -> tuple[int, str, float]:
-        """(size, template, padding) of the face crop the backbone was trained on."""
-        return crop_of(self.cfg.backbone)
+    def backbone_crop(self) -> CropSpec:
+        """The face crop the backbone was trained on (``backbone.align``)."""
+        return CropSpec.of(self.cfg.backbone.align)
 
     def make_backbone(self, backbone: Any = None, weights: Any = None) -> Any:
         """The configured backbone (or the given ``backbone`` / ``weights`` nodes) with its verified weights."""
@@ -84,9 +86,3 @@ class Job:
     def augment(self) -> list[Any]:
         """Instantiated albumentations transforms of ``data.augment`` (training only; none by default)."""
         return [instantiate(t) for t in (self.cfg.data.get("augment") or [])]
-
-
-def crop_of(backbone: Any) -> tuple[int, str, float]:
-    """(size, template, padding) of a `backbone` config node's face crop."""
-    align = backbone.align
-    return int(align.size), str(align.template), float(align.padding)

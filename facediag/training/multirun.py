@@ -11,7 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.core.config import CONFIG_DIR, register_resolvers, uses_backbone
+from facediag.core.config import CONFIG_DIR, register_resolvers
+from facediag.strategies.registry import uses_backbone
 
 log = logging.getLogger(__name__)
 

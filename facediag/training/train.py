@@ -15,18 +15,33 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from facediag.core.config import uses_backbone
-from facediag.data.build import PreparedData, count_table, prepare_data
+from facediag.core.quiet import quiet_third_party
+from facediag.data.build import PreparedData, count_table, prepare_data, with_face_status
+from facediag.scoring.controls import control_lines
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
+from facediag.strategies.registry import trait, uses_backbone
+from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
 
 log = logging.getLogger(__name__)
 
 
+def run_name(cfg: DictConfig) -> str:
+    """The TensorBoard run's name: method, task, fold and seed (``dlib_resnet-dlib_faces-dtl2_sex_fold0_seed42``)."""
+    method = [cfg.backbone.name, cfg.weights.name] if uses_backbone(cfg.strategy) else []
+    fold = f"fold{cfg.data.fold}" if cfg.data.split == "kfold" else str(cfg.data.split)
+    method_name = "-".join(str(part) for part in [*method, cfg.strategy.name])
+    return f"{method_name}_{cfg.data.task}_{fold}_seed{cfg.seed}"
+
+
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    """Instantiate every logger of the `logger` group (may be empty)."""
-    return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node and "_target_" in node]
+    """Instantiate every logger of the `logger` group (may be empty); an empty ``version`` gets :func:`run_name`."""
+    return [
+        instantiate(node, **({"version": run_name(cfg)} if "version" in node and not node.version else {}))
+        for node in (cfg.get("logger") or {}).values()
+        if node and "_target_" in node
+    ]
 
 
 def tensorboard_of(loggers: Sequence[Any]) -> Any:
@@ -36,11 +51,14 @@ def tensorboard_of(loggers: Sequence[Any]) -> Any:
 
 
 def preprocess_split(cfg: DictConfig, data: PreparedData, out_dir: Path, tb_logger: Any) -> tuple[Any, pd.DataFrame]:
-    """Landmarks for every split image (cached), preprocess_report.csv, QA grid; the rows with a face."""
+    """Landmarks for every split image (cached), preprocess_report.csv, manifest.csv with each file's face status,
+    QA grid; the rows with a face."""
     preprocessor = instantiate(cfg.preprocess)
     results = preprocessor.landmarks(list(data.split["path"]))
     report = preprocessor.report(results)
     report.to_csv(out_dir / "preprocess_report.csv", index=False)
+    data.manifest = with_face_status(data.manifest, report)
+    data.manifest.to_csv(out_dir / "manifest.csv", index=False)
     usable = {r.path for r in results if r.has_crop}
     for result in results:
         if not result.has_crop:
@@ -80,6 +98,14 @@ def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
         return rows_of(split, kept), crop_landmarks(preprocessor, kept, size, template, padding)
 
     return landmarks
+
+
+def control_names(cfg: DictConfig) -> list[str]:
+    """The controls this run trains beside the method (``controls``); a strategy whose class says
+    ``controls_by_default = False`` (DTL1: each control is another fine-tuning) only with ``controls_dtl1``."""
+    if not trait(cfg.strategy, "controls_by_default", True) and not cfg.get("controls_dtl1"):
+        return []
+    return list(cfg.get("controls") or [])
 
 
 def macs_and_params(cfg: DictConfig, num_classes: int) -> tuple[int | None, int | None]:
@@ -134,6 +160,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
+    quiet_third_party()
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -147,16 +174,18 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     (out_dir / RUN_CONFIG).write_text(resolved)
     data = prepare_data(cfg.data, out_dir, cache_dir=cfg.paths.cache_dir, preprocess_cfg=cfg.preprocess)
     print(
-        f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} images found, "
+        f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} files found, "
         f"{len(data.split)} in the split ({data.split['subject'].nunique()} subjects)"
     )
-    print(count_table(data.split, data.classes).to_string())
     if cfg.get("prepare_only"):
+        print(count_table(data.manifest, data.split, data.classes).to_string())
         return {"run_dir": str(out_dir), "n_images": len(data.manifest)}
 
     loggers = build_loggers(cfg)
     tb_logger = tensorboard_of(loggers)
     preprocessor, split = preprocess_split(cfg, data, out_dir, tb_logger)
+    print("files per class and role (those left out per status; manifest.csv lists each):")
+    print(count_table(data.manifest, data.split, data.classes).to_string())
 
     extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
 
@@ -176,7 +205,10 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         tb_logger=tb_logger,
     )
     strategy = instantiate(cfg.strategy, _convert_="all")
-    predictions = strategy.run(job)
+    predictor = strategy.fit(job)  # a Predictor (facediag.strategies.predictor) with the test predictions
+    predictor.save(out_dir)
+    predictions = predictor.predictions
+    controls = run_controls(strategy, job, preprocessor, predictions, control_names(cfg))
 
     # a strategy may count its own (fused DTL2: the sum over its sources)
     macs, params = (None, None) if "macs" in job.info else macs_and_params(cfg, len(data.classes))
@@ -185,6 +217,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "macs": macs,
         "params": params,
         **job.info,
+        **({"controls": controls} if controls else {}),
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     summary = write_results(out_dir, predictions, data.classes, data.positive, info, tb_logger)
@@ -203,5 +236,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
             f"  {name:<12} accuracy {m['accuracy']:.3f}  [95% CI {low:.3f}-{high:.3f}, {m['accuracy_ci_method']}]  "
             f"({m['n_correct']}/{m['n']}){auc}"
         )
+        for line in control_lines(summary.get("controls") or {}, name):
+            print(line)
     print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")
     print(f"  {DISCLAIMER}\n")

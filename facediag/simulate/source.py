@@ -1,0 +1,101 @@
+"""Source faces: a photo, its landmarks and its person; and each condition's natural spread over them.
+
+``london``: the neutral photos of the London set with their 189 hand-placed landmarks (``landmarks/NNN_03.tem``).
+A folder of a user's own control photos: every image below it, landmarked by :mod:`facediag.preprocess` (dlib's
+68 points); a file without a usable face is listed with its reason and left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from facediag.core.errors import DataNotFoundError, UserError
+from facediag.simulate.anatomy import named_points, read_tem
+from facediag.simulate.conditions import Condition
+
+#: fewer source faces than this give a poor estimate of a measure's SD (its relative error is ~1/sqrt(2n))
+MIN_FACES = 10
+
+
+@dataclass
+class Face:
+    """One source photo: its person, file, (N, 2) landmarks (189 or 68) and metadata (sex, age, ethnicity)."""
+
+    subject: str
+    path: Path
+    points: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def london_faces(root: str | os.PathLike) -> list[Face]:
+    """The neutral photo and hand-placed landmarks of every London person (fetched when missing)."""
+    from facediag.data.london import LondonFaces
+
+    root = Path(root)
+    faces = []
+    for record in LondonFaces(root, task="sex", expressions=["neutral"]).records():
+        path = Path(record.path)
+        tem = root / "landmarks" / f"{path.stem}.tem"
+        if not tem.is_file():
+            raise DataNotFoundError(f"{tem}: the London landmarks of {path.name} are missing (see its README)")
+        meta = {k: record.meta.get(k) for k in ("sex", "age", "ethnicity")}
+        faces.append(Face(record.subject, path, read_tem(tem), meta))
+    return faces
+
+
+def folder_faces(folder: str | os.PathLike, preprocessor: Any) -> tuple[list[Face], pd.DataFrame]:
+    """Every image below ``folder`` with a face (dlib 68 landmarks from ``preprocessor``), and a table of the
+    files left out (``path``, ``reason``). Subject: the file's path below the folder, without its suffix."""
+    from facediag.core.imageio import is_image_file
+    from facediag.data.records import list_images
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataNotFoundError(f"source folder not found: {folder} (source=london or source=<folder of photos>)")
+    files = list_images(folder)
+    photos = [p for p in files if is_image_file(p)]
+    skipped = [{"path": str(p), "reason": "not an image file (suffix)"} for p in files if not is_image_file(p)]
+    faces = []
+    for result in preprocessor.landmarks([str(p) for p in photos]):
+        path = Path(result.path)
+        if result.status != "ok" or result.landmarks is None:
+            skipped.append({"path": str(path), "reason": f"{result.status}: {result.reason}"})
+            continue
+        subject = path.relative_to(folder).with_suffix("").as_posix().replace("/", "_")
+        faces.append(Face(subject, path, np.asarray(result.landmarks, dtype=float)))
+    return faces, pd.DataFrame(skipped, columns=["path", "reason"])
+
+
+def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.DataFrame:
+    """Per condition: its measure's mean and SD (ddof 1) over the source faces, and how many faces."""
+    from facediag.core.imageio import read_rgb
+    from facediag.simulate.appearance import skin_yellowness
+
+    if len(faces) < MIN_FACES:
+        raise UserError(f"{len(faces)} source faces with landmarks: at least {MIN_FACES} are needed to measure "
+                        "each condition's natural spread (SD)")  # fmt: skip
+    values: dict[str, list[float]] = {c.name: [] for c in conditions}
+    images_needed = any(c.kind == "appearance" for c in conditions)
+    for face in faces:
+        named = named_points(face.points)
+        image = read_rgb(face.path) if images_needed else None
+        for condition in conditions:
+            if condition.kind == "appearance":
+                values[condition.name].append(skin_yellowness(image, face.points))
+            else:
+                values[condition.name].append(condition.measure(named))
+    rows = []
+    for condition in conditions:
+        column = np.asarray(values[condition.name])
+        rows.append({"condition": condition.name, "measure": condition.measure_name, "mean": float(column.mean()),
+                     "sd": float(column.std(ddof=1)), "n_faces": len(column),
+                     "direction": "raises" if condition.sign > 0 else "lowers",
+                     "descriptor": condition.descriptor, "definition": condition.measure_doc})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,138 @@
+"""Controls beside every result: the same method, on the same split, shown only what a face-blind reader sees.
+
+- ``face_blind``: each photo aligned on its two eye centres only (an exact similarity onto the template's eye
+  positions, so a smile, an open mouth or a longer face cannot move or scale the crop), then one fixed face region
+  filled with one colour: the union of the training photos' 68-landmark hulls in that frame, grown by
+  :data:`DILATE` of its width (a region shaped by each photo's own landmarks would tell a wide mouth). Hair, ears,
+  clothing, background and the photo's grain stay.
+- ``capture_only``: the four corners of the whole photo (each :data:`CORNER` of its shorter side), tiled 2 x 2 into
+  a crop: background and processing alone.
+
+A landmark-features source (facial geometry) is the face itself: in a control every photo gets the template's mean
+face. The control's features have caches of their own (its name is part of the key), its files go to
+``controls/<name>/`` of the run dir, and :func:`facediag.scoring.controls.compare` sets its test accuracy beside the
+method's: the paired person-bootstrap difference (method minus control, what the face adds) and a flag when the
+control itself beats chance (its interval's lower bound above the majority-class share of the test photos).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from facediag.scoring.controls import CONTROLS, CONTROLS_DIR, compare
+
+log = logging.getLogger(__name__)
+
+DILATE = 0.15  # the face region grown by this share of its width
+CORNER = 0.25  # a corner patch's side, as a share of the photo's shorter side
+
+
+def eye_matrix(landmarks: np.ndarray, size: int, template: str, padding: float) -> np.ndarray:
+    """(2, 3) similarity taking the photo's two eye centres exactly onto the template's in a ``size`` crop."""
+    from facediag.preprocess.align import invert_affine, template_landmarks, umeyama
+
+    unit = template_landmarks(template)
+    target = (padding + np.stack([unit[36:42].mean(0), unit[42:48].mean(0)])) / (2 * padding + 1) * size
+    eyes = np.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0)]).astype(np.float64)
+    return invert_affine(umeyama(target, eyes))
+
+
+def eye_aligned(results: Sequence[Any], size: int, template: str, padding: float) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks."""
+    from facediag.core.imageio import read_rgb
+    from facediag.preprocess.align import chip_matrix, transform_points, warp
+
+    crops, points = [], []
+    for result in results:
+        matrix = eye_matrix(result.landmarks, size, template, padding)
+        crops.append(warp(read_rgb(result.path), matrix, size))
+        points.append(transform_points(result.landmarks, chip_matrix(matrix, size)))
+    return np.stack(crops), np.stack(points).astype(np.float32)
+
+
+def corners(path: str, size: int) -> np.ndarray:
+    """The four corners of the photo at ``path`` (each :data:`CORNER` of its shorter side), tiled 2 x 2."""
+    import cv2
+
+    from facediag.core.imageio import read_rgb
+
+    image = read_rgb(path)
+    side = max(2, int(round(CORNER * min(image.shape[:2]))))
+    half = size // 2
+    patches = [image[:side, :side], image[:side, -side:], image[-side:, :side], image[-side:, -side:]]
+    small = [cv2.resize(np.ascontiguousarray(p), (half, half), interpolation=cv2.INTER_AREA) for p in patches]
+    tiled = np.vstack([np.hstack(small[:2]), np.hstack(small[2:])])
+    return cv2.resize(tiled, (size, size), interpolation=cv2.INTER_NEAREST) if tiled.shape[0] != size else tiled
+
+
+class ControlData:
+    """Crop and landmark sources of a control (the shapes of the training job's ``crops`` / ``landmarks``)."""
+
+    def __init__(self, name: str, preprocessor: Any, split: pd.DataFrame):
+        if name not in CONTROLS:
+            raise ValueError(f"unknown control {name!r}; choose among {CONTROLS}")
+        self.name, self.preprocessor, self.split = name, preprocessor, split
+        # a centre-crop fallback has no landmarks to align on: the control keeps the photos with a face
+        self.results = [r for r in preprocessor.landmarks(list(split["path"])) if r.landmarks is not None]
+        position = {path: i for i, path in enumerate(split["path"])}
+        self.rows = split.iloc[[position[r.path] for r in self.results]].reset_index(drop=True)
+
+    def crops(self, size: int, template: str, padding: float) -> tuple[pd.DataFrame, np.ndarray]:
+        from facediag.audit.capture import face_region, filled
+
+        if self.name == "capture_only":
+            return self.rows, np.stack([corners(r.path, size) for r in self.results])
+        crops, points = eye_aligned(self.results, size, template, padding)
+        training = self.rows["role"].isin(["train", "val"]).to_numpy()
+        return self.rows, filled(crops, face_region(points[training], size, dilate=DILATE))
+
+    def landmarks(self, size: int, template: str, padding: float) -> tuple[pd.DataFrame, np.ndarray]:
+        from facediag.preprocess.align import template_landmarks
+
+        unit = np.nan_to_num(template_landmarks(template))
+        mean_face = ((padding + unit) / (2 * padding + 1) * size).astype(np.float32)
+        return self.rows, np.repeat(mean_face[None], len(self.rows), axis=0)
+
+
+def control_job(job: Any, name: str, preprocessor: Any) -> Any:
+    """The training job as the control ``name`` sees it: its own crops, landmarks, cache key and folder."""
+    cfg: DictConfig = OmegaConf.create(OmegaConf.to_container(job.cfg, resolve=True))
+    with open_dict(cfg):
+        cfg.preprocess.control = name  # part of every feature-cache key: the control's features are cached apart
+    data = ControlData(name, preprocessor, job.split)
+    out_dir = job.out_dir / CONTROLS_DIR / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(job, cfg=cfg, out_dir=out_dir, split=data.rows, crops=data.crops,
+                               landmarks=data.landmarks, tb_logger=None, info={})
+
+
+def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.DataFrame, names: Sequence[str]
+                 ) -> dict[str, dict[str, Any]]:
+    """Train and test ``strategy`` again under each control of ``names``; what metrics.json records under
+    ``controls`` ({control: {variant: ...}}, see :func:`compare`, plus the control's ``val_accuracy`` on the
+    training part and ``val_chance``, the majority share there: evaluation.compare's selection penalty). Each
+    control's predictions.csv is kept in ``controls/<name>/``."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:
+        sub = control_job(job, name, preprocessor)
+        predictor = strategy.fit(sub)
+        predictor.save(sub.out_dir)
+        control = predictor.predictions
+        control.to_csv(sub.out_dir / "predictions.csv", index=False)
+        found[name] = compare(predictions, control, job.classes, job.positive)
+        fitted = sub.split[sub.split["role"].isin(["train", "val"])]
+        val_chance = float(fitted["label"].value_counts(normalize=True).max())
+        for variant, c in found[name].items():  # the control's own validation score, inside the training part
+            own = (sub.info.get("variant_info") or {}).get(variant) or sub.info
+            c.update(val_accuracy=own.get("val_accuracy"), val_chance=val_chance)
+        for variant, c in found[name].items():
+            log.info("control %s (%s): accuracy %.3f, method minus control %+.3f", name, variant, c["accuracy"],
+                     c["face_gap"])
+    return found
