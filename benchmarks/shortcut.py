@@ -19,11 +19,22 @@ eye centres only, so that the mouth cannot move the crop.
 
     FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/shortcut.py [--task expression] [--layers pool stages]
         [--blur 0 1.5] [--align eyes]
+
+``--harmonise SPEC ...`` instead measures capture harmonisation (``preprocess.harmonise``,
+``facediag/preprocess/harmonise.py``): one column per SPEC (``none``, or steps joined by ``,`` with settings after
+``:``, e.g. ``resample:px=32,background,jpeg:quality=75``), the crops made by the project's preprocessing with those
+steps. Rows: the cues with no CNN (the photo file's size, before only: a model never sees it; each crop saved as PNG,
+its size; the 32 px corners' grain; the grain of two 16 px cheek patches, which a smile may change too) and the
+EfficientNet views above, on expression, and the whole crop and face-masked view on sex (face signal that should
+stay). Features are cached under ``<cache>/benchmarks/shortcut``.
+
+    FACEDIAG_DATA_DIR=/work/shared/data python benchmarks/shortcut.py --harmonise none resample,background,jpeg
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +95,119 @@ def blurred(crops: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(np.ascontiguousarray(c), (0, 0), sigma) for c in crops])
 
 
+def harmonise_steps(spec: str) -> list[dict[str, str]]:
+    """``resample:px=32,jpeg`` -> ``[{"step": "resample", "px": "32"}, {"step": "jpeg"}]``; ``none`` -> []."""
+    if spec == "none":
+        return []
+    steps = []
+    for part in spec.split(","):
+        name, _, settings = part.partition(":")
+        steps.append({"step": name, **dict(item.split("=", 1) for item in settings.split(";") if item)})
+    return steps
+
+
+def cheek_grain(crops: np.ndarray, points: np.ndarray, side: int = 16) -> np.ndarray:
+    """(N, 2) log Laplacian variance of a ``side`` px square on each cheek (between the jaw, the lower eyelid and
+    the nose wing): grain inside the face, where background fill cannot reach (a smile may raise the cheeks too)."""
+    import cv2
+
+    found = []
+    for crop, landmarks in zip(crops, points, strict=True):
+        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        row = []
+        for ring in ((1, 2, 40, 31), (15, 14, 47, 35)):
+            x, y = np.round(landmarks[list(ring)].mean(0) - side / 2).astype(int)
+            patch = grey[max(0, y) : y + side, max(0, x) : x + side]
+            row.append(np.log(float(np.var(cv2.Laplacian(patch, cv2.CV_32F))) + 1e-6))
+        found.append(row)
+    return np.array(found)
+
+
+def cached_features(cache: str, key: dict, compute) -> np.ndarray:
+    """Features stored under ``<cache>/benchmarks/shortcut/<hash of key>.npy`` (computed once)."""
+    from facediag.core.files import atomic_write, config_hash
+
+    path = Path(cache) / "benchmarks" / "shortcut" / f"{config_hash(key)}.npy"
+    if path.is_file():
+        return np.load(path)
+    features = np.asarray(compute(), dtype=np.float32)
+    atomic_write(path, lambda handle: np.save(handle, features))
+    return features
+
+
+def harmonised_table(specs: list[str], layers: list[str]) -> None:
+    """The before/after table of ``--harmonise``: capture cues and face-blind CNN views per harmonisation."""
+    from hydra.utils import instantiate
+
+    from facediag.audit.capture import face_region, filled, grouped_cv_accuracy
+    from facediag.core.imageio import read_rgb
+    from facediag.models.features import extract_features, flip_averaged, mirrored_crops
+    from facediag.models.geometry import crop_landmarks
+    from facediag.models.registry import create
+    from facediag.preprocess.harmonise import face_mask
+
+    cfg = compose(["data=london", "data.task=expression", "preprocess=dlib"])
+    records = instantiate(cfg.data.source).records()
+    sexes = {r.path: r.label for r in instantiate(compose(["data=london", "data.task=sex"]).data.source).records()}
+    paths = [r.path for r in records]
+    base = instantiate(cfg.preprocess)
+    results, _ = base.results_and_crops(paths, 224, "vggface2", 0.2)
+    kept = [i for i, r in enumerate(results) if r.landmarks is not None]
+    paths = [paths[i] for i in kept]
+    points = crop_landmarks(base, [results[i] for i in kept], 224, "vggface2", 0.2)
+    region = face_region(points, 224)
+    groups = np.array([records[i].subject for i in kept], dtype=str)
+    labels = {"expression": np.unique([records[i].label for i in kept], return_inverse=True)[1],
+              "sex": np.unique([sexes[p] for p in paths], return_inverse=True)[1]}  # fmt: skip
+    hull = np.array([face_mask(p, 224, 0.0).mean() for p in points])  # the face's own size and shape, not capture
+    models = {layer: create("efficientnet_lite0", "imagenet", feature_layer=layer) for layer in layers}
+    table: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def add(spec: str, task: str, what: str, view: str, features: np.ndarray) -> None:
+        digest = hashlib.sha256(np.ascontiguousarray(features, dtype=np.float64).tobytes()).hexdigest()
+        key = {"cv": digest, "task": task, "people": list(groups)}
+        accuracy, low, high = cached_features(cfg.paths.cache_dir, key, lambda: grouped_cv_accuracy(
+            features, labels[task], groups, "svm", (0, 1)))
+        table.setdefault((task, what, view), {})[spec] = f"{accuracy:.3f} [{low:.3f}-{high:.3f}]"
+        print(spec, task, what, view, table[task, what, view][spec], flush=True)
+
+    import cv2
+
+    for spec in specs:
+        steps = harmonise_steps(spec)
+        preprocessor = instantiate(cfg.preprocess, harmonise=steps, n_workers=1, progress=False)
+        crops = np.stack(preprocessor.crops(paths, 224, "vggface2", 0.2)[0])
+        if spec == "none":
+            add(spec, "expression", "no CNN: area of the 68-landmark hull (the face's shape)", "landmarks",
+                hull[:, None])
+            add(spec, "expression", "no CNN: photo file size (bytes)", "the photo file",
+                np.array([[Path(p).stat().st_size] for p in paths], float))
+            add(spec, "expression", "no CNN: log Laplacian variance of the 4 corners", "raw photo corners (150 px)",
+                corner_energy([read_rgb(p) for p in paths], 150))
+        add(spec, "expression", "no CNN: size of the crop saved as PNG (bytes)", "crop",
+            np.array([[len(cv2.imencode(".png", c)[1])] for c in crops], float))
+        png = np.log([len(cv2.imencode(".png", c)[1]) for c in crops])
+        add(spec, "expression", "no CNN: size of the crop saved as PNG, the hull area regressed out", "crop",
+            (png - np.polyval(np.polyfit(hull, png, 1), hull))[:, None])
+        add(spec, "expression", "no CNN: log Laplacian variance of the 4 corners", "crop corners (32 px)",
+            corner_energy(crops))
+        add(spec, "expression", "no CNN: log Laplacian variance of 2 cheek patches", "crop cheeks (16 px)",
+            cheek_grain(crops, points))
+        for layer, model in models.items():
+            views = dict(zip(VIEWS, (crops, filled(crops, ~region), filled(crops, region)), strict=True))
+            for view, shown in views.items():
+                key = {"harmonise": preprocessor.harmoniser.describe(), "layer": layer, "view": view, "paths": paths,
+                       "crop": [224, "vggface2", 0.2], "flip": True}  # fmt: skip
+                features = cached_features(cfg.paths.cache_dir, key, lambda shown=shown, model=model: flip_averaged(
+                    extract_features(model, shown), extract_features(model, mirrored_crops(shown))))
+                what = f"EfficientNet-Lite0 {layer}, flip-averaged"
+                add(spec, "expression", what, view, features)
+                if view != VIEWS[1]:
+                    add(spec, "sex", what, view, features)
+    print_table([{"task": task, "features": what, "view": view, **{s: cells.get(s, "") for s in specs}}
+                 for (task, what, view), cells in table.items()])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="expression", choices=("sex", "expression", "sex_expression"))
@@ -91,6 +215,8 @@ def main() -> None:
     parser.add_argument("--blur", type=float, nargs="+", default=[0.0], help="Gaussian blur sigma(s) in crop px")
     parser.add_argument("--align", choices=("landmarks", "eyes"), default="landmarks",
                         help="landmarks: the project's 68-point crop; eyes: aligned on the eye centres only")
+    parser.add_argument("--harmonise", nargs="+", metavar="SPEC",
+                        help="before/after table of capture harmonisation: none, or steps such as resample,jpeg")
     args = parser.parse_args()
     import torch
     from hydra.utils import instantiate
@@ -103,7 +229,11 @@ def main() -> None:
     torch.set_num_threads(1)
     print_header("benchmarks/shortcut.py: is the signal in the face? (face only / face masked / whole crop)",
                  torch_threads=1, task=args.task, layers=" ".join(args.layers),
-                 blur=" ".join(f"{b:g}" for b in args.blur), align=args.align)  # fmt: skip
+                 blur=" ".join(f"{b:g}" for b in args.blur), align=args.align,
+                 harmonise=" | ".join(args.harmonise or ["-"]))  # fmt: skip
+    if args.harmonise:
+        harmonised_table(args.harmonise, args.layers)
+        return
     cfg = compose(["data=london", f"data.task={args.task}", "preprocess=dlib"])
     records = instantiate(cfg.data.source).records()
     preprocessor = instantiate(cfg.preprocess)

@@ -75,3 +75,24 @@ def test_a_change_inside_the_face_is_read_by_the_method_and_hidden_from_the_face
         assert not control["above_chance"], (name, control)
     gap = metrics["controls"]["face_blind"]["dtl2"]
     assert gap["face_gap"] > 0 and gap["face_gap_ci"][0] > 0  # what the face adds, with its interval
+
+
+def test_a_control_that_cannot_be_trained_is_named_and_the_method_result_stands(shared_cache, london_dir, tmp_path,
+                                                                                   monkeypatch):
+    from facediag.training.train import train
+    from tests.conftest import TINY
+    from tests.toy_strategy import MeanColour
+
+    fit = MeanColour.fit
+
+    def diverges_without_a_face(self, job):
+        if job.out_dir.name == "face_blind":
+            raise RuntimeError("the loss diverged")
+        return fit(self, job)
+
+    monkeypatch.setattr(MeanColour, "fit", diverges_without_a_face)
+    toy = "+strategy={_target_: tests.toy_strategy.MeanColour, name: toy_mean_colour, size: 64}"
+    summary = train(compose_train(tmp_path, *TINY, "~strategy", toy, cache_dir=shared_cache))
+    assert summary["controls_failed"] == {"face_blind": "the loss diverged"}
+    assert set(summary["controls"]) == {"capture_only"} and summary["accuracy"] is not None
+    assert "diverged" in (tmp_path / "controls" / "face_blind" / "FAILED").read_text()

@@ -169,7 +169,7 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     manifest = build_manifest(source.records(), cache_dir=cfg.paths.cache_dir)
     classes = list(source.classes)
     readable = manifest[manifest["status"] == OK].reset_index(drop=True)
-    preprocessor = instantiate(cfg.preprocess)
+    preprocessor = instantiate(cfg.preprocess).unharmonised()  # the photos as captured, not as a model sees them
     table, chips, identity = manifest, {}, None
     if not readable.empty:
         found = face_descriptors(list(readable["path"]), preprocessor, cfg.preprocess, cfg.paths.cache_dir)

@@ -73,8 +73,10 @@ class Descriptors:
 
 
 def descriptor_cache(cache_dir: str | os.PathLike, preprocess_cfg: Mapping[str, Any]) -> FeatureCache:
-    """The dlib descriptor cache (shared with DTL2 runs of ``dlib_resnet`` x ``dlib_faces``)."""
-    return backbone_feature_cache(cache_dir, IDENTITY_BACKBONE, IDENTITY_WEIGHTS, preprocess_key(preprocess_cfg))
+    """The dlib descriptor cache (shared with DTL2 runs of ``dlib_resnet`` x ``dlib_faces``); identity is read from
+    plain crops, whatever ``preprocess.harmonise`` gives the model (the threshold was measured on plain ones)."""
+    plain = {k: v for k, v in preprocess_key(preprocess_cfg).items() if k != "harmonise"}
+    return backbone_feature_cache(cache_dir, IDENTITY_BACKBONE, IDENTITY_WEIGHTS, plain)
 
 
 def face_descriptors(
@@ -88,6 +90,7 @@ def face_descriptors(
 
     align = IDENTITY_BACKBONE["align"]
     paths = [str(p) for p in paths]
+    preprocessor = preprocessor.unharmonised()
     results = preprocessor.landmarks(paths)
     crops, kept = preprocessor.crops(paths, int(align["size"]), str(align["template"]), float(align["padding"]))
     cache = descriptor_cache(cache_dir, preprocess_cfg)

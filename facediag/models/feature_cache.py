@@ -92,7 +92,8 @@ def backbone_feature_cache(
         "weights": weights["name"],
         "weights_path": weights.get("path"),
         "weights_sha256": weights.get("sha256"),
-        "preprocess": {k: v for k, v in preprocess.items() if k not in ignored},
+        # no harmonisation: the key of every cache made before ``preprocess.harmonise`` existed
+        "preprocess": {k: v for k, v in preprocess.items() if k not in ignored and (k != "harmonise" or v)},
         "crop": (int(align["size"]), str(align["template"]), float(align["padding"])),
     }
     if mirrored:  # only then: the unmirrored key (and so every existing cache folder) stays as it was

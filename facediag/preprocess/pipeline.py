@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import sys
@@ -22,6 +23,7 @@ from facediag.preprocess.aligners import Aligner, ResizeAligner, SimilarityAlign
 from facediag.preprocess.cache import PreprocessCache, config_hash
 from facediag.preprocess.detectors import Detection, FaceDetector
 from facediag.preprocess.face_results import FaceResult, results_frame
+from facediag.preprocess.harmonise import Harmoniser
 from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
 
@@ -39,6 +41,8 @@ def default_n_workers() -> int:
 
 class Preprocessor:
     """detector → landmarker → aligner, with a cache and a parallel cold pass.
+
+    ``harmonise``: the capture harmonisation steps applied to every crop (:mod:`facediag.preprocess.harmonise`).
 
     ``detector=None, landmarker=None`` means the images are already aligned (``preprocess=none``):
     every readable image is "ok" and its crop is the resized central square.
@@ -70,6 +74,7 @@ class Preprocessor:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool = True,
         mp_context: str | None = None,
+        harmonise: Sequence[str | Any] | None = None,
     ):
         if (detector is None) != (landmarker is None):
             raise ValueError("give both a detector and a landmarker, or neither (images already aligned)")
@@ -89,6 +94,12 @@ class Preprocessor:
         self.max_pixels = int(max_pixels)
         self.progress = progress
         self.mp_context = mp_context or ("fork" if sys.platform.startswith("linux") else "spawn")
+        self.harmoniser = Harmoniser(harmonise)
+        if self.harmoniser.needs_landmarks and detector is None:
+            raise ValueError(
+                "preprocess.harmonise: the resample and background steps need landmarks, and this "
+                "preprocessing finds none (images already aligned); use blur, noise or jpeg only"
+            )
         self._config_hash: str | None = None
         self._digests: dict[tuple[str, int, int], str] = {}
 
@@ -105,6 +116,14 @@ class Preprocessor:
             "min_relative_score": self.min_relative_score,
             "max_pixels": self.max_pixels,
         }
+
+    def unharmonised(self) -> Preprocessor:
+        """This preprocessing without ``harmonise`` steps (one landmark cache): plain crops, e.g. for identity."""
+        if not self.harmoniser:
+            return self
+        plain = copy.copy(self)
+        plain.harmoniser = Harmoniser()
+        return plain
 
     def _sha256(self, path: str) -> str:
         """The file's sha256, hashed once per (path, size, mtime): landmarks, crops and the QA grid share it."""
@@ -217,7 +236,8 @@ class Preprocessor:
 
     def _crop_key(self, spec: tuple[int, str, float]) -> str:
         size, template, padding = spec
-        return f"{template}-{size}-p{padding:g}-{config_hash(self.aligner.describe())[:8]}"
+        key = f"{template}-{size}-p{padding:g}-{config_hash(self.aligner.describe())[:8]}"
+        return key + f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}" if self.harmoniser else key
 
     def _run(
         self, paths: Sequence[str | os.PathLike], spec: tuple[int, str, float] | None
@@ -392,7 +412,7 @@ def _run_task(pre: Preprocessor, task: tuple) -> tuple[int, FaceResult, np.ndarr
         try:
             if image is None:
                 image = read_rgb(path, pre.max_pixels)
-            crop = pre.aligner.crop(image, result, size, template, padding)
+            crop = pre.harmoniser.crop(pre.aligner, image, result, size, template, padding)
         except (BadImageError, ValueError) as err:
             reason = f"crop failed: {getattr(err, 'reason', err)}"
             result = FaceResult(path=path, status="error", reason=reason, sha256=sha, cacheable=False)

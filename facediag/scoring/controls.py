@@ -12,6 +12,14 @@ import pandas as pd
 
 CONTROLS_DIR = "controls"
 CONTROLS = ("face_blind", "capture_only")  # facediag.training.controls trains them
+#: what a control above chance means, for the WARNING line
+WHAT_IT_MEANS = {
+    "face_blind": "the method's own crops with the face hidden tell the classes above chance: part of this accuracy "
+                  "need not come from the face (background, hair, clothing, grain; preprocess.harmonise removes "
+                  "most of it)",
+    "capture_only": "the photos' corners alone tell the classes above chance: capture (camera, processing, "
+                    "background) differs between the classes; check the face-blind control and harmonise",
+}
 
 
 def control_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -67,8 +75,7 @@ def control_lines(controls: dict[str, dict[str, Any]], variant: str) -> list[str
         lines.append(f"    {name} control {c['accuracy']:.3f} [{low:.3f}-{high:.3f}] (chance {c['chance']:.3f}); "
                      f"method minus control {c['face_gap']:+.3f} [{gap_low:+.3f} to {gap_high:+.3f}]")
         if c["above_chance"]:
-            lines.append(f"    WARNING: the {name} control reads the classes above chance: part of this accuracy "
-                         "need not come from the face (capture, background, hair or clothing)")
+            lines.append(f"    WARNING: {WHAT_IT_MEANS.get(name, 'this control reads the classes above chance')}")
     return lines
 
 

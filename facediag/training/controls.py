@@ -1,12 +1,15 @@
 """Controls beside every result: the same method, on the same split, shown only what a face-blind reader sees.
 
 - ``face_blind``: each photo aligned on its two eye centres only (an exact similarity onto the template's eye
-  positions, so a smile, an open mouth or a longer face cannot move or scale the crop), then one fixed face region
+  positions, so a smile, an open mouth or a longer face cannot move or scale the crop) and harmonised as the
+  method's crops are (``preprocess.harmonise``, :class:`EyeAligner`), then one fixed face region
   filled with one colour: the union of the training photos' 68-landmark hulls in that frame, grown by
   :data:`DILATE` of its width (a region shaped by each photo's own landmarks would tell a wide mouth). Hair, ears,
   clothing, background and the photo's grain stay.
-- ``capture_only``: the four corners of the whole photo (each :data:`CORNER` of its shorter side), tiled 2 x 2 into
-  a crop: background and processing alone.
+- ``capture_only``: the four corners of the whole photo as captured (each :data:`CORNER` of its shorter side),
+  tiled 2 x 2 into a crop: background and processing alone, a property of the data set (harmonisation, which the
+  method's crops may have, does not apply: it says whether capture tells the classes, not whether the method sees
+  it).
 
 A landmark-features source (facial geometry) is the face itself: in a control every photo gets the template's mean
 face. The control's features have caches of their own (its name is part of the key), its files go to
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,16 +48,41 @@ def eye_matrix(landmarks: np.ndarray, size: int, template: str, padding: float) 
     return invert_affine(umeyama(target, eyes))
 
 
-def eye_aligned(results: Sequence[Any], size: int, template: str, padding: float) -> tuple[np.ndarray, np.ndarray]:
-    """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks."""
-    from facediag.core.imageio import read_rgb
-    from facediag.preprocess.align import chip_matrix, transform_points, warp
+class EyeAligner:
+    """The preprocessing aligner's contract (``crop``, ``crop_matrix``) on the two eye centres only, so that the
+    run's capture harmonisation (``preprocess.harmonise``) wraps a control's crops as it wraps the method's."""
 
+    def crop(self, image: np.ndarray, result: Any, size: int, template: str, padding: float) -> np.ndarray:
+        from facediag.preprocess.align import warp
+
+        return warp(image, eye_matrix(result.landmarks, size, template, padding), size)
+
+    def crop_matrix(self, result: Any, size: int, template: str, padding: float) -> np.ndarray:
+        from facediag.preprocess.align import chip_matrix
+
+        return chip_matrix(eye_matrix(result.landmarks, size, template, padding), size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"aligner": "eyes"}
+
+
+def eye_aligned(results: Sequence[Any], size: int, template: str, padding: float, harmoniser: Any = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks,
+    harmonised by ``harmoniser`` (the run's ``preprocess.harmonise`` steps) when it has steps. The landmarks do not
+    depend on a photo step's resampling: the eyes land on the same crop pixels at any scale."""
+    from facediag.core.imageio import read_rgb
+    from facediag.preprocess.align import transform_points
+
+    aligner = EyeAligner()
     crops, points = [], []
     for result in results:
-        matrix = eye_matrix(result.landmarks, size, template, padding)
-        crops.append(warp(read_rgb(result.path), matrix, size))
-        points.append(transform_points(result.landmarks, chip_matrix(matrix, size)))
+        image = read_rgb(result.path)
+        if harmoniser:
+            crops.append(harmoniser.crop(aligner, image, result, size, template, padding))
+        else:
+            crops.append(aligner.crop(image, result, size, template, padding))
+        points.append(transform_points(result.landmarks, aligner.crop_matrix(result, size, template, padding)))
     return np.stack(crops), np.stack(points).astype(np.float32)
 
 
@@ -89,7 +118,8 @@ class ControlData:
 
         if self.name == "capture_only":
             return self.rows, np.stack([corners(r.path, size) for r in self.results])
-        crops, points = eye_aligned(self.results, size, template, padding)
+        crops, points = eye_aligned(self.results, size, template, padding,
+                                    getattr(self.preprocessor, "harmoniser", None))
         training = self.rows["role"].isin(["train", "val"]).to_numpy()
         return self.rows, filled(crops, face_region(points[training], size, dilate=DILATE))
 
@@ -118,11 +148,18 @@ def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.Dat
     """Train and test ``strategy`` again under each control of ``names``; what metrics.json records under
     ``controls`` ({control: {variant: ...}}, see :func:`compare`, plus the control's ``val_accuracy`` on the
     training part and ``val_chance``, the majority share there: evaluation.compare's selection penalty). Each
-    control's predictions.csv is kept in ``controls/<name>/``."""
+    control's predictions.csv is kept in ``controls/<name>/``; a control that cannot be trained is named in the
+    job's ``controls_failed`` (metrics.json) with its reason, its traceback in ``controls/<name>/FAILED``."""
     found: dict[str, dict[str, Any]] = {}
     for name in names:
         sub = control_job(job, name, preprocessor)
-        predictor = strategy.fit(sub)
+        try:
+            predictor = strategy.fit(sub)
+        except Exception as err:  # a control that cannot be trained leaves the method's result standing, named
+            (sub.out_dir / "FAILED").write_text(traceback.format_exc())
+            log.warning("control %s could not be trained (%s): the run has no %s control", name, err, name)
+            job.info.setdefault("controls_failed", {})[name] = str(err)
+            continue
         predictor.save(sub.out_dir)
         control = predictor.predictions
         control.to_csv(sub.out_dir / "predictions.csv", index=False)

@@ -238,5 +238,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         )
         for line in control_lines(summary.get("controls") or {}, name):
             print(line)
+    for control, reason in (summary.get("controls_failed") or {}).items():
+        print(f"    {control} control: not trained ({reason})")
     print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")
     print(f"  {DISCLAIMER}\n")
