@@ -10,7 +10,7 @@ from PIL import Image
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.slow
-PER_CLASS = 14
+PER_CLASS = 20
 
 
 def people(london_dir: Path) -> list[str]:
