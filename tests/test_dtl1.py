@@ -52,3 +52,18 @@ def test_the_dtl1_config_takes_its_settings_from_sgd_settings_and_overrides_them
     cfg = compose_train(tmp_path, "strategy=dtl1", "strategy.lr=0.01")
     assert {key: cfg.strategy[key] for key in defaults} == {**defaults, "lr": 0.01}
     assert DTL1(**{k: v for k, v in cfg.strategy.items() if k != "_target_"}).sgd == SGDSettings(lr=0.01)
+
+
+def test_a_standardising_head_keeps_nearly_constant_features_finite_and_leaves_varied_ones_alone():
+    import torch
+
+    from facediag.models.face_backbone import NormalizedHead
+
+    torch.manual_seed(0)
+    varied = torch.randn(64, 32) * 0.05 + 0.1
+    head = NormalizedHead(32, 2).fit(varied)
+    assert torch.allclose(head.std, varied.std(dim=0).clamp_min(0.1 * float(varied.std(dim=0).mean())))
+    # crops that barely differ (a face-blind control's): features of normal size, almost no spread
+    constant = 0.1 + 1e-7 * torch.randn(64, 32)
+    standardized = (constant - NormalizedHead(32, 2).fit(constant).mean) / NormalizedHead(32, 2).fit(constant).std
+    assert torch.isfinite(standardized).all() and standardized.abs().max() < 0.1

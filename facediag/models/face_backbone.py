@@ -72,7 +72,10 @@ class NormalizedHead(nn.Module):
     def fit(self, features: torch.Tensor) -> NormalizedHead:
         self.mean.copy_(features.mean(dim=0))
         std = features.std(dim=0)
-        self.std.copy_(std.clamp_min(0.1 * float(std.mean()) + 1e-8))  # near-constant (dead) features stay small
+        # near-constant (dead) features stay small; when nearly every feature is constant (crops that barely differ,
+        # e.g. a face-blind control's) the floor follows the features' own size, so no division blows them up
+        floor = max(0.1 * float(std.mean()), 1e-3 * float(features.abs().mean())) + 1e-8
+        self.std.copy_(std.clamp_min(floor))
         self.fitted.fill_(True)
         return self
 
