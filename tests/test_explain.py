@@ -164,7 +164,8 @@ def test_run_report_shows_gallery_mean_saliency_and_feature_map_in_chromium_and_
     split = pd.read_csv(run / "split.csv")
     wrong = int((test["label"] != test["pred"]).sum())
     for caption in (f"misclassified test photos ({wrong} of {wrong})", "Mean saliency per class",
-                    f"t-SNE of the dtl2 features: {len(split) - len(test)} train/val, {len(test)} test photos"):
+                    f"t-SNE of the dtl2 features: {int(split['role'].isin(['train', 'val']).sum())} train/val, "
+                    f"{len(test)} test photos"):
         assert caption in page
     for png in ("misclassified.png", "mean_saliency.png", "feature_map.png"):
         assert (tmp_path / "eval" / "figures" / png).is_file()

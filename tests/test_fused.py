@@ -137,9 +137,9 @@ def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(l
     assert flipped["macs"] == 2 * dlib_macs and flipped["params"] == dlib_params
     assert metrics["macs"] == flipped["macs"] + tight["macs"]
     # the mirrored crops' features sit in a cache of their own; the source's columns are the mean of the two
-    folders = {json.loads((k.parent / "key.json").read_text()).get("view"): k.parent
-               for k in (shared_cache / "features").glob("*/key.json")
-               if json.loads(k.read_text())["backbone"] == "dlib_resnet"}
+    method_keys = {k.parent: key for k in (shared_cache / "features").glob("*/key.json")
+                   if not (key := json.loads(k.read_text())).get("preprocess", {}).get("control")}  # not a control's
+    folders = {key.get("view"): folder for folder, key in method_keys.items() if key["backbone"] == "dlib_resnet"}
     assert set(folders) == {None, "mirrored"}
     test = np.load(run_dir / "features" / "test.npz")
     digests = pd.read_csv(run_dir / "split.csv").set_index("path").loc[test["paths"], "sha256"]
@@ -147,7 +147,7 @@ def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(l
     np.testing.assert_array_equal(test["features"][:, :128], (np.stack(plain) + np.stack(mirrored)) / 2)
     assert not np.allclose(np.stack(plain), np.stack(mirrored))  # a mirrored face is another input
     # the region view: the crop's region resized to 224 px, then (flip) mirrored; both cached under the region
-    keys = {k.parent: json.loads(k.read_text()) for k in (shared_cache / "features").glob("*/key.json")}
+    keys = method_keys
     regions = {k.get("view"): folder for folder, k in keys.items() if k.get("region") == REGION}
     assert set(regions) == {None, "mirrored"} and all("region" not in k for k in keys.values() if k["crop"][0] == 150)
     plain, mirrored = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests]) for view in (None, "mirrored"))
