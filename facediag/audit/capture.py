@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.preprocess.harmonise import FILL_RGB, face_mask
+
 #: per-file facts: numeric cues (log-scaled where noted) and categorical ones
 NUMERIC_CUES = ("file_kb", "megapixels", "grain")
 CATEGORICAL_CUES = ("format", "jpeg_quality", "camera", "software")
@@ -165,16 +167,15 @@ def cue_accuracies(
     return pd.DataFrame(rows)
 
 
-#: the fill of a masked region: ImageNet's mean colour (0-255)
-MEAN_RGB = (124, 116, 104)
+#: the fill of a masked region: ImageNet's mean colour (0-255), the one harmonisation's background fill uses
+MEAN_RGB = FILL_RGB
 
 
 def face_region(points: np.ndarray, size: int, dilate: float = 0.1) -> np.ndarray:
     """One (size, size) mask for every photo: the union of all photos' 68-landmark hulls (in crop pixels) grown by
-    ``dilate`` x their width. Fixed, because a mask shaped by each photo's own landmarks tells a wide mouth."""
-    from facediag.apply.saliency import region_mask
-
-    return np.any([region_mask(p, size, indices=range(68), dilate=dilate) for p in points], axis=0)
+    ``dilate`` x their width (:func:`facediag.preprocess.harmonise.face_mask` of each). Fixed, because a mask shaped
+    by each photo's own landmarks tells a wide mouth."""
+    return np.any([face_mask(p, size, dilate) for p in points], axis=0)
 
 
 def filled(crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
