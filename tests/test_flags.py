@@ -169,3 +169,11 @@ def test_a_blank_gradcam_map_falls_back_to_occlusion_and_a_map_blank_for_every_m
     flat = Explainer(assessor.run, "occlusion").explain_crop(np.full((150, 150, 3), 128, np.uint8))
     assert flat.status == "blank_saliency" and "constant map" in flat.reason  # covering grey with grey changes nothing
     assert saliency_status(photo, flat)[0] == "blank_saliency"
+
+
+def test_the_overlap_flag_uses_the_cross_set_identity_threshold():
+    """predict's overlap flag and external validation call the same person at one distance."""
+    from facediag.apply.flags import OVERLAP_DISTANCE
+    from facediag.data.identity import CROSS_SET_IDENTITY_THRESHOLD
+
+    assert OVERLAP_DISTANCE == CROSS_SET_IDENTITY_THRESHOLD
