@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from facediag.core.errors import UserError, exit_on_user_error
+from facediag.core.startup import pause_collection, resume_collection
 
 OPTIONS: dict[str, str] = {
     "run": "a run dir of train.py (repeat for several runs; at least one)",
@@ -19,6 +20,7 @@ OPTIONS: dict[str, str] = {
     "k": "how many nearest training photos (default 3)",
     "max_file_mb": "the largest upload in MB (default 25)",
     "max_pixels": "the most pixels an image may have (default 50000000; larger ones are refused before decoding)",
+    "threads": "torch threads (default torch's choice; 1 answers faster on a busy shared machine)",
 }
 USAGE = "usage: python -m facediag.app run=<run dir> [run=<run dir> ...] [key=value ...]\n" + "\n".join(
     f"  {name}=  {text}" for name, text in OPTIONS.items()
@@ -39,7 +41,7 @@ def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
             options[key] = value
     if not runs:
         raise SystemExit(f"{USAGE}\nrun=<run dir> is required")
-    for key in ("port", "k", "max_file_mb", "max_pixels"):
+    for key in ("port", "k", "max_file_mb", "max_pixels", "threads"):
         if key in options and not options[key].isdigit():
             raise SystemExit(f"{USAGE}\n{key} must be a whole number, got {options[key]!r}")
     if options.get("show_neighbours", "false").lower() not in ("true", "false"):
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facediag.core.imageio import DEFAULT_MAX_PIXELS
     from facediag.scoring.results import DISCLAIMER
 
+    if options.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(options["threads"]))
     services = []
     for run in runs:
         try:
@@ -67,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        int(options.get("k", 3)), int(options.get("max_pixels", DEFAULT_MAX_PIXELS))))
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from None
+    resume_collection()
     port = int(options.get("port", 7860))
     page, url = launch(services, port or None, int(options.get("max_file_mb", DEFAULT_MAX_FILE_MB)), block=False,
                        quiet=True)
@@ -80,4 +87,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    pause_collection()  # the command only: until the models are loaded (facediag.core.startup)
     sys.exit(main())

@@ -170,6 +170,7 @@ class RunService:
         self.lock = threading.Lock()
         self._explainers: dict[str, Any] = {}
         self._reference: Any = None
+        self._cam_layer: Any = None
         self.vocabulary = flag_vocabulary()
         self.warm_up()
 
@@ -189,7 +190,12 @@ class RunService:
         size = self.run.crop.size
         blank = np.full((1, size, size, 3), 128, np.uint8)
         self.run.score_crops(blank)
-        self.explainer(self.methods[0]).saliency(blank, [0])
+        self.saliency(self.methods[0], blank[0], 0)
+        detector, landmarker = self.preprocessor.detector, self.preprocessor.landmarker
+        if detector is not None and landmarker is not None:  # the detection and landmark models, read now
+            picture = np.full((2 * size, 2 * size, 3), 128, np.uint8)
+            detector.detect(picture)
+            landmarker.landmarks(picture, (size / 2, size / 2, 1.5 * size, 1.5 * size))
         if self.show_neighbours:
             self.reference()
 
@@ -199,6 +205,17 @@ class RunService:
         if method not in self._explainers:
             self._explainers[method] = Explainer(self.run, method)
         return self._explainers[method]
+
+    def saliency(self, method: str, crop: np.ndarray, target: int) -> np.ndarray:
+        """(H, W) saliency map of class ``target`` for one crop (Grad-CAM's layer found once per process)."""
+        if method != "gradcam":
+            return self.explainer(method).saliency(crop[None], [target])[0]
+        from facediag.apply.saliency import backbone_of, cam_layer, gradcam
+
+        module = self.explainer(method).cnn()
+        if self._cam_layer is None:
+            self._cam_layer = cam_layer(backbone_of(module))
+        return gradcam(module, crop[None], [target], self._cam_layer)[0]
 
     def reference(self) -> Any:
         """The training photos' features and a cached preprocessor for their thumbnails (``show_neighbours``)."""
@@ -263,10 +280,10 @@ class RunService:
         """The overlay of ``method``'s map; a blank map is flagged and, for Grad-CAM, occlusion is drawn instead."""
         from facediag.apply.saliency import overlay
 
-        heat = self.explainer(method).saliency(crop[None], [target])[0]
+        heat = self.saliency(method, crop, target)
         record.saliency_method = method
         if blank(heat) and method != "occlusion" and "occlusion" in self.methods:
-            heat = self.explainer("occlusion").saliency(crop[None], [target])[0]
+            heat = self.saliency("occlusion", crop, target)
             record.saliency_method = f"occlusion (the {method} map was blank)"
         if blank(heat):
             record.flags.append("blank_saliency")
