@@ -175,6 +175,23 @@ def mass_share(saliency: np.ndarray, mask: np.ndarray) -> float:
     return float(positive[mask].sum()) / total if total > 0 else float("nan")
 
 
+def blank_reason(saliency: np.ndarray) -> str:
+    """Why a map shows nothing, in words ("" when it shows something): NaN values, all zeros, one constant value,
+    or no positive value (the overlay draws the positive part: no region raises the class score)."""
+    values = np.asarray(saliency, dtype=np.float64)
+    if values.size == 0:
+        return "empty map"
+    if not np.isfinite(values).all():
+        return f"{int((~np.isfinite(values)).sum())} of {values.size} values are NaN or infinite"
+    if not values.any():
+        return "every value is zero"
+    if np.ptp(values) == 0:
+        return f"every value is {float(values.flat[0]):g} (a constant map)"
+    if values.max() <= 0:
+        return "no positive value: no region raises the class score"
+    return ""
+
+
 def normalised(saliency: np.ndarray) -> np.ndarray:
     """The positive part scaled to [0, 1] (for display)."""
     positive = np.clip(np.nan_to_num(saliency), 0, None)
