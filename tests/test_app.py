@@ -73,6 +73,14 @@ def test_predict_api_gives_a_test_persons_class_probabilities_overlay_and_flags(
     assert f"status `{record['status']}`" in flags
 
 
+def test_a_training_photo_is_flagged_in_words(client, tiny_dtl2_run):
+    split = pd.read_csv(tiny_dtl2_run / "split.csv")
+    photo = split.loc[split["role"] == "train", "path"].iloc[0]
+    records, _, _, _, _, _, flags, _ = predict(client, photo)
+    assert records[0]["status"] == "flagged" and "overlaps_training_person" in records[0]["flags"]
+    assert "in the model's training data" in flags and "in the model's training data" in records[0]["reason"]
+
+
 def test_occlusion_method_explains_the_same_prediction(client, test_faces):
     photo = test_faces.loc[1, "path"]
     (gradcam,) = predict(client, photo)[0]

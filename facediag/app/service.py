@@ -31,24 +31,6 @@ log = logging.getLogger(__name__)
 MAX_ZIP_MEMBERS = 500
 MAX_UNPACKED_BYTES = 500 * 2**20  # a zip's images together, unpacked
 MAX_MEMBER_BYTES = 50 * 2**20  # one image inside a zip
-# flag code -> words, until facediag.apply.flags (the one vocabulary of predict, explain and the app) is importable
-FALLBACK_FLAGS = {
-    "center_crop": "no face found: the central square was scored instead",
-    "upsampled": "the face was found only after upsampling the photo (small or unclear, perhaps not a face)",
-    "several_faces": "several faces in the photo: only the largest was scored",
-    "blank_saliency": "the saliency map is blank: this method shows nothing for this photo",
-}
-
-
-def flag_vocabulary() -> dict[str, str]:
-    """Flag code -> words: ``facediag.apply.flags.FLAGS`` where it exists, with the app's own codes added."""
-    try:
-        from facediag.apply.flags import FLAGS
-    except ImportError:
-        return dict(FALLBACK_FLAGS)
-    return {**FALLBACK_FLAGS, **FLAGS}
-
-
 class UploadError(ValueError):
     """An upload that cannot be used (outside the upload folder, a bad zip); the message says why."""
 
@@ -63,8 +45,9 @@ class Upload:
 
 @dataclass
 class PhotoRecord:
-    """What the page shows of one photo. ``flags`` are codes, ``flag_words`` their words; ``probabilities`` is empty
-    when nothing was scored; ``crop`` has the landmarks drawn; ``overlay`` is the saliency over the crop."""
+    """What the page shows of one photo. ``status``, ``reason`` and ``flags`` (codes, ``flag_words`` their words)
+    are :mod:`facediag.apply.flags`'s; ``probabilities`` is empty when nothing was scored; ``crop`` has the landmarks
+    drawn; ``overlay`` is the saliency over the crop."""
 
     name: str
     status: str
@@ -154,24 +137,24 @@ def uploads(paths: Sequence[str | os.PathLike], scratch: Path, root: Path | None
 
 
 class RunService:
-    """A run dir loaded once and served photo by photo (see the module docstring)."""
+    """A run dir loaded once and served photo by photo (see the module docstring). The checks and their flags are
+    :class:`facediag.apply.assess.Assessor`'s (detection, outside the training distribution, overlap with training
+    people); the saliency map's status and fallback are :meth:`facediag.apply.explain.Explainer.explain_crop`'s."""
 
     def __init__(self, run_dir: str | os.PathLike, show_neighbours: bool = False, k_neighbours: int = 3,
                  max_pixels: int = DEFAULT_MAX_PIXELS):
+        from facediag.apply.assess import Assessor
         from facediag.apply.trained_run import TrainedRun
 
         self.run = TrainedRun(run_dir)
         self.run_dir = Path(run_dir)
         self.classes: list[str] = list(self.run.classes)
-        self.preprocessor = self.run.preprocessor(n_workers=1, progress=False)
-        self.preprocessor.cache_dir = None  # uploads are never cached on disk
-        self.preprocessor.max_pixels = int(max_pixels)
+        self.assessor = Assessor(self.run)
+        self.assessor.preprocessor().max_pixels = int(max_pixels)
         self.show_neighbours, self.k_neighbours = show_neighbours, int(k_neighbours)
         self.lock = threading.Lock()
         self._explainers: dict[str, Any] = {}
         self._reference: Any = None
-        self._cam_layer: Any = None
-        self.vocabulary = flag_vocabulary()
         self.warm_up()
 
     @property
@@ -186,16 +169,19 @@ class RunService:
         return f"{self.run_dir.name}: {self.run.description}"
 
     def warm_up(self) -> None:
-        """Load the model (and the Grad-CAM module, the training features) now, not on the first visitor's photo."""
-        size = self.run.crop.size
-        blank = np.full((1, size, size, 3), 128, np.uint8)
-        self.run.score_crops(blank)
-        self.saliency(self.methods[0], blank[0], 0)
-        detector, landmarker = self.preprocessor.detector, self.preprocessor.landmarker
-        if detector is not None and landmarker is not None:  # the detection and landmark models, read now
-            picture = np.full((2 * size, 2 * size, 3), 128, np.uint8)
-            detector.detect(picture)
-            landmarker.landmarks(picture, (size / 2, size / 2, 1.5 * size, 1.5 * size))
+        """Load the models and calibrate the checks now, not on the first visitor's photo: one training photo
+        (where it is on this machine) goes through every step, else a blank crop through the model."""
+        import pandas as pd
+
+        split = self.run_dir / "split.csv"
+        rows = pd.read_csv(split, dtype=str) if split.is_file() else pd.DataFrame(columns=["path", "role"])
+        present = [p for p in rows.loc[rows["role"] == "train", "path"] if Path(p).is_file()]
+        record = self.analyse(Upload("warm-up", present[0])) if present else None
+        if record is None or not record.probabilities:
+            size = self.run.crop.size
+            blank = np.full((size, size, 3), 128, np.uint8)
+            self.run.score_crops(blank[None])
+            self.explainer(self.methods[0]).explain_crop(blank, 0)
         if self.show_neighbours:
             self.reference()
 
@@ -205,17 +191,6 @@ class RunService:
         if method not in self._explainers:
             self._explainers[method] = Explainer(self.run, method)
         return self._explainers[method]
-
-    def saliency(self, method: str, crop: np.ndarray, target: int) -> np.ndarray:
-        """(H, W) saliency map of class ``target`` for one crop (Grad-CAM's layer found once per process)."""
-        if method != "gradcam":
-            return self.explainer(method).saliency(crop[None], [target])[0]
-        from facediag.apply.saliency import backbone_of, cam_layer, gradcam
-
-        module = self.explainer(method).cnn()
-        if self._cam_layer is None:
-            self._cam_layer = cam_layer(backbone_of(module))
-        return gradcam(module, crop[None], [target], self._cam_layer)[0]
 
     def reference(self) -> Any:
         """The training photos' features and a cached preprocessor for their thumbnails (``show_neighbours``)."""
@@ -240,54 +215,30 @@ class RunService:
             return PhotoRecord(upload.name, "error", f"could not be analysed ({type(err).__name__}: {err})")
 
     def _analyse(self, upload: Upload, method: str, saliency: bool) -> PhotoRecord:
-        from facediag.models.geometry import crop_landmarks
+        from facediag.apply.explain import saliency_status
+        from facediag.apply.flags import SALIENCY_FALLBACK, flag_words
 
-        results, crops = self.preprocessor.results_and_crops([upload.path], *self.run.crop)
-        result, crop = results[0], crops[0]
-        reason = result.reason.replace(upload.path, upload.name)
-        if not result.has_crop or crop is None:
-            return PhotoRecord(upload.name, result.status, reason or "no face found")
-        flags = self.face_flags(result)
-        _, probabilities = self.run.score_crops(crop[None])
-        p = probabilities[0]
-        landmarks = crop_landmarks(self.preprocessor, [result], *self.run.crop)[0]
-        record = PhotoRecord(upload.name, result.status, reason, flags,
-                             probabilities=dict(zip(self.classes, map(float, p), strict=True)),
-                             top1=self.classes[int(p.argmax())], crop=with_landmarks(crop, landmarks))
+        photo = self.assessor.assess_image(upload.path, name=upload.name)
+        reason = photo.reason.replace(upload.path, upload.name)
+        if not photo.scored:
+            return PhotoRecord(upload.name, photo.status, reason or "no face found")
+        record = PhotoRecord(upload.name, photo.status, reason, list(photo.flags), photo.flag_words,
+                             probabilities=dict(zip(self.classes, map(float, photo.probabilities), strict=True)),
+                             top1=photo.top1, crop=with_landmarks(photo.crop, photo.landmarks))
         if saliency:
-            self.add_saliency(record, crop, landmarks, int(p.argmax()), method)
+            from facediag.apply.saliency import overlay
+
+            target = self.classes.index(photo.top1)
+            checked = self.explainer(method).explain_crop(photo.crop, target)
+            status, reason, flags = saliency_status(photo, checked)
+            record.status, record.reason, record.flags = status, reason.replace(upload.path, upload.name), flags
+            record.flag_words = flag_words(flags, {**photo.details, SALIENCY_FALLBACK: checked.reason})
+            record.saliency_method = checked.method + (f" (tried {', '.join(checked.tried)})"
+                                                       if len(checked.tried) > 1 else "")
+            record.overlay = overlay(photo.crop, checked.saliency, photo.landmarks)
         if self.show_neighbours:
-            record.neighbours = self.neighbours(crop)
-        record.flag_words = [self.vocabulary.get(code, code) for code in record.flags]
-        if record.status == "ok" and record.flags:
-            record.status = "flagged"
+            record.neighbours = self.neighbours(photo.crop)
         return record
-
-    @staticmethod
-    def face_flags(result: Any) -> list[str]:
-        """Flag codes read from the face detection (``center_crop``, ``upsampled``, ``several_faces``)."""
-        flags = []
-        if result.status == "center_crop":
-            flags.append("center_crop")
-        if result.fallback == "upsampled":
-            flags.append("upsampled")
-        if (result.n_faces or 0) > 1:
-            flags.append("several_faces")
-        return flags
-
-    def add_saliency(self, record: PhotoRecord, crop: np.ndarray, landmarks: np.ndarray, target: int,
-                     method: str) -> None:
-        """The overlay of ``method``'s map; a blank map is flagged and, for Grad-CAM, occlusion is drawn instead."""
-        from facediag.apply.saliency import overlay
-
-        heat = self.saliency(method, crop, target)
-        record.saliency_method = method
-        if blank(heat) and method != "occlusion" and "occlusion" in self.methods:
-            heat = self.saliency("occlusion", crop, target)
-            record.saliency_method = f"occlusion (the {method} map was blank)"
-        if blank(heat):
-            record.flags.append("blank_saliency")
-        record.overlay = overlay(crop, heat, landmarks)
 
     def neighbours(self, crop: np.ndarray) -> list[tuple[np.ndarray, str]]:
         """The ``k_neighbours`` most similar training photos: (aligned crop, caption with class and distance)."""
@@ -300,12 +251,6 @@ class RunService:
         thumb = {r.path: c for r, c in zip(kept, crops, strict=True)}
         return [(thumb[path], f"{reference.labels[j]} (distance {d:.1f})")
                 for path, j, d in zip(paths, indices[0], distances[0], strict=True) if path in thumb]
-
-
-def blank(saliency: np.ndarray) -> bool:
-    """A map with nothing to show: no finite positive value."""
-    finite = np.nan_to_num(saliency, nan=0.0, posinf=0.0, neginf=0.0)
-    return not bool((finite > 0).any())
 
 
 def with_landmarks(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
