@@ -24,6 +24,8 @@ import urllib.request
 
 from common import REPO, load_average, print_header, print_table
 
+sys.path.insert(0, str(REPO))  # facediag from this checkout, installed or not
+
 IMPORTS = "import torch, dlib, gradio"
 
 
@@ -95,6 +97,7 @@ def photo_times(url: str, n: int) -> list[tuple[float, str]]:
         started = time.perf_counter()
         records = client.predict([handle_file(str(photo))], None, None, api_name="/predict")[0]
         times.append((time.perf_counter() - started, f"{records[0]['status']} {records[0]['top1']}"))
+        print(f"{photo.name}: {times[-1][0]:.2f} s ({times[-1][1]})", flush=True)
     return times
 
 
@@ -120,6 +123,7 @@ def main() -> None:
             stop(process)
         seconds, process, url = start_app(args.run, args.threads)
         starts.append(seconds)
+        print(f"imports {imports[-1]:.2f} s, app start-up {seconds:.2f} s; load {load_average()}", flush=True)
     assert process is not None
     try:
         photos = photo_times(url, args.photos)
