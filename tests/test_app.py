@@ -161,7 +161,7 @@ def test_a_zip_is_unpacked_inside_its_folder_with_every_member_accounted_for(tmp
         unzip(tmp_path / "fake.zip", into)
 
 
-def test_batch_returns_the_predictions_csv_with_a_row_per_file(client, test_faces, tmp_path):
+def test_batch_returns_the_predictions_csv_with_a_row_per_file(client, app, test_faces, tmp_path):
     from gradio_client import handle_file
 
     faces = [Path(p) for p in test_faces["path"][:2]]
@@ -171,7 +171,10 @@ def test_batch_returns_the_predictions_csv_with_a_row_per_file(client, test_face
     assert len(table) == 3 and set(table["status"]) <= {"ok", "flagged", "error"}
     scored = table[table["status"] != "error"]
     assert list(scored["top1"]) == list(test_faces["pred"][:2])  # the run's own prediction of each
-    assert {"file", "status", "reason", "flags", "top1"} <= set(table.columns)
+    from facediag.apply.assess import columns
+
+    assert list(table.columns) == columns(app[0].classes)  # facediag.predict's CSV
+    assert "two.zip/readme.md" in set(table["path"])
 
 
 def test_concurrent_requests_each_get_their_own_answer(client, test_faces):

@@ -60,6 +60,7 @@ class PhotoRecord:
     overlay: np.ndarray | None = None
     saliency_method: str = ""
     neighbours: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    row: dict[str, Any] = field(default_factory=dict)  # the predictions CSV row (facediag.apply.assess.columns)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-safe part (the API's answer and the batch CSV's row)."""
@@ -220,11 +221,12 @@ class RunService:
 
         photo = self.assessor.assess_image(upload.path, name=upload.name)
         reason = photo.reason.replace(upload.path, upload.name)
+        row = {**photo.row(), "path": upload.name, "reason": reason}
         if not photo.scored:
-            return PhotoRecord(upload.name, photo.status, reason or "no face found")
+            return PhotoRecord(upload.name, photo.status, reason or "no face found", row=row)
         record = PhotoRecord(upload.name, photo.status, reason, list(photo.flags), photo.flag_words,
                              probabilities=dict(zip(self.classes, map(float, photo.probabilities), strict=True)),
-                             top1=photo.top1, crop=with_landmarks(photo.crop, photo.landmarks))
+                             top1=photo.top1, crop=with_landmarks(photo.crop, photo.landmarks), row=row)
         if saliency:
             from facediag.apply.saliency import overlay
 

@@ -101,9 +101,13 @@ class App:
         return chart, record.crop, record.overlay, flags_markdown(record), record.neighbours
 
     def batch(self, files: Sequence[str] | None, run: str | None) -> tuple[str, pd.DataFrame]:
-        """The batch tab: every photo scored (no saliency), the predictions CSV to download."""
+        """The batch tab: every photo scored (no saliency), the predictions CSV to download: the columns of
+        ``python -m facediag.predict``'s (:func:`facediag.apply.assess.columns`), ``path`` the uploaded name."""
+        from facediag.apply.assess import columns
+
         service, records = self.analyse(files, None, run, saliency=False)
-        table = records_table(records, service.classes)
+        rows = [r.row or {"path": r.name, "status": r.status, "reason": r.reason} for r in records]
+        table = pd.DataFrame(rows, columns=columns(service.classes))
         out = Path(tempfile.mkdtemp(dir=self.scratch)) / "predictions.csv"
         table.to_csv(out, index=False)
         return str(out), table
@@ -153,7 +157,7 @@ class App:
                 run.change(self.caveat, run, caveat, api_visibility="private")
             with gr.Tab("Batch"):
                 gr.Markdown("Every photo scored with the chosen run (no saliency): one CSV row per file, refused "
-                            "files included with the reason.")
+                            "files included with the reason; the columns of `python -m facediag.predict`'s CSV.")
                 batch_run = gr.Dropdown(list(self.services), value=first, label="Run", visible=several)
                 batch_files = gr.File(file_count="multiple", file_types=["image", ".zip"], type="filepath",
                                       label="Photos (or a zip of photos)", elem_id="batch_photos")
