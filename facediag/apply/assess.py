@@ -264,7 +264,7 @@ class Assessor:
         try:
             threshold = self.distribution.threshold
             return self.distribution.distances(crops), threshold
-        except (CapabilityError, FileNotFoundError, ValueError) as err:
+        except (CapabilityError, FileNotFoundError, ValueError, AttributeError, NotImplementedError) as err:
             self._distribution_failed = f"the out-of-distribution check could not run: {err}"
             log.warning("%s", self._distribution_failed)
             return nothing
