@@ -81,6 +81,19 @@ def test_a_training_photo_is_flagged_in_words(client, tiny_dtl2_run):
     assert "in the model's training data" in flags and "in the model's training data" in records[0]["reason"]
 
 
+def test_nearest_training_photos_start_with_the_photo_itself(app, tiny_dtl2_run):
+    service = app[0]
+    split = pd.read_csv(tiny_dtl2_run / "split.csv")
+    row = split[split["role"] == "train"].iloc[0]
+    with service.lock:
+        crop = service.assessor.assess_image(row["path"]).crop
+        neighbours = service.neighbours(crop)
+    assert len(neighbours) == service.k_neighbours
+    first_crop, caption = neighbours[0]
+    assert caption == f"{row['label']} (distance 0.0)" and first_crop.shape == crop.shape
+    assert service.show_neighbours is False  # off unless show_neighbours=true: the page hides them
+
+
 def test_occlusion_method_explains_the_same_prediction(client, test_faces):
     photo = test_faces.loc[1, "path"]
     (gradcam,) = predict(client, photo)[0]
