@@ -74,6 +74,10 @@ def test_a_gallery_run_applied_again_gives_its_own_test_scores_and_its_gradcam_m
         with torch.no_grad():
             module_scores = predictor.class_score_module()(predictor.torch_module().preprocess(scored.crops))
         np.testing.assert_allclose(module_scores.numpy(), scored.scores, atol=1e-4)
+    from facediag.apply.saliency import gradcam
+
+    maps = gradcam(predictor.class_score_module(), scored.crops[:1], [0])  # the saliency tools find its backbone
+    assert maps.shape == (1, *scored.crops.shape[1:3]) and np.ptp(maps) > 0
 
 
 @pytest.mark.slow

@@ -79,35 +79,37 @@ def log_loss(distances: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
 
 
-class GalleryScores:
-    """A torch module from normalised images to minus the class distances (Grad-CAM of a gallery run)."""
+def gallery_scores(backbone: Any, gallery: np.ndarray, labels: np.ndarray, centre: np.ndarray, n_classes: int,
+                   rule: str, k: int) -> Any:
+    """A torch module from normalised images to minus the class distances (Grad-CAM of a gallery run); a
+    ``FeaturesThenLinear`` whose ``backbone`` the saliency tools find like DTL2's."""
+    import torch
+    from torch import nn
 
-    def __new__(cls, backbone: Any, gallery: np.ndarray, labels: np.ndarray, centre: np.ndarray, n_classes: int,
-                rule: str, k: int) -> Any:
-        import torch
-        from torch import nn
+    from facediag.classifiers.torch_linear import FeaturesThenLinear
 
-        class Module(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.backbone = backbone
-                self.register_buffer("gallery", torch.as_tensor(gallery, dtype=torch.float32))
-                self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32))
-                self.labels, self.n_classes, self.rule, self.k = np.asarray(labels), n_classes, rule, k
+    class GalleryScores(FeaturesThenLinear):
+        def __init__(self) -> None:
+            super().__init__(backbone, nn.Identity())
+            self.register_buffer("gallery", torch.as_tensor(gallery, dtype=torch.float32))
+            self.register_buffer("centre", torch.as_tensor(centre, dtype=torch.float32))
+            self.labels, self.n_classes, self.rule, self.k = np.asarray(labels), n_classes, rule, k
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                q = nn.functional.normalize(self.backbone.features(x) - self.centre, dim=1)
-                columns = []
-                for c in range(self.n_classes):
-                    members = self.gallery[torch.as_tensor(self.labels == c)]
-                    if self.rule == "mean":
-                        columns.append(q @ nn.functional.normalize(members.mean(0, keepdim=True), dim=1)[0] - 1.0)
-                    else:
-                        nearest = min(self.k, len(members))
-                        columns.append(-(1.0 - q @ members.T).topk(nearest, dim=1, largest=False).values.mean(1))
-                return torch.stack(columns, dim=1)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = nn.functional.normalize(self.backbone.features(x) - self.centre, dim=1)
+            columns = []
+            for c in range(self.n_classes):
+                members = self.gallery[torch.as_tensor(self.labels == c)]
+                if not len(members):
+                    columns.append(torch.full_like(q[:, 0], -2.0))
+                elif self.rule == "mean":
+                    columns.append(q @ nn.functional.normalize(members.mean(0, keepdim=True), dim=1)[0] - 1.0)
+                else:
+                    nearest = min(self.k, len(members))
+                    columns.append(-(1.0 - q @ members.T).topk(nearest, dim=1, largest=False).values.mean(1))
+            return torch.stack(columns, dim=1)
 
-        return Module().eval()
+    return GalleryScores().eval()
 
 
 class GalleryPredictor(Predictor):
@@ -161,7 +163,7 @@ class GalleryPredictor(Predictor):
 
     def class_score_module(self) -> Any:
         model, s = self.model(), self.setting
-        return GalleryScores(self.backbone(), model["embeddings"], model["labels"], model["centre"],
+        return gallery_scores(self.backbone(), model["embeddings"], model["labels"], model["centre"],
                              len(self.classes), s["rule"], s["k"])
 
     def describe(self) -> Description:
