@@ -62,3 +62,14 @@ def test_a_sweep_without_strengths_adds_no_power_section(tmp_path):
     report = Report("sweep")
     assert power_points([]).empty
     assert add_power_curves([], report, tmp_path) == {} and not (tmp_path / "mde.csv").exists()
+
+
+def test_the_simulated_power_experiment_sweeps_strength_training_people_and_methods_on_simulated_trees(tmp_path):
+    from tests.test_presets import compose_hydra, sweep_jobs
+
+    cfg = compose_hydra(tmp_path, "experiment=simulated_power")
+    assert cfg.data.name == "simulated" and cfg.data.source._target_.endswith("SimulatedDataset")
+    jobs = sweep_jobs(cfg)
+    assert {j["data.strength"] for j in jobs} == {"0", "0.5", "1", "2"}
+    assert {j["data.train_subjects_per_class"] for j in jobs} == {"5", "10", "null"}
+    assert "dlib_resnet_dlib_faces_gallery" in {j["method"] for j in jobs} and len(jobs) == 4 * 3 * 8 * 10
