@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -53,7 +53,8 @@ def cached_tree(cache: str | os.PathLike, source: str, settings: Settings, londo
         else:
             from hydra.utils import instantiate
 
-            faces, skipped = folder_faces(source, instantiate(preprocess))
+            preprocessor = instantiate(preprocess) if isinstance(preprocess, Mapping) else preprocess
+            faces, skipped = folder_faces(source, preprocessor)
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
         build_tree(out, faces, measure_table(faces, settings.chosen()), settings, source)
