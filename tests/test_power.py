@@ -73,3 +73,9 @@ def test_the_simulated_power_experiment_sweeps_strength_training_people_and_meth
     assert {j["data.strength"] for j in jobs} == {"0", "0.5", "1", "2"}
     assert {j["data.train_subjects_per_class"] for j in jobs} == {"5", "10", "null"}
     assert "dlib_resnet_dlib_faces_gallery" in {j["method"] for j in jobs} and len(jobs) == 4 * 3 * 8 * 10
+
+
+def test_training_sizes_read_small_to_large_with_all_last_whichever_method_comes_first():
+    points = sweep_points()
+    points = pd.concat([points[points["train_subjects_per_class"] == "all"].assign(method="A0"), points])
+    assert list(mde_display(mde_table(points)).columns) == ["method", "5", "all (≈16)"]

@@ -92,10 +92,17 @@ def mde_table(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def size_order(sizes: Any) -> list[Any]:
+    """Training sizes in reading order: numbers ascending, then ``all``."""
+    unique = list(dict.fromkeys(sizes))
+    return sorted(unique, key=lambda s: (str(s) == ALL, float(s) if str(s) != ALL else 0.0))
+
+
 def mde_display(mde: pd.DataFrame) -> pd.DataFrame:
     """Methods × training sizes of one task: ``<SD> SD: accuracy [95% CI]`` or ``not detected (≤ <max> SD)``."""
     table = pd.DataFrame({"method": list(dict.fromkeys(mde["method"]))})
-    for size, part in mde.groupby("train_subjects_per_class", sort=False):
+    for size in size_order(mde["train_subjects_per_class"]):
+        part = mde[mde["train_subjects_per_class"] == size]
         cells = {}
         for r in part.itertuples():
             cell = (f"{r.mde:g} SD: {fmt_interval(r.accuracy, r.accuracy_lo, r.accuracy_hi)}" if np.isfinite(r.mde)
@@ -107,7 +114,7 @@ def mde_display(mde: pd.DataFrame) -> pd.DataFrame:
 
 def power_figure(points: pd.DataFrame, title: str) -> Figure:
     """Accuracy (± its 95% interval) against effect size, one line per method, one panel per training size."""
-    sizes = list(dict.fromkeys(points["train_subjects_per_class"]))
+    sizes = size_order(points["train_subjects_per_class"])
     figure = Figure(figsize=(4.2 * len(sizes) + 0.5, 4.6), dpi=110)
     axes = figure.subplots(1, len(sizes), sharey=True, squeeze=False)[0]
     methods = list(dict.fromkeys(points["method"]))
