@@ -115,9 +115,9 @@ def mde_display(mde: pd.DataFrame) -> pd.DataFrame:
 def power_figure(points: pd.DataFrame, title: str) -> Figure:
     """Accuracy (± its 95% interval) against effect size, one line per method, one panel per training size."""
     sizes = size_order(points["train_subjects_per_class"])
-    figure = Figure(figsize=(4.2 * len(sizes) + 0.5, 4.6), dpi=110)
-    axes = figure.subplots(1, len(sizes), sharey=True, squeeze=False)[0]
     methods = list(dict.fromkeys(points["method"]))
+    figure = Figure(figsize=(4.2 * len(sizes) + 0.5, 4.6 + 0.22 * len(methods)), dpi=110)
+    axes = figure.subplots(1, len(sizes), sharey=True, squeeze=False)[0]
     for ax, size in zip(axes, sizes, strict=True):
         part = points[points["train_subjects_per_class"] == size]
         for i, method in enumerate(methods):
@@ -128,7 +128,7 @@ def power_figure(points: pd.DataFrame, title: str) -> Figure:
             y = line["accuracy"].to_numpy()
             error = np.clip(np.vstack([y - line["accuracy_lo"].to_numpy(), line["accuracy_hi"].to_numpy() - y]), 0,
                             None)
-            ax.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method)
+            ax.errorbar(x, y, yerr=error, marker="o", capsize=3, label=method, color=f"C{i % 10}")  # one colour each
         ax.axhline(part["chance"].iloc[0], color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_title(f"{size_label(size, part['people_per_class'].mean())} training people / class", fontsize=9)
         ax.set_xlabel("effect size (SD of the condition's measure)")
@@ -136,9 +136,10 @@ def power_figure(points: pd.DataFrame, title: str) -> Figure:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (95% CI)")
-    axes[-1].legend(fontsize=7, loc="upper left")
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    figure.legend(legend.values(), legend.keys(), loc="lower center", fontsize=7, ncol=1 if len(sizes) < 2 else 2)
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.04 + 0.045 * ((len(methods) + 2) // (1 if len(sizes) < 2 else 2)), 1, 1))
     return figure
 
 
