@@ -1,6 +1,8 @@
-"""Saliency sanity checks on finished London expression runs: model randomisation and the mouth region.
+"""Saliency sanity checks: model randomisation and the mouth region (London expression runs), or the truth masks of a
+simulated tree (``--truth``, runs trained on ``data=simulated``).
 
     python benchmarks/saliency.py <run dir> [...] [--labels smiling neutral] [--photos 34] [--occlusion-photos 8]
+    python benchmarks/saliency.py <simulated run dir> [...] --truth [--photos 16] [--occlusion-photos 16]
 
 For the test photos of each of ``--labels`` (default smiling) of each run: Grad-CAM and occlusion saliency of that
 class, for the trained model and for the same model with every weight tensor shuffled (Adebayo et al.
@@ -9,6 +11,13 @@ class, for the trained model and for the same model with every weight tensor shu
 area, the Spearman rank correlation between the trained and the randomised model's maps, and how the class's
 score changes when the mouth region is replaced by a blurred copy (Gaussian, sigma 1/16 of the crop) next to
 the same shape blurred 1/3 of the crop higher (a baseline-free check of whether the mouth matters at all).
+
+``--truth``: for the test photos of every simulated condition (each explained for its own class), the truth mask of
+the tree (``.truth/<subject>_truth.png``, the region the condition changed) warped into the crop by the same
+alignment as the crop; per run × condition kind × method × model: the share of positive saliency mass inside the
+mask next to the mask's share of the crop, their ratio, the pointing game (the map's maximum inside the mask) and
+the Spearman correlation of the trained and randomised model's maps (the randomisation check passes when it is
+far from 1). DSIFT has no CNN: occlusion only.
 """
 
 from __future__ import annotations
@@ -77,7 +86,7 @@ def check_run(
     target = run.classes.index(label)
     trained = class_score_module(run)
     models = {"trained": trained, "randomised": randomized(trained, seed)}
-    softmax = run.strategy == "dtl1"
+    softmax = scores_are_softmax(run, trained, crops)
     accuracy, ablation = {}, {}
     for name, model in models.items():
         score = module_scorer(model, softmax)
@@ -114,6 +123,96 @@ def check_run(
     return rows
 
 
+def scores_are_softmax(run: object, module: torch.nn.Module, crops: np.ndarray) -> bool:
+    """Whether the run's own scores are the softmax of ``module``'s outputs (a fine-tuned network's logits) rather
+    than the outputs themselves (an SVM's decision values, a gallery's minus distances): asked of the Predictor."""
+    from facediag.apply.saliency import module_scorer
+    from facediag.strategies.predictor import softmax
+
+    own = run.predictor.score_crops(crops[:2])[0]
+    raw = module_scorer(module)(crops[:2])
+    return not np.allclose(own, raw, atol=1e-4) and np.allclose(own, softmax(raw), atol=1e-4)
+
+
+def truth_masks(preprocessor: object, results: list, size: int, template: str, padding: float) -> list[np.ndarray]:
+    """Each photo's truth mask (``<tree>/truth.csv`` → ``.truth/<subject>_truth.png``) warped into its crop with
+    the crop's own alignment matrix."""
+    import cv2
+
+    masks = []
+    for result in results:
+        photo = Path(result.path)
+        tree = photo.parent.parent
+        truth = pd.read_csv(tree / "truth.csv").set_index("path")
+        mask = cv2.imread(str(tree / truth.loc[f"{photo.parent.name}/{photo.name}", "mask"]), cv2.IMREAD_GRAYSCALE)
+        matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
+        masks.append(cv2.warpAffine(mask.astype(np.float32), np.asarray(matrix, dtype=np.float64)[:2], (size, size),
+                                    flags=cv2.INTER_LINEAR) > 127)
+    return masks
+
+
+def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> float:
+    """1 when the map's maximum lies inside ``mask``, 0 outside, NaN for a flat map."""
+    if np.ptp(saliency) == 0:
+        return float("nan")
+    return float(mask.flat[int(np.argmax(saliency))])
+
+
+def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) -> list[dict[str, object]]:
+    """Saliency of each condition's test photos (their own class) against the tree's truth masks."""
+    from facediag.apply.saliency import gradcam, mass_share, module_scorer, occlusion, randomized, spearman
+    from facediag.apply.trained_run import TrainedRun
+    from facediag.simulate.conditions import CONDITIONS
+    from facediag.strategies.predictor import CapabilityError
+
+    run = TrainedRun(run_dir)
+    split = pd.read_csv(Path(run_dir) / "split.csv")
+    test = split[(split["role"] == "test") & split["label"].isin([c for c in run.classes if c in CONDITIONS])]
+    preprocessor = run.preprocessor()
+    rows = []
+    for kind in ("geometric", "appearance"):
+        part = test[[CONDITIONS[label].kind == kind for label in test["label"]]].head(n_photos)
+        if part.empty:
+            continue
+        paths = part["path"].astype(str).tolist()
+        preprocessor.landmarks(paths)
+        crops, kept = preprocessor.crops(paths, *run.crop)
+        labels = dict(zip(part["path"].astype(str), part["label"], strict=True))
+        targets = [run.classes.index(labels[r.path]) for r in kept]
+        masks = truth_masks(preprocessor, kept, *run.crop)
+        try:
+            trained = run.predictor.class_score_module()
+            models = {"trained": trained, "randomised": randomized(trained, seed)}
+            scorers = {name: module_scorer(m, scores_are_softmax(run, trained, crops)) for name, m in models.items()}
+        except CapabilityError:  # no CNN (DSIFT): occlusion of the run's own scores; no randomised copy
+            models, scorers = {"trained": None}, {"trained": lambda c: run.predictor.score_crops(c)[0]}
+        for method in ("gradcam", "occlusion"):
+            if method == "gradcam" and models["trained"] is None:
+                continue
+            count = len(crops) if method == "gradcam" else min(n_occlusion, len(crops))
+            maps = {}
+            for name, model in models.items():
+                started = time.perf_counter()
+                maps[name] = (gradcam(model, crops[:count], targets[:count]) if method == "gradcam"
+                              else occlusion(scorers[name], crops[:count], targets[:count]))
+                seconds = time.perf_counter() - started
+                inside = [mass_share(m, k) for m, k in zip(maps[name], masks, strict=False)]
+                hits = [pointing_hit(m, k) for m, k in zip(maps[name], masks, strict=False)]
+                area = [float(k.mean()) for k in masks[:count]]
+                rows.append({
+                    "run": f"{run.predictor.describe().summary} {run.variant}", "kind": kind, "method": method,
+                    "model": name, "photos": count, "saliency in truth": mean_ci(inside), "truth area": mean_ci(area),
+                    "ratio": f"{np.nanmean(inside) / np.mean(area):.2f}",
+                    "pointing game": f"{np.nanmean(hits):.2f}",
+                    "s / photo": f"{seconds / max(count, 1):.2f}",
+                })  # fmt: skip
+            if "randomised" in maps:
+                rho = mean_ci([spearman(a, b) for a, b in zip(maps["trained"], maps["randomised"], strict=True)])
+                for row in rows[-2:]:
+                    row["Spearman trained vs randomised"] = rho
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
@@ -121,6 +220,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=34, help="test photos of --label for Grad-CAM")
     parser.add_argument("--occlusion-photos", type=int, default=8, help="of those, for occlusion (~100 scorings each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truth", action="store_true", help="simulated runs: saliency against the truth masks")
     parser.add_argument("--occlusion-window", type=int, default=None,
                         help="square side in pixels, stride half (default: facediag.apply.saliency.occlusion_window)")
     args = parser.parse_args()
@@ -131,6 +231,9 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     for run_dir in args.runs:
+        if args.truth:
+            rows += check_truth_run(run_dir, args.photos, args.occlusion_photos, args.seed)
+            continue
         for label in args.labels:
             rows += check_run(run_dir, label, args.photos, args.occlusion_photos, args.seed, args.occlusion_window)
     print_table(rows)

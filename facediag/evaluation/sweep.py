@@ -25,6 +25,7 @@ from facediag.evaluation.curves import add_learning_curves
 from facediag.evaluation.cv import FoldPredictions, PooledCV, configuration_key, pool_folds, trimmed_config
 from facediag.evaluation.figures import RocCurve, RocInput, macro_roc, roc_curves, roc_inputs
 from facediag.evaluation.methods import methods_paragraph
+from facediag.evaluation.power import add_power_curves
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
 from facediag.scoring.controls import CONTROLS, compare, control_predictions, run_controls_of
@@ -668,6 +669,7 @@ def evaluate_sweep(spec: str | Path | Sequence[str | Path], out_dir: str | Path 
             report.figure(png, caption=f"{row.name}: confusion matrix, row-normalised per fold, averaged over "
                           f"{len(row.cv.folds)} folds (rows = true class)")
     curve_files = add_learning_curves(result.rows, report, out_dir)  # sweeps over data.train_subjects_per_class
+    curve_files |= add_power_curves(result.rows, report, out_dir)  # sweeps over simulated data.strength
     failed = [e for e in entries if e.error is not None]
     if failed:
         report.heading("Failed runs")

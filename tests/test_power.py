@@ -1,0 +1,81 @@
+"""Power curves and the minimum detectable effect (facediag.evaluation.power) from a synthetic sweep table:
+known accuracies and intervals in, known MDE out."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from facediag.evaluation.power import add_power_curves, mde_display, mde_table, power_figure, power_points
+from facediag.evaluation.report import Report
+
+# method A: detected from 1 SD with 5 people, from 0.5 SD with all; B never (its 2 SD interval touches chance);
+# C's null row is above chance (a shortcut: flagged)
+SWEEP = """\
+dataset,task,method,train_subjects_per_class,people_per_class,strength,n,accuracy,accuracy_lo,accuracy_hi,chance
+sim,condition,A,5,5,0.0,102,0.21,0.14,0.30,0.2
+sim,condition,A,5,5,0.5,102,0.26,0.19,0.35,0.2
+sim,condition,A,5,5,1.0,102,0.40,0.31,0.50,0.2
+sim,condition,A,5,5,2.0,102,0.70,0.60,0.78,0.2
+sim,condition,A,all,16.2,0.0,102,0.19,0.12,0.28,0.2
+sim,condition,A,all,16.2,0.5,102,0.33,0.25,0.43,0.2
+sim,condition,A,all,16.2,1.0,102,0.55,0.45,0.64,0.2
+sim,condition,A,all,16.2,2.0,102,0.90,0.83,0.95,0.2
+sim,condition,B,5,5,0.0,102,0.20,0.13,0.29,0.2
+sim,condition,B,5,5,1.0,102,0.22,0.15,0.31,0.2
+sim,condition,B,5,5,2.0,102,0.28,0.20,0.37,0.2
+sim,condition,C,5,5,0.0,102,0.35,0.26,0.45,0.2
+sim,condition,C,5,5,2.0,102,0.40,0.31,0.50,0.2
+"""
+
+
+def sweep_points() -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(SWEEP), dtype={"train_subjects_per_class": str})
+
+
+def test_the_mde_is_the_smallest_strength_whose_interval_lies_above_chance():
+    mde = mde_table(sweep_points()).set_index(["method", "train_subjects_per_class"])
+    assert mde.loc[("A", "5"), "mde"] == 1.0
+    assert (mde.loc[("A", "5"), "accuracy_lo"], mde.loc[("A", "5"), "accuracy_hi"]) == (0.31, 0.50)
+    assert mde.loc[("A", "all"), "mde"] == 0.5 and mde.loc[("A", "all"), "accuracy"] == 0.33
+    assert np.isnan(mde.loc[("B", "5"), "mde"]) and mde.loc[("B", "5"), "max_strength"] == 2.0
+    assert mde.loc[("C", "5"), "mde"] == 2.0 and mde.loc[("C", "5"), "null_above_chance"]
+    assert not mde.loc[("A", "5"), "null_above_chance"]
+
+
+def test_the_mde_display_names_the_interval_or_says_not_detected_and_flags_a_null_above_chance():
+    table = mde_display(mde_table(sweep_points())).set_index("method")
+    assert table.loc["A", "5"] == "1 SD: 0.400 [0.310, 0.500]"
+    assert table.loc["B", "5"] == "not detected (≤ 2 SD)" and table.loc["B", "all (≈16)"] == "–"
+    assert table.loc["C", "5"].endswith("(null above chance!)")
+
+
+def test_the_power_figure_draws_one_panel_per_training_size():
+    figure = power_figure(sweep_points(), "sim / condition")
+    assert len(figure.axes) == 2
+    assert len(figure.axes[0].get_lines()) >= 1 and figure.axes[1].get_title().startswith("all (≈16)")
+
+
+def test_a_sweep_without_strengths_adds_no_power_section(tmp_path):
+    report = Report("sweep")
+    assert power_points([]).empty
+    assert add_power_curves([], report, tmp_path) == {} and not (tmp_path / "mde.csv").exists()
+
+
+def test_the_simulated_power_experiment_sweeps_strength_training_people_and_methods_on_simulated_trees(tmp_path):
+    from tests.test_presets import compose_hydra, sweep_jobs
+
+    cfg = compose_hydra(tmp_path, "experiment=simulated_power")
+    assert cfg.data.name == "simulated" and cfg.data.source._target_.endswith("SimulatedDataset")
+    jobs = sweep_jobs(cfg)
+    assert {j["data.strength"] for j in jobs} == {"0", "0.5", "1", "2"}
+    assert {j["data.train_subjects_per_class"] for j in jobs} == {"5", "10", "null"}
+    assert "dlib_resnet_dlib_faces_gallery" in {j["method"] for j in jobs} and len(jobs) == 4 * 3 * 8 * 10
+
+
+def test_training_sizes_read_small_to_large_with_all_last_whichever_method_comes_first():
+    points = sweep_points()
+    points = pd.concat([points[points["train_subjects_per_class"] == "all"].assign(method="A0"), points])
+    assert list(mde_display(mde_table(points)).columns) == ["method", "5", "all (≈16)"]
