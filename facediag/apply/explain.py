@@ -32,7 +32,6 @@ from facediag.apply.saliency import (
     occlusion,
     overlay,
 )
-from facediag.models.geometry import crop_landmarks
 
 USAGE = (
     "usage: python -m facediag.explain <photo|folder|glob> [...] run=<run dir> "
@@ -95,14 +94,14 @@ class Explainer:
     def explain(self, paths: Sequence[str], target: str | None = None) -> Explained:
         """Preprocess ``paths`` as the run did, score them and explain the predicted class (or ``target``)."""
         preprocessor = self.run.preprocessor()
-        results = preprocessor.landmarks([str(p) for p in paths])
-        crops, kept = preprocessor.crops([str(p) for p in paths], *self.run.crop)
-        landmarks = crop_landmarks(preprocessor, kept, *self.run.crop)
+        faces = preprocessor.faces([str(p) for p in paths], self.run.crop, landmarks=True)
+        crops = faces.crops
         scores = self.scores(crops)
         fixed = self.target_index(target)
         targets = np.full(len(crops), fixed) if fixed is not None else scores.argmax(axis=1)
         saliency = self.saliency(crops, targets) if len(crops) else np.zeros((0, *crops.shape[1:3]), np.float32)
-        return Explained([r.path for r in kept], crops, landmarks, saliency, scores, targets, self.method, results)
+        return Explained(faces.paths, crops, faces.landmarks, saliency, scores, targets, self.method,
+                         list(faces.results))
 
 
 def unique_stems(paths: Sequence[str]) -> dict[str, str]:

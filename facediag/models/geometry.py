@@ -14,9 +14,6 @@ template's mean face: no evidence either way. Cost: no multiply-accumulates wort
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 
 INNER = np.arange(17, 68)
@@ -27,18 +24,6 @@ MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *rang
                    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, *range(54, 47, -1), *range(59, 54, -1),
                    *range(64, 59, -1), 67, 66, 65])
 N_FEATURES = 2 * len(INNER) + len(DERIVED)
-
-
-def crop_landmarks(preprocessor: Any, results: Sequence[Any], size: int, template: str, padding: float) -> np.ndarray:
-    """(N, 68, 2) float32 landmarks in crop pixels (the alignment's affine applied); NaN where none."""
-    from facediag.preprocess.align import transform_points
-
-    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-    for i, result in enumerate(results):
-        if result.landmarks is not None:
-            matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
-            points[i] = transform_points(result.landmarks, matrix)
-    return points
 
 
 def mirrored(points: np.ndarray) -> np.ndarray:
