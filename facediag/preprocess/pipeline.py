@@ -264,16 +264,16 @@ class Preprocessor:
         crops: list[np.ndarray | None] = [None] * len(paths)
         todo: list[tuple[int, str, str, FaceResult | None]] = []
         for index, path in enumerate(paths):
-            sha = given[index] if isinstance(given[index], str) and given[index] else None
-            if sha is not None:  # a record with its digest: manifest.csv listed, read and hashed the file once
-                pass
-            elif (listed := listing_status(path)) is not None or not os.path.isfile(path):
-                # a broken link, a hidden file, another extension: as in manifest.csv
-                status, reason = listed or (ERROR, "file not found")
-                results[index] = FaceResult(path=path, status=status, reason=reason)
-                continue
+            # a record with its digest: manifest.csv listed, read and hashed the file; it is not hashed again
+            known_sha = given[index] if isinstance(given[index], str) and given[index] else None
+            if known_sha is None:
+                listed = listing_status(path)  # a broken link, a hidden file, another extension: as in manifest.csv
+                if listed is not None or not os.path.isfile(path):
+                    status, reason = listed or (ERROR, "file not found")
+                    results[index] = FaceResult(path=path, status=status, reason=reason)
+                    continue
             try:
-                sha = sha or sha256_file(path)
+                sha = known_sha or sha256_file(path)
             except OSError as err:
                 results[index] = FaceResult(path=path, status="error", reason=f"cannot read file ({err})")
                 continue
@@ -351,9 +351,8 @@ class Preprocessor:
             results = self.landmarks([item.path if isinstance(item, FaceResult) else item for item in items])
         chosen = choose_for_grid(results, n)
         rows = pd.DataFrame({"path": [r.path for r in chosen], "sha256": [r.sha256 or None for r in chosen]})
-        faces = self.faces(rows, dataclasses.replace(crop, size=tile))
-        points = [None if r.landmarks is None else p for r, p in zip(faces.kept, self.crop_landmarks(
-            faces.kept, faces.crop), strict=True)]
+        faces = self.faces(rows, dataclasses.replace(crop, size=tile), landmarks=True)
+        points = [None if r.landmarks is None else p for r, p in zip(faces.kept, faces.landmarks, strict=True)]
         grid = draw_grid(faces.crops, points, list(faces.kept))
         if out_png is not None:
             write_png(grid, out_png)
