@@ -31,6 +31,7 @@ import pandas as pd
 
 from facediag.core.crop import CropSpec
 from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
+from facediag.preprocess.faces import as_rows
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,13 @@ def face_descriptors(
 ) -> Descriptors:
     """dlib identity descriptors of ``images`` (paths, or a table with ``path`` and ``sha256``: the files are not
     hashed again); landmarks, chips and descriptors all cached per sha256."""
-    faces = preprocessor.unharmonised().faces(images, CropSpec.of(IDENTITY_BACKBONE["align"]))
+    table = as_rows(images)
+    faces = preprocessor.unharmonised().faces(table.assign(position=np.arange(len(table))),
+                                              CropSpec.of(IDENTITY_BACKBONE["align"]))
     paths, results, crops, kept = [r.path for r in faces.results], faces.results, faces.crops, faces.kept
     cache = descriptor_cache(cache_dir, preprocess_cfg)
     vectors = np.full((len(paths), 128), np.nan, dtype=np.float32)
     hashes = np.zeros((len(paths), CHIP_HASH_SIZE**2), dtype=bool)
-    position = {p: i for i, p in enumerate(paths)}
 
     def compute(todo: list[int]) -> np.ndarray:
         from facediag.models import create, extract_features
@@ -104,9 +106,9 @@ def face_descriptors(
         return extract_features(net, crops[todo], batch_size=batch_size)
 
     found = cache.features([r.sha256 for r in kept], compute)
-    for result, feature, crop in zip(kept, found, crops, strict=True):
-        vectors[position[result.path]] = feature
-        hashes[position[result.path]] = chip_hash(crop)
+    for position, feature, crop in zip(faces.rows["position"], found, crops, strict=True):
+        vectors[position] = feature
+        hashes[position] = chip_hash(crop)
     return Descriptors(paths, [r.sha256 for r in results], vectors, [r.status for r in results], hashes)
 
 
