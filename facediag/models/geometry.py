@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facediag.core.crop import DEFAULT_CROP
+
 INNER = np.arange(17, 68)
 DERIVED = ("mouth_width", "outer_lip_opening", "inner_lip_opening", "corner_lift", "corner_height",
            "eye_opening", "brow_height", "mouth_over_nose_width")
@@ -37,7 +39,7 @@ def _distance(points: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.linalg.norm(points[:, a] - points[:, b], axis=1)
 
 
-def face_geometry(points: np.ndarray, template: str = "dlib") -> np.ndarray:
+def face_geometry(points: np.ndarray, template: str = DEFAULT_CROP.template) -> np.ndarray:
     """(N, :data:`N_FEATURES`) float32 geometry of (N, 68, 2) aligned landmarks (any frame related to the
     crop's by a translation and a scale); rows with missing points get the ``template``'s mean face."""
     from facediag.preprocess.align import template_landmarks
@@ -69,7 +71,7 @@ def face_geometry(points: np.ndarray, template: str = "dlib") -> np.ndarray:
 FEATURE_KINDS = {"face_geometry": face_geometry}
 
 
-def landmark_features(kind: str, points: np.ndarray, template: str = "dlib") -> np.ndarray:
+def landmark_features(kind: str, points: np.ndarray, template: str = DEFAULT_CROP.template) -> np.ndarray:
     """The ``kind`` features (:data:`FEATURE_KINDS`) of (N, 68, 2) aligned landmarks."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown landmark feature source {kind!r}; choose one of {sorted(FEATURE_KINDS)}")

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from facediag.core.crop import DEFAULT_CROP
+
 N_LANDMARKS = 68
 
 # dlib's mean face shape for landmarks 17..67 (x then y), copied from get_face_chip_details.
@@ -153,7 +155,11 @@ def template_points(template: str, size: int, padding: float, points: int = 68) 
 
 
 def alignment_matrix(
-    landmarks: np.ndarray, size: int, template: str = "dlib", padding: float = 0.25, points: int = 68
+    landmarks: np.ndarray,
+    size: int,
+    template: str = DEFAULT_CROP.template,
+    padding: float = DEFAULT_CROP.padding,
+    points: int = 68,
 ) -> np.ndarray:
     """(2, 3) similarity mapping the image onto a ``size``-pixel crop with the face on ``template``.
 
