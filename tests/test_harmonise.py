@@ -13,7 +13,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from facediag.audit.capture import grain
-from facediag.core.crop import CropSpec
+from facediag.core.crop import DEFAULT_CROP, CropSpec
 from facediag.preprocess import FaceResult, Preprocessor, SimilarityAligner
 from facediag.preprocess.align import template_landmarks
 from facediag.preprocess.harmonise import (
@@ -159,7 +159,7 @@ def test_steps_are_read_from_names_and_mappings_and_bad_ones_are_refused():
 def test_the_crop_cache_key_changes_with_the_harmonise_settings_and_the_landmark_key_does_not():
     def keys(harmonise):
         pre = Preprocessor(harmonise=harmonise, progress=False)
-        return pre._crop_key((224, "vggface2", 0.2)), pre.config_hash
+        return pre._crop_key(CropSpec(224, "vggface2", 0.2)), pre.config_hash
 
     plain, default, worse = keys(None), keys(["jpeg"]), keys([{"step": "jpeg", "quality": 60}])
     assert len({plain[0], default[0], worse[0]}) == 3
@@ -229,7 +229,7 @@ def test_identity_descriptors_are_read_from_plain_crops_whatever_the_model_sees(
     harmonised = Preprocessor(progress=False, harmonise=["jpeg"])
     plain = harmonised.unharmonised()
     assert not plain.harmoniser and harmonised.harmoniser and plain.config_hash == harmonised.config_hash
-    assert plain._crop_key((150, "dlib", 0.25)) == Preprocessor(progress=False)._crop_key((150, "dlib", 0.25))
+    assert plain._crop_key(DEFAULT_CROP) == Preprocessor(progress=False)._crop_key(DEFAULT_CROP)
     keys = [descriptor_cache(tmp_path, {"no_face": "skip", "harmonise": steps}).folder for steps in ([], ["jpeg"])]
     assert keys[0] == keys[1]
 
