@@ -84,6 +84,13 @@ def main() -> None:
     default_cache = os.environ.get("FACEDIAG_CACHE_DIR", str(Path.home() / ".cache/facediag"))
     parser.add_argument("--cache-dir", default=default_cache)
     parser.add_argument("--n-copies", type=int, default=40)
+    parser.add_argument(
+        "--other",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of photos of people who are not in London: its false-same-person rate against London",
+    )
     args = parser.parse_args()
     import torch
     from hydra.utils import instantiate
@@ -122,6 +129,16 @@ def main() -> None:
         cells = f"{s['recovered']:.1f}% | {s['false_pairs']} | {s['largest']} | {s['groups']}"
         print(f"| {method}{chosen} | {t} | {cells} |")
 
+    cross_set_rates(
+        dist,
+        people,
+        [
+            (folder, face_descriptors(image_files(folder), preprocessor, cfg.preprocess, args.cache_dir))
+            for folder in args.other
+        ],
+        vectors,
+    )
+
     whole = whole_image_hashes(list(np.asarray(paths)[ok]))
     chips = found.chip_hashes[ok]
     print("\n## Near-duplicates: copies of one photo vs other photos\n")
@@ -157,6 +174,46 @@ def main() -> None:
         f"copies caught: {caught} of {len(originals) * len(VARIANTS)}; flagged among other photos: "
         f"same person {int((flagged & same & upper).sum())}, different people {int((flagged & ~same & upper).sum())}"
     )
+
+
+CROSS_SET_THRESHOLDS = (0.35, 0.4, 0.42, 0.45, 0.47, 0.5, 0.55, 0.6)
+
+
+def image_files(folder: str) -> list[str]:
+    """Every photo under ``folder`` (jpg, jpeg, png, bmp, gif), sorted."""
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)
+
+
+def cross_set_rates(dist: np.ndarray, people: np.ndarray, others: list, london: np.ndarray) -> None:
+    """Per-photo false-same-person rate: a photo of someone absent from the reference set has a reference
+    photo within the threshold. London split in two (80 reference people, the other 22 as queries, 200
+    draws), then each ``--other`` folder (people who are not in London) against all of London."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    unique = np.unique(people)
+    london_rates = {t: [] for t in CROSS_SET_THRESHOLDS}
+    for _ in range(200):
+        ref = np.isin(people, rng.choice(unique, size=min(80, len(unique) - 1), replace=False))
+        nearest = dist[np.ix_(~ref, ref)].min(axis=1)
+        for t in CROSS_SET_THRESHOLDS:
+            london_rates[t].append(float((nearest <= t).mean()))
+    same = people[:, None] == people[None, :]
+    same_d = dist[same & np.triu(np.ones_like(same), k=1)]
+    print("\n## Cross-set false-same-person rate (photos of people absent from the reference set)\n")
+    header = ["London split (22 vs 80 people)"] + [f"{Path(f).name} vs London" for f, _ in others]
+    print("| threshold | same-person London pairs within | " + " | ".join(header) + " |")
+    print("|---" * (2 + len(header)) + "|")
+    nearest_other = []
+    for folder, found in others:
+        keep = found.has_face
+        print(f"<!-- {folder}: {len(found.paths)} photos, {int(keep.sum())} with a face -->")
+        nearest_other.append(cdist(found.vectors[keep], london).min(axis=1))
+    for t in CROSS_SET_THRESHOLDS:
+        cells = [f"{np.mean(london_rates[t]):.3f}"]
+        cells += [f"{(n <= t).mean():.3f} ({int((n <= t).sum())}/{len(n)})" for n in nearest_other]
+        print(f"| {t} | {(same_d <= t).mean():.3f} | " + " | ".join(cells) + " |")
 
 
 def whole_image_hashes(paths: list[str]) -> np.ndarray:

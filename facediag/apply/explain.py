@@ -10,28 +10,39 @@ and an overlay. Grad-CAM for DTL1 / DTL2 runs (default), occlusion sensitivity f
 - ``<stem>_landmarks.npy``: float32 (68, 2), the landmarks in crop pixels (x, y); NaN for a centre-crop fallback
 - ``<stem>_overlay.png``: the saliency as a heat map over the crop, landmarks as dots
 
-plus ``explain.csv`` (one row per photo: status, predicted class, explained class, scores). A photo without
-a face, or unreadable, is reported and skipped. Research tool, not a diagnosis.
+plus ``explain.csv`` (one row per photo: status, reason, flags, predicted class, explained class, the method whose
+map was written and the methods tried, scores). The photo's flags are predict's (:mod:`facediag.apply.flags`). A
+saliency map that shows nothing (NaN, all zeros, constant, no positive value:
+:func:`facediag.apply.saliency.blank_reason`) is never ``ok``: a blank Grad-CAM map is replaced by occlusion's
+(flag ``saliency_fallback``, ``tried`` ``gradcam;occlusion``, the reason says why Grad-CAM was blank); a map still
+blank has status ``blank_saliency`` and the reason. A photo without a face, or unreadable, is reported and skipped.
+Research tool, not a diagnosis.
+
+For one crop (the app): ``Explainer(run).explain_crop(crop, target)`` → :class:`SaliencyResult`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facediag.apply.flags import SALIENCY_FALLBACK, flag_words, join, status_and_reason
 from facediag.apply.saliency import (
     METHODS,
+    blank_reason,
     class_score_module,
     gradcam,
     occlusion,
     overlay,
 )
+from facediag.core.status import BLANK_SALIENCY, FLAGGED, OK
 
 USAGE = (
     "usage: python -m facediag.explain <photo|folder|glob> [...] run=<run dir> "
@@ -41,8 +52,28 @@ OPTIONS = {"run", "method", "target", "window", "out"}
 
 
 @dataclass
+class SaliencyResult:
+    """One saliency map and whether it shows anything: ``status`` ok or blank_saliency (facediag.core.status),
+    ``reason`` why (a blank first method and the fallback taken, or why the map is blank), ``tried`` the methods
+    in order, ``method`` the one whose map this is."""
+
+    saliency: np.ndarray  # (H, W) float32, larger = more important
+    method: str
+    target: int  # the explained class index
+    status: str = OK
+    reason: str = ""
+    tried: list[str] = field(default_factory=list)
+
+    @property
+    def fallback(self) -> bool:
+        """Whether the map is a fallback method's (the first one tried was blank)."""
+        return len(self.tried) > 1 and self.status == OK
+
+
+@dataclass
 class Explained:
-    """Saliency of the photos that got a crop (``paths``); ``results`` has one preprocessing result per input."""
+    """Saliency of the photos that got a crop (``paths``); ``photos`` has one assessed photo per input
+    (facediag.apply.assess.PhotoResult: status, reason, flags, scores, crop, landmarks)."""
 
     paths: list[str]
     crops: np.ndarray  # (K, H, W, 3) uint8
@@ -51,7 +82,8 @@ class Explained:
     scores: np.ndarray  # (K, C) the run's scores
     targets: np.ndarray  # (K,) explained class index
     method: str
-    results: list[Any]
+    photos: list[Any]
+    maps: list[SaliencyResult] = field(default_factory=list)  # (K,) each map's status and method
 
 
 class Explainer:
@@ -67,6 +99,7 @@ class Explainer:
         if self.method == "gradcam" and not cnn:
             raise ValueError(f"Grad-CAM needs a CNN run (dtl1 / dtl2), not {run.strategy}: use method=occlusion")
         self._cnn: Any = None
+        self._lock = threading.RLock()  # Grad-CAM hooks the shared module: one map at a time
 
     def cnn(self) -> Any:
         """The run's normalised-image → class-score torch module (its Predictor's ``class_score_module``)."""
@@ -78,11 +111,44 @@ class Explainer:
         """The run's own scores of aligned crops (DTL1 softmax, DTL2 / DSIFT SVM decision values)."""
         return self.run.score_crops(crops)[0]
 
-    def saliency(self, crops: np.ndarray, targets: Sequence[int]) -> np.ndarray:
-        """(N, H, W) float32 maps of class ``targets[i]`` for each crop."""
-        if self.method == "gradcam":
-            return gradcam(self.cnn(), crops, targets)
+    def saliency(self, crops: np.ndarray, targets: Sequence[int], method: str | None = None) -> np.ndarray:
+        """(N, H, W) float32 maps of class ``targets[i]`` for each crop (``method`` default the explainer's)."""
+        if (method or self.method) == "gradcam":
+            with self._lock:
+                return gradcam(self.cnn(), crops, targets)
         return occlusion(self.scores, crops, targets, self.window, self.window // 2 if self.window else None)
+
+    def checked(self, crops: np.ndarray, targets: Sequence[int]) -> list[SaliencyResult]:
+        """One map per crop with its status: a blank map of the explainer's method is replaced by occlusion's
+        (the fallback and why recorded); a map still blank has status blank_saliency and the reason."""
+        maps = self.saliency(crops, targets) if len(crops) else np.zeros((0, *crops.shape[1:3]), np.float32)
+        results = []
+        for saliency, target in zip(maps, targets, strict=True):
+            why = blank_reason(saliency)
+            results.append(SaliencyResult(saliency, self.method, int(target), BLANK_SALIENCY if why else OK,
+                                          f"{self.method} map blank: {why}" if why else "", [self.method]))
+        blank = [i for i, r in enumerate(results) if r.status == BLANK_SALIENCY and self.method != "occlusion"]
+        if blank:
+            again = self.saliency(crops[blank], [int(targets[i]) for i in blank], "occlusion")
+            for i, saliency in zip(blank, again, strict=True):
+                first, why = results[i], blank_reason(saliency)
+                first.tried.append("occlusion")
+                if why:
+                    first.reason += f"; occlusion map blank too: {why}"
+                    first.saliency = np.nan_to_num(first.saliency).astype(np.float32)
+                else:
+                    first.saliency, first.method, first.status = saliency, "occlusion", OK
+                    first.reason += "; occlusion shown instead"
+        return results
+
+    def explain_crop(self, crop: np.ndarray, target: int | str | None = None) -> SaliencyResult:
+        """The checked saliency map of one aligned uint8 crop (H, W, 3) for class ``target`` (an index or a class
+        name; default the predicted class)."""
+        if target is None:
+            index = int(self.scores(crop[None])[0].argmax())
+        else:
+            index = self.target_index(target) if isinstance(target, str) else int(target)
+        return self.checked(crop[None], [index])[0]
 
     def target_index(self, target: str | None) -> int | None:
         if target is None:
@@ -91,17 +157,23 @@ class Explainer:
             raise ValueError(f"target={target!r} is not a class of this run; classes: {self.run.classes}")
         return self.run.classes.index(target)
 
-    def explain(self, paths: Sequence[str], target: str | None = None) -> Explained:
-        """Preprocess ``paths`` as the run did, score them and explain the predicted class (or ``target``)."""
-        preprocessor = self.run.preprocessor()
-        faces = preprocessor.faces([str(p) for p in paths], self.run.crop, landmarks=True)
-        crops = faces.crops
-        scores = self.scores(crops)
+    def explain(self, paths: Sequence[str], target: str | None = None, assessor: Any = None) -> Explained:
+        """Preprocess ``paths`` as the run did, score and check them (``assessor``, default a new
+        facediag.apply.assess.Assessor) and explain the predicted class (or ``target``)."""
+        from facediag.apply.assess import Assessor
+
+        photos = (assessor or Assessor(self.run)).assess_paths([str(p) for p in paths])
+        kept = [photo for photo in photos if photo.scored]
+        size = self.run.crop.size
+        crops = np.stack([p.crop for p in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+        landmarks = np.stack([p.landmarks for p in kept]) if kept else np.zeros((0, 68, 2), np.float32)
+        scores = np.stack([p.scores for p in kept]) if kept else np.zeros((0, len(self.run.classes)))
         fixed = self.target_index(target)
         targets = np.full(len(crops), fixed) if fixed is not None else scores.argmax(axis=1)
-        saliency = self.saliency(crops, targets) if len(crops) else np.zeros((0, *crops.shape[1:3]), np.float32)
-        return Explained(faces.paths, crops, faces.landmarks, saliency, scores, targets, self.method,
-                         list(faces.results))
+        maps = self.checked(crops, targets)
+        saliency = np.stack([m.saliency for m in maps]) if maps else np.zeros((0, size, size), np.float32)
+        return Explained([p.path for p in kept], crops, landmarks, saliency, scores, targets, self.method, photos,
+                         maps)
 
 
 def unique_stems(paths: Sequence[str]) -> dict[str, str]:
@@ -125,14 +197,14 @@ def write_outputs(explained: Explained, out_dir: Path, classes: Sequence[str]) -
 
     out_dir.mkdir(parents=True, exist_ok=True)
     row = {path: i for i, path in enumerate(explained.paths)}
-    stems = unique_stems([r.path for r in explained.results])
+    stems = unique_stems([p.path for p in explained.photos])
     summary = []
-    for result in explained.results:
-        if result.path not in row:
-            reason = result.reason or "no face found"
-            summary.append({"path": result.path, "status": result.status, "reason": reason})
+    for photo in explained.photos:
+        if photo.path not in row:
+            summary.append({"path": photo.path, "status": photo.status, "reason": photo.reason or "no face found"})
             continue
-        i, stem = row[result.path], stems[result.path]
+        i, stem = row[photo.path], stems[photo.path]
+        status, reason, flags = saliency_status(photo, explained.maps[i])
         Image.fromarray(explained.crops[i]).save(out_dir / f"{stem}_crop.png")
         np.save(out_dir / f"{stem}_saliency.npy", explained.saliency[i].astype(np.float32))
         np.save(out_dir / f"{stem}_landmarks.npy", explained.landmarks[i].astype(np.float32))
@@ -140,11 +212,27 @@ def write_outputs(explained: Explained, out_dir: Path, classes: Sequence[str]) -
         Image.fromarray(picture).save(out_dir / f"{stem}_overlay.png")
         scores = explained.scores[i]
         summary.append({
-            "path": result.path, "status": result.status, "reason": result.reason, "stem": stem,
+            "path": photo.path, "status": status, "reason": reason, "flags": join(flags), "stem": stem,
             "predicted": classes[int(scores.argmax())], "explained": classes[int(explained.targets[i])],
-            "method": explained.method, **{f"score_{c}": float(s) for c, s in zip(classes, scores, strict=True)},
+            "method": explained.maps[i].method, "tried": join(explained.maps[i].tried),
+            **{f"score_{c}": float(s) for c, s in zip(classes, scores, strict=True)},
         })  # fmt: skip
     return summary
+
+
+def saliency_status(photo: Any, saliency: SaliencyResult) -> tuple[str, str, list[str]]:
+    """(status, reason, flags) of an explained photo: a blank map is status blank_saliency whatever the photo's
+    flags; a fallback map adds the flag saliency_fallback to the photo's flags."""
+    if saliency.status == BLANK_SALIENCY:
+        words = "; ".join(part for part in (saliency.reason, photo.reason) if part)
+        return BLANK_SALIENCY, words, list(photo.flags)
+    if not saliency.fallback:
+        return photo.status, photo.reason, list(photo.flags)
+    flags = [*photo.flags, SALIENCY_FALLBACK]
+    if photo.status in (OK, FLAGGED):
+        return (*status_and_reason(OK, "", flags, {**photo.details, SALIENCY_FALLBACK: saliency.reason}), flags)
+    words = flag_words([SALIENCY_FALLBACK], {SALIENCY_FALLBACK: saliency.reason})[0]
+    return photo.status, f"{photo.reason}; {words}", flags
 
 
 def parse(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -189,8 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "stem" not in row:
             print(f"{row['path']}: refused ({row['status']}): {row['reason']}")
         else:
-            print(f"{row['path']}: predicted {row['predicted']}, saliency of {row['explained']} → "
+            print(f"{row['path']}: predicted {row['predicted']}, saliency of {row['explained']} ({row['method']}) → "
                   f"{out_dir / (row['stem'] + '_overlay.png')}")
+            if row["status"] != OK:
+                print(f"  {row['status']}: {row['reason']}")
     refused = sum("stem" not in row for row in summary)
     print(f"{len(summary) - refused} explained, {refused} refused; files in {out_dir}\n{DISCLAIMER}")
     return 1 if refused or not summary else 0

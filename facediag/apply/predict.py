@@ -1,11 +1,14 @@
 """`python -m facediag.predict <photo|folder|glob> ... run=<run dir> [out=...] [tta=flip] [batch_size=N]`.
 
 One photo: prints the class probabilities (DTL1 softmax, DTL2 Platt-scaled SVM, DSIFT softmax of the
-SVM scores) and the top 3, saves the aligned crop, and refuses with the reason when no face is found.
-A folder (searched recursively), a glob or several photos: one CSV row per file (``path, status,
-reason, top1, score_<class>..., p_<class>...``; ``status`` ok / center_crop / no_face / error /
-not_image / excluded, as in manifest.csv: :mod:`facediag.core.status`), keeps going past bad files, shows a
-progress bar on stderr and scores the crops in batches.
+SVM scores) and the top 3, saves the aligned crop, and refuses with the reason when no face is found; a flagged
+photo is scored with a warning naming every flag.
+A folder (searched recursively), a glob or several photos: one CSV row per file (``path, status, reason, flags,
+top1, score_<class>..., p_<class>..., distance, distance_threshold, det_score, n_faces``; ``status`` ok / flagged /
+center_crop / no_face / error / not_image / excluded, as in manifest.csv: :mod:`facediag.core.status`; ``flags`` the
+codes of :mod:`facediag.apply.flags`, e.g. ``upsampled;out_of_distribution``; ``distance`` to the training photos,
+:mod:`facediag.apply.distribution`), keeps going past bad files, shows a progress bar on stderr and scores the crops
+in batches. ``checks=false`` skips the out-of-distribution and overlap checks (detection flags stay).
 ``neighbours=k`` also lists and draws the k most similar training photos (``facediag.apply.neighbours``).
 Research tool, not a diagnosis.
 """
@@ -33,6 +36,7 @@ OPTIONS: dict[str, str] = {
     "workers": "preprocessing processes for a folder (default min(CPU cores, 8))",
     "cache_dir": "where landmarks and crops are cached (default the run's cache)",
     "neighbours": "k: also list and draw the k most similar training photos (DTL1 / DTL2 runs; default 0)",
+    "checks": "false: skip the out-of-distribution and training-overlap checks (default true)",
 }
 USAGE = "usage: python -m facediag.predict <photo|folder|glob> [...] run=<run dir> [key=value ...]\n" + "\n".join(
     f"  {name}=  {text}" for name, text in OPTIONS.items()
@@ -99,56 +103,47 @@ def output_paths(out: str | None, run_dir: Path) -> tuple[Path, Path]:
     return out_path, out_path / CSV_NAME
 
 
-def table(run: Any, scored: Any, others: Sequence[tuple[str, str, str]]) -> Any:
-    """One row per file: path, status, reason, top1, score_<class>..., p_<class>... (empty when not scored)."""
+def table(run: Any, photos: Sequence[Any], others: Sequence[tuple[str, str, str]]) -> Any:
+    """One row per file (facediag.apply.assess.columns): the assessed photos, then the files never opened."""
     import pandas as pd
 
-    from facediag.scoring.results import score_columns
+    from facediag.apply.assess import columns
 
-    row = {path: i for i, path in enumerate(scored.paths)}
-    records = []
-    for result in scored.results:
-        record: dict[str, Any] = {"path": result.path, "status": result.status, "reason": result.reason}
-        if result.path in row:
-            i = row[result.path]
-            record["top1"] = run.classes[int(scored.probabilities[i].argmax())]
-            record.update(zip(score_columns(run.classes), scored.scores[i], strict=True))
-            record.update(zip([f"p_{c}" for c in run.classes], scored.probabilities[i], strict=True))
-        records.append(record)
+    records = [photo.row() for photo in photos]
     records += [{"path": path, "status": status, "reason": reason} for path, status, reason in others]
-    columns = ["path", "status", "reason", "top1", *score_columns(run.classes), *[f"p_{c}" for c in run.classes]]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return pd.DataFrame.from_records(records, columns=columns(run.classes))
 
 
-def print_one(run: Any, scored: Any, crop_dir: Path) -> int:
-    """Probabilities and top 3 of each scored photo (aligned crop saved); returns the number refused."""
+def print_one(run: Any, photos: Sequence[Any], crop_dir: Path) -> int:
+    """Probabilities and top 3 of each scored photo (aligned crop saved), its flags in words; returns the number
+    refused."""
     from PIL import Image
 
-    row = {path: i for i, path in enumerate(scored.paths)}
     refused = 0
-    for result in scored.results:
-        if result.path not in row or result.status != "ok":
+    for photo in photos:
+        if not photo.scored:
             refused += 1
-            reason = result.reason or ("no face found" if result.status in ("no_face", "center_crop") else "")
-            print(f"\n{result.path}: refused ({result.status}): {reason}")
+            print(f"\n{photo.path}: refused ({photo.status}): {photo.reason}")
             continue
-        i = row[result.path]
         crop_dir.mkdir(parents=True, exist_ok=True)
-        crop_path = crop_dir / f"{Path(result.path).stem}_aligned.png"
-        Image.fromarray(scored.crops[i]).save(crop_path)
-        probabilities = scored.probabilities[i]
-        order = probabilities.argsort()[::-1]
-        flag = f" (flagged: {result.fallback})" if result.fallback else ""
-        print(f"\n{result.path}{flag}  aligned crop: {crop_path}")
-        for rank, c in enumerate(order[:3], start=1):
-            print(f"  top-{rank}: {run.classes[c]:<20} p={probabilities[c]:.3f}")
-        print("  all: " + ", ".join(f"{run.classes[c]}={probabilities[c]:.3f}" for c in range(len(run.classes))))
+        crop_path = crop_dir / f"{Path(photo.path).stem}_aligned.png"
+        Image.fromarray(photo.crop).save(crop_path)
+        print(f"\n{photo.path}  ({photo.status})  aligned crop: {crop_path}")
+        for words in photo.flag_words:
+            print(f"  FLAGGED: {words}")
+        if photo.flags:
+            print("  the probabilities below are not to be read as a result for this photo")
+        for rank, (name, p) in enumerate(list(photo.probabilities_by_class.items())[:3], start=1):
+            print(f"  top-{rank}: {name:<20} p={p:.3f}")
+        print("  all: " + ", ".join(f"{c}={p:.3f}" for c, p in zip(run.classes, photo.probabilities, strict=True)))
     return refused
 
 
 def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
     """Score the inputs with the run; exit status 1 when one photo is refused or no file of many could be scored."""
+    from facediag.apply.assess import Assessor
     from facediag.apply.trained_run import TrainedRun
+    from facediag.core.status import FLAGGED
 
     resume_collection()
     run_dir = Path(options["run"])
@@ -166,26 +161,35 @@ def predict(inputs: Sequence[str], options: dict[str, str]) -> int:
     one = len(inputs) == 1 and os.path.isfile(inputs[0])
     images, others = expand(inputs)
     workers = int(options["workers"]) if options.get("workers") else None
+    checks = options.get("checks", "true").lower()
+    if checks not in ("true", "false"):
+        raise SystemExit(f"{USAGE}\nchecks must be true or false, got {checks!r}")
+    assessor = Assessor(run, check_distribution=checks == "true", check_overlap=checks == "true")
     scored = run.score(images, n_workers=1 if one else workers, cache_dir=options.get("cache_dir"), progress=not one)
+    photos = assessor.assess_scored(scored)
     tta = f", tta={run.tta}" if run.tta else ""
     print(f"run {run_dir} ({run.description}{tta}); {DISCLAIMER}")
+    if assessor.distribution_note():
+        print(f"note: {assessor.distribution_note()}")
     if neighbours and scored.paths:
         from facediag.apply.neighbours import show_neighbours
 
         show_neighbours(run, scored.paths, scored.crops, neighbours, crop_dir)
     if one:
-        refused = print_one(run, scored, crop_dir)
+        refused = print_one(run, photos, crop_dir)
         if options.get("out", "").lower().endswith(".csv"):
-            table(run, scored, others).to_csv(csv_path, index=False)
+            table(run, photos, others).to_csv(csv_path, index=False)
         print(f"\n{DISCLAIMER}")
         return 1 if refused else 0
-    frame = table(run, scored, others)
+    frame = table(run, photos, others)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv_path, index=False)
     counts = frame["status"].value_counts()
     print(f"{len(frame)} files: {len(scored.paths)} scored; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     for _, bad in frame[frame["top1"].isna()].iterrows():
         print(f"  not scored: {bad['path']} ({bad['status']}): {bad['reason']}", file=sys.stderr)
+    for _, flagged in frame[frame["status"] == FLAGGED].iterrows():
+        print(f"  flagged: {flagged['path']}: {flagged['reason']}", file=sys.stderr)
     print(f"wrote {csv_path}\n{DISCLAIMER}")
     return 0 if len(scored.paths) else 1
 

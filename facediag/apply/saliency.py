@@ -24,6 +24,7 @@ from facediag.classifiers.torch_linear import FeaturesThenLinear, svm_as_linear 
 from facediag.preprocess.align import MOUTH, region_mask  # noqa: F401 (re-exported: the regions saliency is scored on)
 
 METHODS = ("gradcam", "occlusion")
+CONSTANT_RANGE = 1e-6  # a map whose values span less (relative, at least absolute) shows rounding noise only
 Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, H, W, 3) -> scores (N, C)
 
 
@@ -161,6 +162,24 @@ def mass_share(saliency: np.ndarray, mask: np.ndarray) -> float:
     positive = np.clip(saliency, 0, None)
     total = float(positive.sum())
     return float(positive[mask].sum()) / total if total > 0 else float("nan")
+
+
+def blank_reason(saliency: np.ndarray) -> str:
+    """Why a map shows nothing, in words ("" when it shows something): NaN values, all zeros, one value (a range
+    below ``CONSTANT_RANGE`` x its largest magnitude, at least 1: rounding noise), or no positive value (the
+    overlay draws the positive part: no region raises the class score)."""
+    values = np.asarray(saliency, dtype=np.float64)
+    if values.size == 0:
+        return "empty map"
+    if not np.isfinite(values).all():
+        return f"{int((~np.isfinite(values)).sum())} of {values.size} values are NaN or infinite"
+    if not values.any():
+        return "every value is zero"
+    if np.ptp(values) <= CONSTANT_RANGE * max(1.0, float(np.abs(values).max())):
+        return f"every value is {float(values.flat[0]):.3g} (a constant map: its range is below {CONSTANT_RANGE:g})"
+    if values.max() <= 0:
+        return "no positive value: no region raises the class score"
+    return ""
 
 
 def normalised(saliency: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Robust image reading: EXIF orientation, any mode to RGB, decompression-bomb limit."""
+"""Robust image reading: EXIF orientation, any mode to RGB, size and pixel limits (a decompression bomb is refused
+with a message naming the file)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # an upload (read_rgb_bytes); a 50-megapixel JPEG is ~25 MB
 
 
 class BadImageError(ValueError):
@@ -41,16 +44,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    if not path.is_file():
+def _open_checked(path: Path, max_pixels: int, data: bytes | None = None) -> Image.Image:
+    """The opened image (header only) of ``path``, or of ``data`` named ``path``, within ``max_pixels``."""
+    if data is None and not path.is_file():
         raise BadImageError(path, "file not found")
-    if path.stat().st_size == 0:
+    if (len(data) if data is not None else path.stat().st_size) == 0:
         raise BadImageError(path, "empty file (0 bytes)")
-    image = Image.open(path)
+    image = Image.open(BytesIO(data) if data is not None else path)
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise BadImageError(path, f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}")
+        raise BadImageError(path, f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
+                                  "(refused before decoding: a possible decompression bomb)")
     return image
 
 
@@ -89,8 +94,19 @@ def _decode_errors(path: Path) -> Iterator[None]:
 
 def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image as upright uint8 RGB (H, W, 3); raise BadImageError naming the file."""
-    path = Path(path)
-    with _decode_errors(path), _open_checked(path, max_pixels) as image:
+    return _decode_rgb(Path(path), max_pixels)
+
+
+def read_rgb_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Decode an encoded image held in memory (an upload) like ``read_rgb``; errors name it ``name``."""
+    if len(data) > max_bytes:
+        raise BadImageError(name, f"{len(data)} bytes exceeds the upload limit of {max_bytes} bytes")
+    return _decode_rgb(Path(name), max_pixels, bytes(data))
+
+
+def _decode_rgb(path: Path, max_pixels: int, data: bytes | None = None) -> np.ndarray:
+    with _decode_errors(path), _open_checked(path, max_pixels, data) as image:
         image.load()
         upright = ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
         rgb = upright if upright.mode == "RGB" else _to_rgb(upright)

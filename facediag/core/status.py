@@ -1,6 +1,6 @@
 """The one status vocabulary of every table that lists input files: manifest.csv, preprocess_report.csv,
-the predictions of ``facediag.predict`` and of external validation. Each row has ``status`` (a word below)
-and ``reason`` (why, in words; empty when ``ok``)."""
+the predictions of ``facediag.predict`` and of external validation, ``facediag.explain``'s explain.csv. Each row
+has ``status`` (a word below) and ``reason`` (why, in words; empty when ``ok``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ NO_FACE = "no_face"  # no face found: left out
 ERROR = "error"  # the file cannot be read: a broken link, an empty, truncated or undecodable file
 NOT_IMAGE = "not_image"  # not an image file, by its extension
 EXCLUDED = "excluded"  # left out on purpose: a hidden file, a folder or class not in the task, no label for it
-STATUSES = (OK, CENTER_CROP, NO_FACE, ERROR, NOT_IMAGE, EXCLUDED)
+# the tables of applying a run (facediag.apply): the photo was scored but a check failed (``flags`` says which,
+# ``reason`` in words: e.g. outside what the model saw); and a saliency map with nothing to show
+FLAGGED = "flagged"
+BLANK_SALIENCY = "blank_saliency"
+STATUSES = (OK, CENTER_CROP, NO_FACE, ERROR, NOT_IMAGE, EXCLUDED, FLAGGED, BLANK_SALIENCY)
 USED = (OK, CENTER_CROP)  # the statuses of files a model sees
 
 
