@@ -10,10 +10,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from facediag.core.config import register_resolvers  # noqa: E402
 from facediag.core.errors import exit_on_user_error  # noqa: E402
+from facediag.training.config import register_configs  # noqa: E402
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

@@ -34,9 +34,10 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from facediag.core.config import CONFIG_DIR, register_resolvers
+    from facediag.core.config import CONFIG_DIR
+    from facediag.training.config import register_configs
 
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides, return_hydra_config=False)
 
@@ -46,18 +47,19 @@ def export(out: Path) -> pd.DataFrame:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from facediag.core.crop import CropSpec
     from facediag.models.registry import backbone_config
 
     cfg = compose(["data=london", "preprocess=dlib", "backbone=efficientnet_lite0", "weights=imagenet"])
     records = instantiate(cfg.data.source).records()
     align = backbone_config("efficientnet_lite0", OmegaConf.to_container(cfg.backbone, resolve=True))["align"]
     preprocessor = instantiate(cfg.preprocess)
-    results, crops = preprocessor.results_and_crops(
-        [r.path for r in records], int(align["size"]), str(align["template"]), float(align["padding"])
-    )
+    faces = preprocessor.faces([r.path for r in records], CropSpec.of(align))
+    crop_of = dict(zip(faces.paths, faces.crops, strict=True))
     (out / "crops").mkdir(parents=True, exist_ok=True)
     rows = []
-    for record, result, crop in zip(records, results, crops, strict=True):
+    for record, result in zip(records, faces.results, strict=True):
+        crop = crop_of.get(result.path)
         name = Path(record.path).stem + ".png"
         if crop is not None:
             cv2.imwrite(str(out / "crops" / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))

@@ -24,7 +24,7 @@ import numpy as np
 from common import print_header
 from PIL import Image
 
-from facediag.core.config import CONFIG_DIR, register_resolvers
+from facediag.core.config import CONFIG_DIR
 from facediag.data.identity import (
     IDENTITY_THRESHOLD,
     LINKAGE,
@@ -37,6 +37,7 @@ from facediag.data.identity import (
     overlap_pairs,
 )
 from facediag.data.london import LondonFaces
+from facediag.training.config import register_configs
 
 VARIANTS = {
     "re-encoded JPEG q=40": lambda im: im,
@@ -54,7 +55,7 @@ def compose(data_dir: str, cache_dir: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         overrides = [f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "preprocess.progress=false"]
         return hydra_compose("train", overrides=overrides)

@@ -5,7 +5,7 @@
 - cold: ``Preprocessor.landmarks`` on an empty cache (downscaled grayscale detection, full-res
   landmarks), with ``--workers`` processes and with 1.
 - warm: the same call again (every image a cache hit: sha256 + a JSON read).
-- crops cold / warm: ``Preprocessor.crops(paths, 150, "dlib", 0.25)`` after the landmarks are cached.
+- crops cold / warm: ``Preprocessor.faces(paths)`` (the default crop, 150 px dlib) after the landmarks are cached.
 
 The passes alternate within each repeat so that all see the same machine load (this machine is
 shared); the table gives medians over ``--repeats`` and the CPU seconds per image (parent +
@@ -135,9 +135,9 @@ def main() -> None:
                                progress=False)  # fmt: skip
             for _ in range(3):
                 record("warm landmarks (cache hits)", lambda p=pre: p.landmarks(paths))
-            record(f"cold crops 150px, {args.workers} worker(s)", lambda p=pre: p.crops(paths, 150, "dlib", 0.25))
+            record(f"cold crops 150px, {args.workers} worker(s)", lambda p=pre: p.faces(paths))
             for _ in range(3):
-                record("warm crops 150px (cache hits)", lambda p=pre: p.crops(paths, 150, "dlib", 0.25))
+                record("warm crops 150px (cache hits)", lambda p=pre: p.faces(paths))
         finally:
             shutil.rmtree(cache, ignore_errors=True)
 

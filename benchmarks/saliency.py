@@ -72,15 +72,13 @@ def check_run(
         spearman,
     )
     from facediag.apply.trained_run import TrainedRun
-    from facediag.models.geometry import crop_landmarks
 
     run = TrainedRun(run_dir)
     split = pd.read_csv(Path(run_dir) / "split.csv")
     paths = split.loc[(split["role"] == "test") & (split["label"] == label), "path"].astype(str).tolist()[:n_photos]
     preprocessor = run.preprocessor()
-    preprocessor.landmarks(paths)
-    crops, kept = preprocessor.crops(paths, *run.crop)
-    landmarks = crop_landmarks(preprocessor, kept, *run.crop)
+    faces = preprocessor.faces(paths, run.crop, landmarks=True)
+    crops, landmarks = faces.crops, faces.landmarks
     masks = [region_mask(points, crops.shape[1]) for points in landmarks]
     area = [float(mask.mean()) for mask in masks]
     target = run.classes.index(label)

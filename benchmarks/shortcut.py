@@ -140,9 +140,9 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
     from hydra.utils import instantiate
 
     from facediag.audit.capture import face_region, filled, grouped_cv_accuracy
+    from facediag.core.crop import CropSpec
     from facediag.core.imageio import read_rgb
     from facediag.models.features import extract_features, flip_averaged, mirrored_crops
-    from facediag.models.geometry import crop_landmarks
     from facediag.models.registry import create
     from facediag.preprocess.harmonise import face_mask
 
@@ -151,10 +151,10 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
     sexes = {r.path: r.label for r in instantiate(compose(["data=london", "data.task=sex"]).data.source).records()}
     paths = [r.path for r in records]
     base = instantiate(cfg.preprocess)
-    results, _ = base.results_and_crops(paths, 224, "vggface2", 0.2)
+    results = base.faces(paths, CropSpec(224, "vggface2", 0.2)).results
     kept = [i for i, r in enumerate(results) if r.landmarks is not None]
     paths = [paths[i] for i in kept]
-    points = crop_landmarks(base, [results[i] for i in kept], 224, "vggface2", 0.2)
+    points = base.crop_landmarks([results[i] for i in kept], CropSpec(224, "vggface2", 0.2))
     region = face_region(points, 224)
     groups = np.array([records[i].subject for i in kept], dtype=str)
     labels = {"expression": np.unique([records[i].label for i in kept], return_inverse=True)[1],
@@ -176,7 +176,7 @@ def harmonised_table(specs: list[str], layers: list[str]) -> None:
     for spec in specs:
         steps = harmonise_steps(spec)
         preprocessor = instantiate(cfg.preprocess, harmonise=steps, n_workers=1, progress=False)
-        crops = np.stack(preprocessor.crops(paths, 224, "vggface2", 0.2)[0])
+        crops = preprocessor.faces(paths, CropSpec(224, "vggface2", 0.2)).crops
         if spec == "none":
             add(spec, "expression", "no CNN: area of the 68-landmark hull (the face's shape)", "landmarks",
                 hull[:, None])
@@ -218,12 +218,13 @@ def main() -> None:
     parser.add_argument("--harmonise", nargs="+", metavar="SPEC",
                         help="before/after table of capture harmonisation: none, or steps such as resample,jpeg")
     args = parser.parse_args()
+    import pandas as pd
     import torch
     from hydra.utils import instantiate
 
     from facediag.audit.capture import grouped_cv_accuracy
+    from facediag.core.crop import CropSpec
     from facediag.models.features import extract_features, flip_averaged, mirrored_crops
-    from facediag.models.geometry import crop_landmarks
     from facediag.models.registry import create
 
     torch.set_num_threads(1)
@@ -237,12 +238,11 @@ def main() -> None:
     cfg = compose(["data=london", f"data.task={args.task}", "preprocess=dlib"])
     records = instantiate(cfg.data.source).records()
     preprocessor = instantiate(cfg.preprocess)
-    results, crops = preprocessor.results_and_crops([r.path for r in records], 224, "vggface2", 0.2)
-    kept = [i for i, crop in enumerate(crops) if crop is not None]
-    crops = np.stack([crops[i] for i in kept])
-    points = crop_landmarks(preprocessor, [results[i] for i in kept], 224, "vggface2", 0.2)
+    table = pd.DataFrame({"path": [r.path for r in records], "record": range(len(records))})
+    faces = preprocessor.faces(table, CropSpec(224, "vggface2", 0.2), landmarks=True)
+    kept, crops, points = faces.rows["record"].tolist(), faces.crops, faces.landmarks
     if args.align == "eyes":
-        crops, points = eye_aligned([records[i].path for i in kept], [results[i] for i in kept], points)
+        crops, points = eye_aligned(faces.paths, list(faces.kept), points)
     y = np.unique([records[i].label for i in kept], return_inverse=True)[1]
     groups = np.array([records[i].subject for i in kept], dtype=str)
     rows = []

@@ -39,7 +39,11 @@ def compose_all(names: list[str]) -> dict[str, dict[str, Any]]:
     from omegaconf import OmegaConf
 
     config = _config_module()
-    config.register_resolvers()
+    try:
+        from facediag.training.config import register_configs  # each wing stores the groups it owns
+    except ImportError:  # an earlier checkout: its config module registered them all
+        register_configs = config.register_resolvers
+    register_configs()
     plain: dict[str, dict[str, Any]] = {}
     with initialize_config_dir(config_dir=str(config.CONFIG_DIR), version_base="1.3"):
         for name in [DEFAULT, *names]:

@@ -175,9 +175,10 @@ def compose_train(out_dir: Path, *overrides: str, cache_dir: Path | None = None)
     """The composed `train` config for a run in ``out_dir`` (no Hydra runtime needed)."""
     from hydra import compose, initialize_config_dir
 
-    from facediag.core.config import CONFIG_DIR, register_resolvers
+    from facediag.core.config import CONFIG_DIR
+    from facediag.training.config import register_configs
 
-    register_resolvers()
+    register_configs()
     base = [f"paths.output_dir={out_dir}", f"paths.data_dir={DATA_DIR}"]
     if cache_dir is not None:
         base.append(f"paths.cache_dir={cache_dir}")

@@ -77,9 +77,9 @@ def test_a_small_budget_preset_and_its_former_cpu_name_compose_alike(old, new, c
 def test_every_registered_backbone_dataset_and_pair_is_an_option(tmp_path):
     from hydra.core.config_store import ConfigStore
 
-    from facediag.core.config import register_resolvers
+    from facediag.training.config import register_configs
 
-    register_resolvers()
+    register_configs()
     store = ConfigStore.instance()
     assert set(store.list("backbone")) >= {f"{name}.yaml" for name in BACKBONES}
     assert set(store.list("weights")) >= {f"{dataset}.yaml" for dataset in datasets()}

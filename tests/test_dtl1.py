@@ -37,7 +37,7 @@ def test_loaders_take_batch_size_and_workers_from_the_data_group(tmp_path: Path)
     from tests.conftest import compose_train
 
     cfg = compose_train(tmp_path, "data.batch_size=5", "data.num_workers=1")
-    job = Job(cfg, tmp_path, split=None, classes=[], positive=None, crops=None, make_trainer=None)
+    job = Job(cfg, tmp_path, split=None, classes=[], positive=None, faces=None, make_trainer=None)
     assert job.loader_options == {"batch_size": 5, "num_workers": 1}
     for strategy in ("dtl1", "dtl2"):  # one source of truth: no strategy-level batch size
         assert "batch_size" not in compose_train(tmp_path, f"strategy={strategy}").strategy

@@ -138,7 +138,7 @@ def test_neighbours_of_a_dtl1_run_use_the_fine_tuned_features(tiny_dtl1_run, tmp
 
     run = TrainedRun(tiny_dtl1_run)
     photo = test_photos(tiny_dtl1_run, 1)[0]
-    crops, _ = run.preprocessor().crops([photo], *run.crop)
+    crops = run.preprocessor().faces([photo], run.crop).crops
     written = show_neighbours(run, [photo], crops, 2, tmp_path)
     assert [p.name for p in written] == [f"{Path(photo).stem}_neighbours.png"]
     cached = np.load(tiny_dtl1_run / "features" / "dtl1_train.npz")

@@ -13,6 +13,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from facediag.audit.capture import grain
+from facediag.core.crop import DEFAULT_CROP, CropSpec
 from facediag.preprocess import FaceResult, Preprocessor, SimilarityAligner
 from facediag.preprocess.align import template_landmarks
 from facediag.preprocess.harmonise import (
@@ -108,8 +109,8 @@ def test_resampled_crop_has_the_geometry_of_the_plain_crop_and_loses_the_finer_d
     cv2.circle(image, tuple(int(round(v)) for v in points[30]), 30, (250, 10, 10), -1)  # a red nose tip
     result = FaceResult(path="a.png", status="ok", landmarks=points, image_size=(size, size))
     aligner = SimilarityAligner()
-    plain = aligner.crop(image, result, 224, "vggface2", 0.2)
-    resampled = Harmoniser(["resample"]).crop(aligner, image, result, 224, "vggface2", 0.2)
+    plain = aligner.crop(image, result, CropSpec(224, "vggface2", 0.2))
+    resampled = Harmoniser(["resample"]).crop(aligner, image, result, CropSpec(224, "vggface2", 0.2))
 
     def red_centre(crop: np.ndarray) -> np.ndarray:
         weight = np.clip(crop[..., 0].astype(float) - crop[..., 1] - 100, 0, None)  # the disk, not the stripes
@@ -121,7 +122,7 @@ def test_resampled_crop_has_the_geometry_of_the_plain_crop_and_loses_the_finer_d
     assert plain[forehead][..., 1].std() > 10  # the stripes, in the plain crop
     assert resampled[forehead][..., 1].std() < plain[forehead][..., 1].std() / 10  # gone at 32 px between the eyes
     box_filter = Harmoniser([{"step": "resample", "interpolation": "area"}])
-    boxed = box_filter.crop(aligner, image, result, 224, "vggface2", 0.2)
+    boxed = box_filter.crop(aligner, image, result, CropSpec(224, "vggface2", 0.2))
     assert boxed[forehead][..., 1].std() > resampled[forehead][..., 1].std() * 5  # a box filter lets it alias through
 
 
@@ -158,7 +159,7 @@ def test_steps_are_read_from_names_and_mappings_and_bad_ones_are_refused():
 def test_the_crop_cache_key_changes_with_the_harmonise_settings_and_the_landmark_key_does_not():
     def keys(harmonise):
         pre = Preprocessor(harmonise=harmonise, progress=False)
-        return pre._crop_key((224, "vggface2", 0.2)), pre.config_hash
+        return pre._crop_key(CropSpec(224, "vggface2", 0.2)), pre.config_hash
 
     plain, default, worse = keys(None), keys(["jpeg"]), keys([{"step": "jpeg", "quality": 60}])
     assert len({plain[0], default[0], worse[0]}) == 3
@@ -182,9 +183,10 @@ def test_harmonised_crops_are_cached_apart_from_plain_ones(tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(textured(256)).save(path)
     cache = tmp_path / "cache"
-    plain, _ = Preprocessor(cache_dir=cache, progress=False, n_workers=1).crops([path], 224)
-    first, _ = Preprocessor(cache_dir=cache, progress=False, n_workers=1, harmonise=["jpeg"]).crops([path], 224)
-    again, _ = Preprocessor(cache_dir=cache, progress=False, n_workers=1, harmonise=["jpeg"]).crops([path], 224)
+    options = {"cache_dir": cache, "progress": False, "n_workers": 1}
+    plain = Preprocessor(**options).faces([path], CropSpec(224)).crops
+    first = Preprocessor(**options, harmonise=["jpeg"]).faces([path], CropSpec(224)).crops
+    again = Preprocessor(**options, harmonise=["jpeg"]).faces([path], CropSpec(224)).crops
     folders = sorted(p.name for p in cache.glob("preprocess/*/crops/*"))
     assert len(folders) == 2 and folders[1].startswith(folders[0] + "-h")
     assert not np.array_equal(plain, first)
@@ -199,7 +201,8 @@ def test_a_detected_face_is_resampled_and_its_background_filled_through_the_pipe
 
     pre = Preprocessor(DlibHogDetector(), DlibLandmarker(), n_workers=1, progress=False,
                        harmonise=["resample", "background", "jpeg"])  # fmt: skip
-    crops, (result,) = pre.crops([path], 224, "vggface2", 0.2)
+    faces = pre.faces([path], CropSpec(224, "vggface2", 0.2))
+    crops, (result,) = faces.crops, faces.kept
     assert result.status == "ok" and eye_distance(result.landmarks) > 32
     corner = crops[0, :20, :20].reshape(-1, 3).astype(float)
     assert np.abs(corner - FILL_RGB).max() < 8  # background filled (JPEG rounds it a little)
@@ -226,7 +229,7 @@ def test_identity_descriptors_are_read_from_plain_crops_whatever_the_model_sees(
     harmonised = Preprocessor(progress=False, harmonise=["jpeg"])
     plain = harmonised.unharmonised()
     assert not plain.harmoniser and harmonised.harmoniser and plain.config_hash == harmonised.config_hash
-    assert plain._crop_key((150, "dlib", 0.25)) == Preprocessor(progress=False)._crop_key((150, "dlib", 0.25))
+    assert plain._crop_key(DEFAULT_CROP) == Preprocessor(progress=False)._crop_key(DEFAULT_CROP)
     keys = [descriptor_cache(tmp_path, {"no_face": "skip", "harmonise": steps}).folder for steps in ([], ["jpeg"])]
     assert keys[0] == keys[1]
 

@@ -19,9 +19,10 @@ def test_a_relative_data_dir_is_made_absolute_for_the_demo_and_the_tests(tmp_pat
 
     from hydra import compose, initialize_config_dir
 
-    from facediag.core.config import CONFIG_DIR, register_resolvers
+    from facediag.core.config import CONFIG_DIR
+    from facediag.training.config import register_configs
 
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"paths.output_dir={tmp_path / 'run'}"])
     assert Path(cfg.data.root) == tmp_path / "shared" / "data" / "london-faces"

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from skimage.data import astronaut, coffee
 
+from facediag.core.crop import CropSpec
 from facediag.preprocess import (
     DlibHogDetector,
     DlibLandmarker,
@@ -112,7 +113,8 @@ def test_unusual_image_modes_are_converted_and_the_face_is_found(make, tmp_path,
     (result,) = make().landmarks([path])
     assert result.status == "ok", result.reason
     assert inside(result.box, ASTRONAUT_FACE)
-    crops, kept = make().crops([path], 150)
+    faces = make().faces([path], CropSpec(150))
+    crops, kept = faces.crops, list(faces.kept)
     assert crops.shape == (1, 150, 150, 3) and crops.dtype == np.uint8 and kept[0].path == path
 
 
@@ -124,7 +126,8 @@ def test_image_without_a_face_is_skipped_with_a_reason(make, tmp_path):
     (result,) = make().landmarks([path])
     assert result.status == "no_face" and result.n_faces == 0 and result.landmarks is None
     assert "no face found" in result.reason and "upsampled" in result.reason
-    crops, kept = make().crops([path], 64)
+    faces = make().faces([path], CropSpec(64))
+    crops, kept = faces.crops, list(faces.kept)
     assert crops.shape == (0, 64, 64, 3) and kept == []
 
 
@@ -133,7 +136,8 @@ def test_center_crop_policy_flags_the_image_and_crops_its_central_square(make, t
     preprocessor = make(no_face="center_crop")
     (result,) = preprocessor.landmarks([path])
     assert result.status == "center_crop" and result.fallback == "center_crop"
-    crops, kept = preprocessor.crops([path], 64)
+    faces = preprocessor.faces([path], CropSpec(64))
+    crops, kept = faces.crops, list(faces.kept)
     np.testing.assert_array_equal(crops[0], center_square_resize(coffee(), 64))
     assert kept[0].status == "center_crop"
 
@@ -199,7 +203,8 @@ def test_bad_files_are_reported_by_name_and_never_stop_the_run(make, tmp_path):
     for path, reason in reasons.items():
         assert report.loc[path, "status"] == "error"
         assert reason in report.loc[path, "reason"]
-    crops, kept = make().crops(paths, 32)
+    faces = make().faces(paths, CropSpec(32))
+    crops, kept = faces.crops, list(faces.kept)
     assert [r.path for r in kept] == [good] and len(crops) == 1
     assert "notes.jpg" in summarise(results)
 
@@ -226,7 +231,7 @@ def test_second_run_reads_landmarks_and_crops_from_the_cache(stages, tmp_path, m
 
     paths = [save(astronaut(), tmp_path / "a.png"), save(coffee(), tmp_path / "b.png")]
     first = build().landmarks(paths)
-    first_crops, _ = build().crops(paths, 150)
+    first_crops = build().faces(paths, CropSpec(150)).crops
     assert len(calls) == 3  # astronaut once, coffee twice (upsampled retry)
 
     import facediag.preprocess.pipeline as pipeline
@@ -236,13 +241,13 @@ def test_second_run_reads_landmarks_and_crops_from_the_cache(stages, tmp_path, m
 
     monkeypatch.setattr(pipeline, "read_rgb", no_decoding)
     second = build().landmarks(paths)
-    second_crops, _ = build().crops(paths, 150)
+    second_crops = build().faces(paths, CropSpec(150)).crops
     assert len(calls) == 3
     assert [r.status for r in second] == ["ok", "no_face"]
     np.testing.assert_array_equal(second[0].landmarks, first[0].landmarks)
     np.testing.assert_array_equal(second_crops, first_crops)
     with pytest.raises(AssertionError, match="decoded again"):
-        build().crops(paths, 96)  # a new crop size is a cache miss
+        build().faces(paths, CropSpec(96))  # a new crop size is a cache miss
 
 
 def test_cache_key_changes_with_the_preprocessing_config(stages):
@@ -295,7 +300,7 @@ def test_fan_landmarks_flow_into_the_alignment(stages, tmp_path):
     assert result.status == "ok"
     np.testing.assert_array_equal(result.landmarks, injected)
     np.testing.assert_allclose(fan.boxes[0][0], result.box)
-    crops, _ = preprocessor.crops([path], 150, "dlib", 0.25)
+    crops = preprocessor.faces([path]).crops
     matrix = alignment_matrix(injected, 150, "dlib", 0.25)
     np.testing.assert_array_equal(crops[0], warp(astronaut(), matrix, 150))
     indices, targets = template_points("dlib", 150, 0.25)
@@ -312,7 +317,8 @@ def test_none_backend_resizes_already_aligned_images_and_still_reports_bad_files
     assert isinstance(preprocessor.aligner, ResizeAligner)
     results = preprocessor.landmarks([good, str(bad)])
     assert [r.status for r in results] == ["ok", "error"] and results[0].landmarks is None
-    crops, kept = preprocessor.crops([good, str(bad)], 64)
+    faces = preprocessor.faces([good, str(bad)], CropSpec(64))
+    crops, kept = faces.crops, list(faces.kept)
     np.testing.assert_array_equal(crops[0], center_square_resize(image, 64))
     assert [r.path for r in kept] == [good]
 
@@ -351,7 +357,7 @@ def test_report_has_one_row_per_image_with_the_documented_columns(make, tmp_path
 def test_qa_grid_draws_flagged_faces_first_and_writes_a_png(make, tmp_path):
     paths = [save(astronaut(), tmp_path / "a.png"), save(coffee(), tmp_path / "b.png")]
     preprocessor = make(no_face="center_crop")
-    grid = preprocessor.qa_grid(paths, tmp_path / "qa" / "grid.png", n=4, size=96)
+    grid = preprocessor.qa_grid(paths, tmp_path / "qa" / "grid.png", n=4, tile=96)
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[1] == 2 * 96
     written = cv2.cvtColor(cv2.imread(str(tmp_path / "qa" / "grid.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(written, grid)
@@ -392,7 +398,8 @@ def test_london_faces_are_aligned_exactly_like_dlib_get_face_chip(make, london_d
     preprocessor = make(cache_dir=tmp_path / "cache")
     results = preprocessor.landmarks(paths)
     assert [r.status for r in results] == ["ok", "ok"]
-    crops, kept = preprocessor.crops(paths, 150, "dlib", 0.25)
+    faces = preprocessor.faces(paths)
+    crops, kept = faces.crops, list(faces.kept)
     from facediag.core.imageio import read_rgb
 
     for crop, result in zip(crops, kept, strict=True):

@@ -15,8 +15,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.core.config import CONFIG_DIR, register_resolvers
+from facediag.core.config import CONFIG_DIR
 from facediag.training import multirun
+from facediag.training.config import register_configs
 from facediag.training.multirun import MissingWeightsError, check_weights, method_pair, missing_weight_files
 from tests.conftest import run_python
 
@@ -52,7 +53,7 @@ def each_job_config_composed_once():
 def compose_hydra(tmp_path: Path, *overrides: str) -> DictConfig:
     """The `train` config with its `hydra` node, as `python train.py ... --cfg all` would print it (composed once
     per distinct call, read-only)."""
-    register_resolvers()
+    register_configs()
     base = [
         f"paths.output_dir={tmp_path}/run",
         f"paths.cache_dir={tmp_path}/cache",

@@ -60,7 +60,8 @@ class MeanColour:
         self.name, self.size = name, size
 
     def fit(self, job: Any) -> MeanColourPredictor:
-        rows, crops = job.crops(*CropSpec(size=self.size))
+        faces = job.faces(CropSpec(size=self.size))
+        rows, crops = faces.rows, faces.crops
         colours, y = mean_colour(crops), job.targets(rows)
         train = (rows["role"] == "train").to_numpy()
         means = np.stack([colours[train & (y == k)].mean(axis=0) for k in range(len(job.classes))])

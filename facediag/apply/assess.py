@@ -42,13 +42,14 @@ from facediag.apply.flags import (
     join,
     status_and_reason,
 )
+from facediag.core.crop import DEFAULT_CROP
 from facediag.core.imageio import DEFAULT_MAX_BYTES, BadImageError, read_rgb, read_rgb_bytes
 from facediag.core.status import CENTER_CROP, ERROR, OK
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
-IDENTITY_CHIP = (150, "dlib", 0.25)  # facediag.data.identity.IDENTITY_BACKBONE's align
+IDENTITY_CHIP = DEFAULT_CROP  # dlib's face chip, facediag.data.identity.IDENTITY_BACKBONE's align
 
 
 @dataclass
@@ -176,8 +177,7 @@ class Assessor:
             result.sha256 = sha
             if not result.has_crop:
                 return self._unscored(result)
-            size, template, padding = self.run.crop
-            crop = pre.harmoniser.crop(pre.aligner, pixels, result, size, template, padding)
+            crop = pre.harmoniser.crop(pre.aligner, pixels, result, self.run.crop)
             chip = self._identity_chip(pixels, result, crop)
         except Exception as err:  # one odd image must not break a service: reported like preprocessing does
             return PhotoResult(label, ERROR, f"{label}: preprocessing failed: {type(err).__name__}: {err}",
@@ -218,13 +218,11 @@ class Assessor:
 
     def _assess(self, results: Sequence[Any], crops: np.ndarray, chips: np.ndarray | None,
                 scores: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> list[PhotoResult]:
-        from facediag.models.geometry import crop_landmarks
-
         if len(results) == 0:
             return []
         if scores is None or probabilities is None:
             scores, probabilities = self.run.score_crops(crops)
-        landmarks = crop_landmarks(self.preprocessor(), results, *self.run.crop)
+        landmarks = self.preprocessor().crop_landmarks(results, self.run.crop)
         distances, threshold = self._distances(crops)
         overlaps = self._overlaps(results, chips)
         detector_threshold = self._detector_threshold()
@@ -301,15 +299,15 @@ class Assessor:
         if not self.check_overlap or result.landmarks is None:
             return None
         pre = self.preprocessor()
-        if tuple(self.run.crop) == IDENTITY_CHIP and not pre.harmoniser:
+        if self.run.crop == IDENTITY_CHIP and not pre.harmoniser:
             return crop
-        return pre.aligner.crop(pixels, result, *IDENTITY_CHIP)
+        return pre.aligner.crop(pixels, result, IDENTITY_CHIP)
 
     def _identity_chips_of_paths(self, paths: Sequence[str]) -> np.ndarray:
         pre = self.run.preprocessor(n_workers=1).unharmonised()
-        chips, kept = pre.crops(list(paths), *IDENTITY_CHIP)
-        by_path = {r.path: chip for r, chip in zip(kept, chips, strict=True)}
-        blank = np.zeros((IDENTITY_CHIP[0], IDENTITY_CHIP[0], 3), np.uint8)
+        faces = pre.faces(list(paths), IDENTITY_CHIP)
+        by_path = dict(zip(faces.paths, faces.crops, strict=True))
+        blank = np.zeros((IDENTITY_CHIP.size, IDENTITY_CHIP.size, 3), np.uint8)
         return np.stack([by_path.get(p, blank) for p in paths])
 
     def _identity_vectors(self, chips: np.ndarray) -> np.ndarray:

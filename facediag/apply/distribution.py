@@ -221,7 +221,8 @@ class DistributionCheck:
         run_dir = Path(self.run.run_dir)
         split = pd.read_csv(run_dir / "split.csv", dtype=str)
         fit = split[split["role"].isin(FIT_ROLES)]
-        crops, kept = self.run.preprocessor(n_workers=1).crops(fit["path"].tolist(), *self.run.crop)
+        faces = self.run.preprocessor(n_workers=1).faces(fit["path"].tolist(), self.run.crop)
+        crops, kept = faces.crops, faces.kept
         if not kept:
             raise ValueError(f"{run_dir}: none of the training photos is on this machine; no distance to them")
         subject = dict(zip(fit["path"], fit["subject"].fillna(fit["path"]), strict=True))

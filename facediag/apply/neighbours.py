@@ -32,11 +32,10 @@ def _computed_features(run: Any, role: str) -> FeatureSet:
     ``computed_features_file`` (DTL1: ``features/dtl1_<role>.npz``)."""
     split = pd.read_csv(run.run_dir / "split.csv")
     rows = split[split["role"] == role]
-    crops, kept = run.preprocessor().crops(rows["path"].astype(str).tolist(), *run.crop)
-    label = dict(zip(rows["path"].astype(str), rows["label"].astype(str), strict=True))
-    paths = np.array([r.path for r in kept], dtype=str)
-    labels = np.array([label[p] for p in paths], dtype=str)
-    features = crop_features(run, crops)
+    faces = run.preprocessor().faces(rows.astype({"path": str}), run.crop)
+    paths = np.array(faces.paths, dtype=str)
+    labels = faces.rows["label"].to_numpy(dtype=str)
+    features = crop_features(run, faces.crops)
     cache = run.predictor.computed_features_file(role)
     cache.parent.mkdir(exist_ok=True)
     np.savez_compressed(cache, features=features, labels=labels, paths=paths)
@@ -89,8 +88,8 @@ def show_neighbours(run: Any, paths: Sequence[str], crops: np.ndarray, k: int, o
     reference = run_features(run)
     indices, distances = nearest(crop_features(run, crops), reference.features, k)
     chosen = sorted({int(j) for row in indices for j in row})
-    thumbs, kept = run.preprocessor().crops([str(reference.paths[j]) for j in chosen], *run.crop)
-    thumb = {r.path: crop for r, crop in zip(kept, thumbs, strict=True)}
+    thumbs = run.preprocessor().faces([str(reference.paths[j]) for j in chosen], run.crop)
+    thumb = dict(zip(thumbs.paths, thumbs.crops, strict=True))
     blank = np.full(crops.shape[1:], 255, np.uint8)
     written = []
     for path, crop, row, dist in zip(paths, crops, indices, distances, strict=True):

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from facediag.classifiers.torch_linear import FeaturesThenLinear, svm_as_linear  # noqa: F401 (svm_as_linear: re-exported)
+from facediag.preprocess.align import MOUTH, region_mask  # noqa: F401 (re-exported: the regions saliency is scored on)
 
 METHODS = ("gradcam", "occlusion")
-MOUTH = tuple(range(48, 68))  # iBUG 68-point indices of the outer and inner lips
 CONSTANT_RANGE = 1e-6  # a map whose values span less (relative, at least absolute) shows rounding noise only
 Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 crops (N, H, W, 3) -> scores (N, C)
 
@@ -155,18 +155,6 @@ def occlusion(
 
 
 # ---------------------------------------------------------------------- landmarks, regions, pictures
-
-
-def region_mask(landmarks: np.ndarray, size: int, indices: Sequence[int] = MOUTH, dilate: float = 0.1) -> np.ndarray:
-    """Boolean (size, size) mask: the convex hull of ``landmarks[indices]`` grown by ``dilate`` × its width."""
-    points = landmarks[list(indices)]
-    mask = np.zeros((size, size), np.uint8)
-    if not np.isfinite(points).all():
-        return mask.astype(bool)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
-    radius = max(1, round(dilate * float(np.ptp(points[:, 0]))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(mask, kernel).astype(bool)
 
 
 def mass_share(saliency: np.ndarray, mask: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from facediag.audit.capture import CUES, capture_facts, cue_accuracies  # noqa: E402
 from facediag.core.config import hydra_app  # noqa: E402
+from facediag.core.crop import CropSpec  # noqa: E402
 from facediag.core.status import OK, STATUSES  # noqa: E402
 
 META_COLUMNS = ("sex", "age", "ethnicity", "gender", "race")
@@ -88,18 +89,15 @@ def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -
     """The cue-table row of :func:`facediag.audit.capture.face_blind_accuracy` on the usable labelled photos
     with a face."""
     from facediag.audit.capture import TOO_FEW_PEOPLE, face_blind_accuracy, too_few_people
-    from facediag.models.geometry import crop_landmarks
-
-    crops, kept = preprocessor.crops(list(usable["path"]), 224, "vggface2", 0.2)
-    with_face = [i for i, r in enumerate(kept) if r.landmarks is not None]
-    by_path = usable.assign(person=people.to_numpy()).set_index("path")
-    rows = by_path.loc[[kept[i].path for i in with_face]]
+    faces = preprocessor.faces(usable.assign(person=people.to_numpy()), CropSpec(224, "vggface2", 0.2),
+                               landmarks=True)
+    with_face = [i for i, r in enumerate(faces.kept) if r.landmarks is not None]
+    rows = faces.rows.iloc[with_face]
     row = {"cue": "face masked: CNN", "per class (median or commonest)": ""}
     if too_few_people(rows["label"], rows["person"]):
         return pd.DataFrame([{**row, "chance": np.nan, "accuracy": np.nan, "low": np.nan, "high": np.nan,
                               "shortcut": False, "note": TOO_FEW_PEOPLE + " (photos with a face)"}])  # fmt: skip
-    points = crop_landmarks(preprocessor, [kept[i] for i in with_face], 224, "vggface2", 0.2)
-    found = face_blind_accuracy(np.stack([crops[i] for i in with_face]), points, rows["label"], rows["person"])
+    found = face_blind_accuracy(faces.crops[with_face], faces.landmarks[with_face], rows["label"], rows["person"])
     row["per class (median or commonest)"] = f"{found['hidden']:.0%} of each 224 px crop hidden"
     return pd.DataFrame([{**row, **{k: round(found[k], 3) for k in ("chance", "accuracy", "low", "high")},
                           "shortcut": found["shortcut"], "note": found["note"]}])  # fmt: skip
@@ -172,11 +170,10 @@ def audit(cfg: DictConfig) -> pd.DataFrame:
     preprocessor = instantiate(cfg.preprocess).unharmonised()  # the photos as captured, not as a model sees them
     table, chips, identity = manifest, {}, None
     if not readable.empty:
-        found = face_descriptors(list(readable["path"]), preprocessor, cfg.preprocess, cfg.paths.cache_dir)
-        results = preprocessor.landmarks(list(readable["path"]))
-        align = IDENTITY_BACKBONE["align"]
-        crops, kept = preprocessor.crops(list(readable["path"]), align["size"], align["template"], align["padding"])
-        chips = {r.path: crop for r, crop in zip(kept, crops, strict=True)}
+        found = face_descriptors(readable, preprocessor, cfg.preprocess, cfg.paths.cache_dir)
+        faces = preprocessor.faces(readable, CropSpec.of(IDENTITY_BACKBONE["align"]))
+        results = list(faces.results)
+        chips = dict(zip(faces.paths, faces.crops, strict=True))
         identity = group_by_identity(readable, found)
         table = manifest.merge(measure(results, chips), on="path", how="left")
         faceless = table["face_status"].notna() & (table["face_status"] != OK)  # the status manifest.csv gets

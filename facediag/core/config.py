@@ -1,4 +1,8 @@
-"""Hydra glue: the config folder and the resolvers every entry point registers."""
+"""Hydra glue: the config folder and the resolvers every entry point registers.
+
+The config groups generated from higher wings (the ``backbone`` / ``weights`` / ``method`` options of the backbone
+registry, DTL1's ``strategy_settings``) are stored by the wing that owns them; ``facediag.training.config.
+register_configs`` registers everything ``train.yaml`` needs. Nothing here imports a higher wing."""
 
 from __future__ import annotations
 
@@ -33,33 +37,23 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs, the structured configs the
-    YAML groups extend (``strategy_settings/dtl1``: ``SGDSettings``' defaults) and the groups generated from the
-    backbone registry (``backbone``, ``weights``, plain ``method`` presets); safe to call repeatedly."""
-    import dataclasses
-
-    from hydra.core.config_store import ConfigStore
-
-    from facediag.models.config_groups import store_config_groups
-    from facediag.strategies.sgd import SGDSettings
-
-    store_config_groups()
-
-    # a plain dict, not the dataclass: conf/strategy/dtl1.yaml adds keys of its own (name, max_epochs, ...)
-    ConfigStore.instance().store(group="strategy_settings", name="dtl1", node=dataclasses.asdict(SGDSettings()))
+    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs; safe to call repeatedly."""
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
     OmegaConf.register_new_resolver("data_dir", lambda: str(data_dir()), replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 
-def hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any]:
+def hydra_app(
+    config_name: str, task: Callable[[Any], Any], register: Callable[[], None] = register_resolvers
+) -> Callable[[], Any]:
     """The ``main()`` of a ``python -m facediag.<tool>`` Hydra app: ``task(cfg)`` on the config ``config_name``
-    of ``CONFIG_DIR`` (the checkout's or the wheel's), resolvers registered, user errors as short messages."""
+    of ``CONFIG_DIR`` (the checkout's or the wheel's), user errors as short messages. ``register``: what the
+    config needs registered (the resolvers; an app on ``train.yaml`` passes ``register_configs``)."""
     import hydra
 
     from facediag.core.errors import exit_on_user_error
 
-    register_resolvers()
+    register()
     return hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(
         exit_on_user_error(task)
     )

@@ -11,9 +11,10 @@ from typing import Any
 class CropSpec:
     """An aligned square face crop: ``size`` px, the landmark ``template`` it is aligned to, ``padding`` around it.
 
-    The defaults are dlib's face chip (150 px, dlib template, padding 0.25). Iterating gives ``(size, template,
-    padding)`` (and ``spec[0]`` is the size), so ``preprocessor.crops(paths, *spec)`` and the recorded
-    ``[size, template, padding]`` lists of metrics.json keep working.
+    The defaults are dlib's face chip (150 px, dlib template, padding 0.25; :data:`DEFAULT_CROP`), stated here
+    only. Every stage takes the crop as this one value (``Preprocessor.faces(paths, crop)``, an aligner's
+    ``crop(image, result, crop)``). Iterating gives ``(size, template, padding)`` (and ``spec[0]`` is the size),
+    so the recorded ``[size, template, padding]`` lists of metrics.json keep working.
     """
 
     size: int = 150
@@ -47,3 +48,7 @@ class CropSpec:
 
     def __str__(self) -> str:
         return f"{self.size} px ({self.template} template, padding {self.padding:g})"
+
+
+#: dlib's face chip, the crop wherever none is named (the one place its values are stated)
+DEFAULT_CROP = CropSpec()

@@ -153,7 +153,7 @@ def apply_identity_grouping(
     from facediag.data.identity import face_descriptors, group_by_identity
 
     preprocessor = instantiate(preprocess_cfg)
-    found = face_descriptors(list(table["path"]), preprocessor, preprocess_cfg, cache_dir)
+    found = face_descriptors(table, preprocessor, preprocess_cfg, cache_dir)
     report = group_by_identity(table, found)
     table = table.assign(
         subject=report.groups["subject"].to_numpy(), subject_source=report.groups["subject_source"].to_numpy()

@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.core.crop import CropSpec
 from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
+from facediag.preprocess.faces import as_rows
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +90,21 @@ def descriptor_cache(cache_dir: str | os.PathLike, preprocess_cfg: Mapping[str, 
 
 
 def face_descriptors(
-    paths: Sequence[str],
+    images: Sequence[str] | pd.DataFrame,
     preprocessor: Any,
     preprocess_cfg: Mapping[str, Any],
     cache_dir: str | os.PathLike,
     batch_size: int = 32,
 ) -> Descriptors:
-    """dlib identity descriptors of ``paths`` (landmarks, chips and descriptors all cached per sha256)."""
-
-    align = IDENTITY_BACKBONE["align"]
-    paths = [str(p) for p in paths]
-    preprocessor = preprocessor.unharmonised()
-    results = preprocessor.landmarks(paths)
-    crops, kept = preprocessor.crops(paths, int(align["size"]), str(align["template"]), float(align["padding"]))
+    """dlib identity descriptors of ``images`` (paths, or a table with ``path`` and ``sha256``: the files are not
+    hashed again); landmarks, chips and descriptors all cached per sha256."""
+    table = as_rows(images)
+    faces = preprocessor.unharmonised().faces(table.assign(position=np.arange(len(table))),
+                                              CropSpec.of(IDENTITY_BACKBONE["align"]))
+    paths, results, crops, kept = [r.path for r in faces.results], faces.results, faces.crops, faces.kept
     cache = descriptor_cache(cache_dir, preprocess_cfg)
     vectors = np.full((len(paths), 128), np.nan, dtype=np.float32)
     hashes = np.zeros((len(paths), CHIP_HASH_SIZE**2), dtype=bool)
-    position = {p: i for i, p in enumerate(paths)}
 
     def compute(todo: list[int]) -> np.ndarray:
         from facediag.models import create, extract_features
@@ -114,9 +114,9 @@ def face_descriptors(
         return extract_features(net, crops[todo], batch_size=batch_size)
 
     found = cache.features([r.sha256 for r in kept], compute)
-    for result, feature, crop in zip(kept, found, crops, strict=True):
-        vectors[position[result.path]] = feature
-        hashes[position[result.path]] = chip_hash(crop)
+    for position, feature, crop in zip(faces.rows["position"], found, crops, strict=True):
+        vectors[position] = feature
+        hashes[position] = chip_hash(crop)
     return Descriptors(paths, [r.sha256 for r in results], vectors, [r.status for r in results], hashes)
 
 
@@ -200,10 +200,8 @@ def find_overlaps(
     ``query`` (paths), ``distance`` (dlib descriptor distance; NaN without a face) and ``hash_bits``
     (pHash Hamming distance of the aligned chips). E.g. a training set vs an external validation set.
     """
-    ref = face_descriptors([str(p) for p, _ in reference], preprocessor, preprocess_cfg, cache_dir)
-    qry = face_descriptors([str(p) for p, _ in query], preprocessor, preprocess_cfg, cache_dir)
-    ref.sha256 = [given or found for (_, given), found in zip(reference, ref.sha256, strict=True)]
-    qry.sha256 = [given or found for (_, given), found in zip(query, qry.sha256, strict=True)]
+    ref, qry = (face_descriptors(pd.DataFrame([(str(p), s or None) for p, s in images], columns=["path", "sha256"]),
+                                 preprocessor, preprocess_cfg, cache_dir) for images in (reference, query))
     pairs = overlap_pairs(ref, qry, identity_threshold=identity_threshold)
     rows = [(kind, ref.paths[i], qry.paths[j], d, bits) for i, j, kind, d, bits in pairs]
     return pd.DataFrame(rows, columns=OVERLAP_COLUMNS)

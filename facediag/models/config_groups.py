@@ -1,6 +1,6 @@
 """The Hydra groups ``backbone`` and ``weights`` and the plain ``method`` presets, generated from the registry.
 
-``store_config_groups()`` (called by ``facediag.core.config.register_resolvers``) puts one option per registered
+``store_config_groups()`` (called by ``facediag.training.config.register_configs``) puts one option per registered
 backbone, per pretraining dataset and per (backbone, weights, strategy) combination into Hydra's ConfigStore, so a
 new backbone needs no YAML under ``conf/``:
 

@@ -14,10 +14,9 @@ template's mean face: no evidence either way. Cost: no multiply-accumulates wort
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
+
+from facediag.core.crop import DEFAULT_CROP
 
 INNER = np.arange(17, 68)
 DERIVED = ("mouth_width", "outer_lip_opening", "inner_lip_opening", "corner_lift", "corner_height",
@@ -27,18 +26,6 @@ MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *rang
                    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, *range(54, 47, -1), *range(59, 54, -1),
                    *range(64, 59, -1), 67, 66, 65])
 N_FEATURES = 2 * len(INNER) + len(DERIVED)
-
-
-def crop_landmarks(preprocessor: Any, results: Sequence[Any], size: int, template: str, padding: float) -> np.ndarray:
-    """(N, 68, 2) float32 landmarks in crop pixels (the alignment's affine applied); NaN where none."""
-    from facediag.preprocess.align import transform_points
-
-    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-    for i, result in enumerate(results):
-        if result.landmarks is not None:
-            matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
-            points[i] = transform_points(result.landmarks, matrix)
-    return points
 
 
 def mirrored(points: np.ndarray) -> np.ndarray:
@@ -52,7 +39,7 @@ def _distance(points: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.linalg.norm(points[:, a] - points[:, b], axis=1)
 
 
-def face_geometry(points: np.ndarray, template: str = "dlib") -> np.ndarray:
+def face_geometry(points: np.ndarray, template: str = DEFAULT_CROP.template) -> np.ndarray:
     """(N, :data:`N_FEATURES`) float32 geometry of (N, 68, 2) aligned landmarks (any frame related to the
     crop's by a translation and a scale); rows with missing points get the ``template``'s mean face."""
     from facediag.preprocess.align import template_landmarks
@@ -84,7 +71,7 @@ def face_geometry(points: np.ndarray, template: str = "dlib") -> np.ndarray:
 FEATURE_KINDS = {"face_geometry": face_geometry}
 
 
-def landmark_features(kind: str, points: np.ndarray, template: str = "dlib") -> np.ndarray:
+def landmark_features(kind: str, points: np.ndarray, template: str = DEFAULT_CROP.template) -> np.ndarray:
     """The ``kind`` features (:data:`FEATURE_KINDS`) of (N, 68, 2) aligned landmarks."""
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown landmark feature source {kind!r}; choose one of {sorted(FEATURE_KINDS)}")

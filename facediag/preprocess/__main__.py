@@ -2,7 +2,9 @@
 
 Same Hydra config as ``train.py`` (``conf/train.yaml``). Landmarks every image of the data source
 (cached under ``paths.cache_dir``) and writes ``preprocess_report.csv`` and ``qa_grid.png`` (the
-backbone's crop geometry) into the run dir, then prints a summary.
+backbone's crop geometry) into the run dir, then prints a summary. An entry point: it composes the whole ``train``
+config (the generated backbone groups, the strategies' settings), so it imports above the preprocess wing; no
+module imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from omegaconf import DictConfig  # noqa: E402
 
 from facediag.core.config import hydra_app  # noqa: E402
+from facediag.training.config import register_configs  # noqa: E402
 
 
 def run(cfg: DictConfig) -> None:
@@ -23,6 +26,7 @@ def run(cfg: DictConfig) -> None:
 
     from hydra.utils import instantiate
 
+    from facediag.core.crop import CropSpec
     from facediag.preprocess.face_results import summarise
 
     out_dir = Path(cfg.paths.output_dir)
@@ -30,7 +34,7 @@ def run(cfg: DictConfig) -> None:
     paths = [record.path for record in instantiate(cfg.data.source).records()]
     preprocessor = instantiate(cfg.preprocess)
     start = time.perf_counter()
-    results = preprocessor.landmarks(paths)
+    results = preprocessor.landmarks(paths)  # no manifest here: each file is hashed once, by the preprocessing
     seconds = time.perf_counter() - start
     preprocessor.report(results).to_csv(out_dir / "preprocess_report.csv", index=False)
     from omegaconf import OmegaConf
@@ -39,9 +43,7 @@ def run(cfg: DictConfig) -> None:
 
     # the crop geometry of the configured backbone: its packaged definition with the group's overrides
     align = backbone_config(str(cfg.backbone.name), OmegaConf.to_container(cfg.backbone, resolve=True))["align"]
-    preprocessor.qa_grid(
-        results, out_dir / "qa_grid.png", template=str(align["template"]), padding=float(align["padding"])
-    )
+    preprocessor.qa_grid(results, out_dir / "qa_grid.png", crop=CropSpec.of(align))
     print(summarise(results))
     print(f"{len(paths)} images in {seconds:.1f} s ({len(paths) / max(seconds, 1e-9):.1f} images/s, "
           f"{preprocessor.n_workers} workers; cached images are not recomputed)")  # fmt: skip
@@ -49,7 +51,7 @@ def run(cfg: DictConfig) -> None:
     print(f"wrote {out_dir / 'preprocess_report.csv'} and {out_dir / 'qa_grid.png'}")
 
 
-main = hydra_app("train", run)
+main = hydra_app("train", run, register=register_configs)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ defines its mean face; a crop of ``size`` pixels with ``padding`` p places templ
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from facediag.core.crop import DEFAULT_CROP
 
 N_LANDMARKS = 68
 
@@ -63,6 +66,8 @@ VGGFACE2_FRAME = (-0.185, -0.14, 1.35)
 
 FIVE_POINT_NAMES = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
 TEMPLATES = ("dlib", "vggface2")
+#: iBUG 68-point indices of the outer and inner lips (the default region of `region_mask`)
+MOUTH = tuple(range(48, 68))
 
 
 def five_points(landmarks68: np.ndarray) -> np.ndarray:
@@ -150,7 +155,11 @@ def template_points(template: str, size: int, padding: float, points: int = 68) 
 
 
 def alignment_matrix(
-    landmarks: np.ndarray, size: int, template: str = "dlib", padding: float = 0.25, points: int = 68
+    landmarks: np.ndarray,
+    size: int,
+    template: str = DEFAULT_CROP.template,
+    padding: float = DEFAULT_CROP.padding,
+    points: int = 68,
 ) -> np.ndarray:
     """(2, 3) similarity mapping the image onto a ``size``-pixel crop with the face on ``template``.
 
@@ -332,3 +341,15 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float64)
     xy = np.stack([grid_x, grid_y], axis=-1) @ chip_to_source[:, :2].T + chip_to_source[:, 2]
     return _bilinear(source, xy)
+
+
+def region_mask(landmarks: np.ndarray, size: int, indices: Sequence[int] = MOUTH, dilate: float = 0.1) -> np.ndarray:
+    """Boolean (size, size) mask: the convex hull of ``landmarks[indices]`` grown by ``dilate`` × its width."""
+    points = landmarks[list(indices)]
+    mask = np.zeros((size, size), np.uint8)
+    if not np.isfinite(points).all():
+        return mask.astype(bool)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    radius = max(1, round(dilate * float(np.ptp(points[:, 0]))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask, kernel).astype(bool)

@@ -15,14 +15,15 @@ from facediag.preprocess.align import (
 )
 
 if TYPE_CHECKING:
+    from facediag.core.crop import CropSpec
     from facediag.preprocess.face_results import FaceResult
 
 
 class Aligner(Protocol):
-    def crop(self, image: np.ndarray, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
-        """The uint8 (size, size, 3) crop of ``image`` for ``result``."""
+    def crop(self, image: np.ndarray, result: FaceResult, crop: CropSpec) -> np.ndarray:
+        """The uint8 (size, size, 3) ``crop`` of ``image`` for ``result``."""
 
-    def crop_matrix(self, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
+    def crop_matrix(self, result: FaceResult, crop: CropSpec) -> np.ndarray:
         """(2, 3) map from image to crop pixels (to draw landmarks on the crop)."""
 
     def describe(self) -> dict[str, Any]: ...
@@ -40,19 +41,19 @@ class SimilarityAligner:
             raise ValueError(f"points must be 68 or 5, got {points}")
         self.points = int(points)
 
-    def crop(self, image: np.ndarray, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
+    def crop(self, image: np.ndarray, result: FaceResult, crop: CropSpec) -> np.ndarray:
         if result.landmarks is not None:
-            return warp(image, alignment_matrix(result.landmarks, size, template, padding, self.points), size)
+            return warp(image, alignment_matrix(result.landmarks, *crop, self.points), crop.size)
         if result.status == "center_crop":
-            return center_square_resize(image, size)
+            return center_square_resize(image, crop.size)
         raise ValueError(f"{result.path}: no landmarks to align (status {result.status})")
 
-    def crop_matrix(self, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
+    def crop_matrix(self, result: FaceResult, crop: CropSpec) -> np.ndarray:
         if result.landmarks is not None:
-            matrix = alignment_matrix(result.landmarks, size, template, padding, self.points)
-            return chip_matrix(matrix, size)
+            matrix = alignment_matrix(result.landmarks, *crop, self.points)
+            return chip_matrix(matrix, crop.size)
         if result.status == "center_crop" and result.image_size is not None:
-            return resize_matrix(*result.image_size, size)
+            return resize_matrix(*result.image_size, crop.size)
         raise ValueError(f"{result.path}: no landmarks to align (status {result.status})")
 
     def describe(self) -> dict[str, Any]:
@@ -66,13 +67,13 @@ class ResizeAligner:
     ``template`` and ``padding`` do not apply.
     """
 
-    def crop(self, image: np.ndarray, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
-        return center_square_resize(image, size)
+    def crop(self, image: np.ndarray, result: FaceResult, crop: CropSpec) -> np.ndarray:
+        return center_square_resize(image, crop.size)
 
-    def crop_matrix(self, result: FaceResult, size: int, template: str, padding: float) -> np.ndarray:
+    def crop_matrix(self, result: FaceResult, crop: CropSpec) -> np.ndarray:
         if result.image_size is None:
             raise ValueError(f"{result.path}: image size unknown (status {result.status})")
-        return resize_matrix(*result.image_size, size)
+        return resize_matrix(*result.image_size, crop.size)
 
     def describe(self) -> dict[str, Any]:
         return {"name": "resize"}

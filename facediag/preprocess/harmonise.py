@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import cv2
 import numpy as np
 
-from facediag.preprocess.align import transform_points
+from facediag.preprocess.align import region_mask, transform_points
 
 if TYPE_CHECKING:
+    from facediag.core.crop import CropSpec
     from facediag.preprocess.aligners import Aligner
     from facediag.preprocess.face_results import FaceResult
 
@@ -94,8 +95,6 @@ class Background:
 
 def face_mask(points: np.ndarray, size: int, dilate: float) -> np.ndarray:
     """(size, size) bool: the convex hull of all 68 landmarks grown by ``dilate`` x its width (the audit's region)."""
-    from facediag.apply.saliency import region_mask
-
     return region_mask(np.asarray(points, dtype=np.float64), size, indices=range(68), dilate=dilate)
 
 
@@ -188,19 +187,17 @@ class Harmoniser:
         """The steps and their settings, in order (the crop cache key part)."""
         return [{"step": step.name, **dataclasses.asdict(step)} for step in self.steps]
 
-    def crop(
-        self, aligner: Aligner, image: np.ndarray, result: FaceResult, size: int, template: str, padding: float
-    ) -> np.ndarray:
-        """The aligned crop of ``image`` for ``result``, harmonised."""
+    def crop(self, aligner: Aligner, image: np.ndarray, result: FaceResult, crop: CropSpec) -> np.ndarray:
+        """The aligned ``crop`` of ``image`` for ``result``, harmonised."""
         landmarked = result.landmarks is not None
         for step in self.steps:
             if step.on_photo and landmarked:
                 image, result = step.photo(image, result)
-        crop = aligner.crop(image, result, size, template, padding)
+        pixels = aligner.crop(image, result, crop)
         points = None
         if landmarked and any(not step.on_photo for step in self.steps):
-            points = transform_points(result.landmarks, aligner.crop_matrix(result, size, template, padding))
+            points = transform_points(result.landmarks, aligner.crop_matrix(result, crop))
         for step in self.steps:
             if not step.on_photo:
-                crop = step.crop(crop, points)
-        return crop
+                pixels = step.crop(pixels, points)
+        return pixels

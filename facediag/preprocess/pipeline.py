@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from facediag.core.crop import DEFAULT_CROP, CropSpec
 from facediag.core.download import sha256_file
 from facediag.core.imageio import DEFAULT_MAX_PIXELS, BadImageError, read_rgb
 from facediag.core.status import ERROR, listing_status
@@ -23,6 +25,7 @@ from facediag.preprocess.aligners import Aligner, ResizeAligner, SimilarityAlign
 from facediag.preprocess.cache import PreprocessCache, config_hash
 from facediag.preprocess.detectors import Detection, FaceDetector
 from facediag.preprocess.face_results import FaceResult, results_frame
+from facediag.preprocess.faces import Faces, as_rows
 from facediag.preprocess.harmonise import Harmoniser
 from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
@@ -101,7 +104,6 @@ class Preprocessor:
                 "preprocessing finds none (images already aligned); use blur, noise or jpeg only"
             )
         self._config_hash: str | None = None
-        self._digests: dict[tuple[str, int, int], str] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -124,14 +126,6 @@ class Preprocessor:
         plain = copy.copy(self)
         plain.harmoniser = Harmoniser()
         return plain
-
-    def _sha256(self, path: str) -> str:
-        """The file's sha256, hashed once per (path, size, mtime): landmarks, crops and the QA grid share it."""
-        stat = os.stat(path)
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        if key not in self._digests:
-            self._digests[key] = sha256_file(path)
-        return self._digests[key]
 
     @property
     def config_hash(self) -> str:
@@ -208,78 +202,102 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ many images
 
-    def landmarks(self, paths: Sequence[str | os.PathLike]) -> list[FaceResult]:
-        """One FaceResult per path, in order; cold images run in ``n_workers`` processes, all are cached."""
-        results, _ = self._run(paths, None)
+    def landmarks(self, images: Sequence[str | os.PathLike] | pd.DataFrame) -> list[FaceResult]:
+        """One FaceResult per image, in order; cold images run in ``n_workers`` processes, all are cached.
+
+        ``images``: paths, or a table with a ``path`` column (a ``sha256`` column: the files are not hashed again).
+        """
+        results, _ = self._run(as_rows(images), None)
         return results
 
-    def crops(
-        self, paths: Sequence[str | os.PathLike], size: int, template: str = "dlib", padding: float = 0.25
-    ) -> tuple[np.ndarray, list[FaceResult]]:
-        """Aligned crops for the images that have one, and their results.
+    def faces(
+        self,
+        images: Sequence[str | os.PathLike] | pd.DataFrame,
+        crop: CropSpec = DEFAULT_CROP,
+        *,
+        crops: bool = True,
+        landmarks: bool = False,
+    ) -> Faces:
+        """The images that get an aligned ``crop``, as one :class:`~facediag.preprocess.faces.Faces` value.
 
-        Returns ``(crops, results)``: ``crops`` is uint8 (K, size, size, 3) and ``results`` the K
-        matching FaceResults, in input order, for the paths whose status is "ok" or "center_crop".
-        Skipped and unreadable paths are left out here; ``landmarks(paths)`` / ``report`` list them.
+        ``images``: paths, or a table with a ``path`` column (a split, a manifest): its rows ride along into
+        ``Faces.rows`` and its ``sha256`` column saves hashing the files again. Kept are the images whose status is
+        "ok" or "center_crop" (and whose crop could be made), in input order; ``Faces.results`` lists every image's
+        result. ``crops=False``: no crop is made (the images that would get one are kept); ``landmarks=True``: each
+        kept face's landmarks in crop pixels too.
         """
-        return stack_crops(*self.results_and_crops(paths, size, template, padding), size)
+        if crop.template not in TEMPLATES:
+            raise ValueError(f"unknown template {crop.template!r}; choose one of {TEMPLATES}")
+        if crop.size <= 0 or crop.padding < 0:
+            raise ValueError(f"need size > 0 and padding >= 0, got size={crop.size}, padding={crop.padding}")
+        rows = as_rows(images)
+        results, made = self._run(rows, crop if crops else None)
+        kept = [i for i, r in enumerate(results) if r.has_crop and (not crops or made[i] is not None)]
+        stacked = None
+        if crops:
+            empty = np.zeros((0, crop.size, crop.size, 3), dtype=np.uint8)
+            stacked = np.stack([made[i] for i in kept]) if kept else empty
+        faces = [results[i] for i in kept]
+        return Faces(crop, rows.iloc[kept].reset_index(drop=True), tuple(faces), stacked,
+                     self.crop_landmarks(faces, crop) if landmarks else None, tuple(results))
 
-    def results_and_crops(
-        self, paths: Sequence[str | os.PathLike], size: int, template: str = "dlib", padding: float = 0.25
-    ) -> tuple[list[FaceResult], list[np.ndarray | None]]:
-        """One FaceResult per path, in order, and its aligned crop (None where there is none), in one pass."""
-        if template not in TEMPLATES:
-            raise ValueError(f"unknown template {template!r}; choose one of {TEMPLATES}")
-        if size <= 0 or padding < 0:
-            raise ValueError(f"need size > 0 and padding >= 0, got size={size}, padding={padding}")
-        return self._run(paths, (int(size), template, float(padding)))
+    def crop_landmarks(self, results: Sequence[FaceResult], crop: CropSpec) -> np.ndarray:
+        """(N, 68, 2) float32 landmarks of ``results`` in ``crop`` pixels (the alignment's affine); NaN where none."""
+        points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
+        for i, result in enumerate(results):
+            if result.landmarks is not None:
+                points[i] = transform_points(result.landmarks, self.aligner.crop_matrix(result, crop))
+        return points
 
-    def _crop_key(self, spec: tuple[int, str, float]) -> str:
-        size, template, padding = spec
-        key = f"{template}-{size}-p{padding:g}-{config_hash(self.aligner.describe())[:8]}"
+    def _crop_key(self, crop: CropSpec) -> str:
+        key = f"{crop.template}-{crop.size}-p{crop.padding:g}-{config_hash(self.aligner.describe())[:8]}"
         return key + f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}" if self.harmoniser else key
 
     def _run(
-        self, paths: Sequence[str | os.PathLike], spec: tuple[int, str, float] | None
+        self, rows: pd.DataFrame, crop: CropSpec | None
     ) -> tuple[list[FaceResult], list[np.ndarray | None]]:
-        paths = [os.fspath(p) for p in paths]
+        paths = [os.fspath(p) for p in rows["path"]]
+        given = rows["sha256"].tolist() if "sha256" in rows.columns else [None] * len(paths)
         cache = PreprocessCache(self.cache_dir, self.config_hash)
-        crop_key = self._crop_key(spec) if spec is not None else ""
+        crop_key = self._crop_key(crop) if crop is not None else ""
         results: list[FaceResult | None] = [None] * len(paths)
         crops: list[np.ndarray | None] = [None] * len(paths)
         todo: list[tuple[int, str, str, FaceResult | None]] = []
         for index, path in enumerate(paths):
-            listed = listing_status(path)  # a broken link, a hidden file, another extension: as in manifest.csv
-            if listed is not None or not os.path.isfile(path):
-                status, reason = listed or (ERROR, "file not found")
-                results[index] = FaceResult(path=path, status=status, reason=reason)
-                continue
+            # a record with its digest: manifest.csv listed, read and hashed the file; it is not hashed again
+            known_sha = given[index] if isinstance(given[index], str) and given[index] else None
+            if known_sha is None:
+                listed = listing_status(path)  # a broken link, a hidden file, another extension: as in manifest.csv
+                if listed is not None or not os.path.isfile(path):
+                    status, reason = listed or (ERROR, "file not found")
+                    results[index] = FaceResult(path=path, status=status, reason=reason)
+                    continue
             try:
-                sha = self._sha256(path)
+                sha = known_sha or sha256_file(path)
             except OSError as err:
                 results[index] = FaceResult(path=path, status="error", reason=f"cannot read file ({err})")
                 continue
             record = cache.get_result(sha)
             known = FaceResult.from_record(record, path) if record is not None else None
-            if known is not None and spec is not None and known.has_crop:
+            if known is not None and crop is not None and known.has_crop:
                 crops[index] = cache.get_crop(sha, crop_key)
             results[index] = known
-            if known is None or (spec is not None and known.has_crop and crops[index] is None):
+            if known is None or (crop is not None and known.has_crop and crops[index] is None):
                 todo.append((index, path, sha, known))
 
-        for index, result, crop in self._execute(todo, spec):
-            results[index], crops[index] = result, crop
+        for index, result, made in self._execute(todo, crop):
+            results[index], crops[index] = result, made
             if result.cacheable and result.sha256:
                 cache.put_result(result.sha256, result.to_record())
-            if crop is not None:
-                cache.put_crop(result.sha256, crop_key, crop)
+            if made is not None:
+                cache.put_crop(result.sha256, crop_key, made)
         missing = [paths[i] for i, r in enumerate(results) if r is None]
         if missing:
             raise RuntimeError(f"preprocessing produced no result for {missing[:3]}")
         return results, crops  # type: ignore[return-value]
 
     def _execute(
-        self, todo: list[tuple[int, str, str, FaceResult | None]], spec: tuple[int, str, float] | None
+        self, todo: list[tuple[int, str, str, FaceResult | None]], spec: CropSpec | None
     ) -> Iterator[tuple[int, FaceResult, np.ndarray | None]]:
         if not todo:
             return
@@ -288,7 +306,7 @@ class Preprocessor:
             self._prepare()
         tasks = [(index, path, sha, known, spec) for index, path, sha, known in todo]
         workers = min(self.n_workers, len(tasks))
-        desc = "preprocess" if spec is None else f"crops {spec[1]} {spec[0]}px"
+        desc = "preprocess" if spec is None else f"crops {spec.template} {spec.size}px"
         with tqdm(total=len(tasks), desc=desc, unit="img", disable=not self.progress) as bar:
             if workers <= 1:
                 for task in tasks:
@@ -316,11 +334,11 @@ class Preprocessor:
         paths_or_results: Sequence[str | os.PathLike | FaceResult],
         out_png: str | os.PathLike | None,
         n: int = 16,
-        size: int = 160,
-        template: str = "dlib",
-        padding: float = 0.25,
+        crop: CropSpec = DEFAULT_CROP,
+        tile: int = 160,
     ) -> np.ndarray:
-        """Grid of aligned faces with their landmarks drawn; writes ``out_png`` (if given), returns RGB.
+        """Grid of faces aligned as ``crop`` (drawn ``tile`` px) with their landmarks; writes ``out_png`` (if
+        given), returns RGB.
 
         Flagged images (centre crops, faces found only when upsampled) come first, then evenly
         spaced "ok" ones; each tile is labelled with its file name and status.
@@ -332,26 +350,13 @@ class Preprocessor:
         if len(results) != len(items):
             results = self.landmarks([item.path if isinstance(item, FaceResult) else item for item in items])
         chosen = choose_for_grid(results, n)
-        crops, kept = self.crops([r.path for r in chosen], size, template, padding)
-        points = [
-            None
-            if r.landmarks is None
-            else transform_points(r.landmarks, self.aligner.crop_matrix(r, size, template, padding))
-            for r in kept
-        ]
-        grid = draw_grid(crops, points, kept)
+        rows = pd.DataFrame({"path": [r.path for r in chosen], "sha256": [r.sha256 or None for r in chosen]})
+        faces = self.faces(rows, dataclasses.replace(crop, size=tile), landmarks=True)
+        points = [None if r.landmarks is None else p for r, p in zip(faces.kept, faces.landmarks, strict=True)]
+        grid = draw_grid(faces.crops, points, list(faces.kept))
         if out_png is not None:
             write_png(grid, out_png)
         return grid
-
-
-def stack_crops(
-    results: Sequence[FaceResult], crops: Sequence[np.ndarray | None], size: int
-) -> tuple[np.ndarray, list[FaceResult]]:
-    """(uint8 (K, size, size, 3) crops, their K results) of the results that have a crop, in order."""
-    kept = [i for i, result in enumerate(results) if result.has_crop and crops[i] is not None]
-    stacked = np.stack([crops[i] for i in kept]) if kept else np.zeros((0, size, size, 3), dtype=np.uint8)
-    return stacked, [results[i] for i in kept]
 
 
 def downscale(image: np.ndarray, longest_side: int) -> np.ndarray:
@@ -408,11 +413,10 @@ def _run_task(pre: Preprocessor, task: tuple) -> tuple[int, FaceResult, np.ndarr
         result, image = pre.process(path, sha)
     crop = None
     if spec is not None and result.has_crop:
-        size, template, padding = spec
         try:
             if image is None:
                 image = read_rgb(path, pre.max_pixels)
-            crop = pre.harmoniser.crop(pre.aligner, image, result, size, template, padding)
+            crop = pre.harmoniser.crop(pre.aligner, image, result, spec)
         except (BadImageError, ValueError) as err:
             reason = f"crop failed: {getattr(err, 'reason', err)}"
             result = FaceResult(path=path, status="error", reason=reason, sha256=sha, cacheable=False)

@@ -19,7 +19,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
-from facediag.core.crop import CropSpec
+from facediag.core.crop import DEFAULT_CROP, CropSpec
 from facediag.scoring.results import prediction_frame
 from facediag.strategies.predictor import Description, FeatureSet, Predictor, grid, softmax
 from facediag.strategies.registry import register_strategy
@@ -101,9 +101,9 @@ class DSIFT:
         self,
         name: str = "dsift",
         uses_backbone: bool = False,
-        crop_size: int = 150,
-        template: str = "dlib",
-        padding: float = 0.25,
+        crop_size: int = DEFAULT_CROP.size,
+        template: str = DEFAULT_CROP.template,
+        padding: float = DEFAULT_CROP.padding,
         step: int = 6,
         sizes: Sequence[float] = (4, 8),
         n_words: int = 256,
@@ -123,7 +123,8 @@ class DSIFT:
         from facediag.classifiers.dense_sift import DenseSiftBow, make_svm
 
         started = time.perf_counter()
-        rows, crops = job.crops(*self.crop)
+        faces = job.faces(self.crop)
+        rows, crops = faces.rows, faces.crops
         fit = rows["role"].isin(["train", "val"]).to_numpy()
         test = (rows["role"] == "test").to_numpy()
         with threadpool_limits(1):  # k-means on 2 busy cores: threads slow it down up to 15x

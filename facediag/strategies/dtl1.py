@@ -194,7 +194,8 @@ class DTL1:
         self.max_epochs, self.patience, self.monitor = max_epochs, patience, monitor
 
     def fit(self, job: Job) -> DTL1Predictor:
-        rows, crops = job.crops(*job.backbone_crop)
+        faces = job.faces(job.backbone_crop)
+        rows, crops = faces.rows, faces.crops
         if not (rows["role"] == "val").any():
             raise ValueError("DTL1 needs a validation part for early stopping: set data.val_size > 0")
         datamodule = FaceDataModule(

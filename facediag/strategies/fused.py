@@ -57,16 +57,15 @@ FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
 VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen fusion rule and C)"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
 VIEW_KEYS = ("flip", "region")  # how a CNN source looks at its crop
-LANDMARK_ALIGN = {"size": 150, "template": "dlib", "padding": 0.25}  # the frame landmark features are measured in
 
 
 def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
-    """The crop of a landmark-features source (its ``align``, default :data:`LANDMARK_ALIGN`); unknown keys are
-    refused."""
+    """The crop of a landmark-features source, the frame its features are measured in (its ``align``, missing keys
+    :data:`~facediag.core.crop.DEFAULT_CROP`'s); unknown keys are refused."""
     unknown = set(source) - {"features", "align"}
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
-    return CropSpec.of({**LANDMARK_ALIGN, **dict(source.get("align") or {})})
+    return CropSpec.of(dict(source.get("align") or {}))
 
 
 def view_name(backbone: str, crop: CropSpec | Sequence[Any], flip: bool, region: Any = None,
@@ -163,28 +162,25 @@ class FusedPredictor(Predictor):
               progress: bool = False) -> Scored:
         """Every source's crop and features, concatenated in the run's column order, into its model."""
         from facediag.models.features import extract_features, flip_averaged, mirrored_crops, region_crops
-        from facediag.models.geometry import crop_landmarks, landmark_features, mirrored
-        from facediag.preprocess.pipeline import stack_crops
+        from facediag.models.geometry import landmark_features, mirrored
 
         paths = list(paths)
         per_source, first = [], None
         for source in self.sources:
-            crop = CropSpec.of(source["crop"])
-            results, crops = preprocessor.results_and_crops(paths, *crop)
-            stacked, kept = stack_crops(results, crops, crop.size)
+            faces = preprocessor.faces(paths, CropSpec.of(source["crop"]), landmarks="features" in source)
             if first is None:
-                first = (results, kept, stacked)
-            elif [r.path for r in kept] != [r.path for r in first[1]]:
+                first = faces
+            elif faces.paths != first.paths:  # a crop that failed for one source only
                 raise RuntimeError(f"fused run {self.run_dir}: source {source_name(source)} got crops for other images")
             # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops (or the
             # region of them it was trained on, as FusedDTL2 cuts it)
             if "features" in source:
-                per_source.append(crop_landmarks(preprocessor, kept, *crop))
+                per_source.append(faces.landmarks)
             else:
-                per_source.append(region_crops(stacked, source["region"]) if source.get("region") else stacked)
+                per_source.append(region_crops(faces.crops, source["region"]) if source.get("region") else faces.crops)
         assert first is not None
-        results, kept, stacked = first
-        if not kept:
+        results, stacked = list(first.results), first.crops
+        if not len(first):
             empty = np.zeros((0, len(self.classes)))
             return Scored([], stacked, empty, empty, results)
         backbones, fusion, platt = self.model()
@@ -210,8 +206,7 @@ class FusedPredictor(Predictor):
             features = np.hstack([features_of(i, flip) for i in range(len(self.sources))])
             scores.append(decision_scores(fusion, features, len(self.classes)))
             probabilities.append(platt.predict_proba(features) if platt is not None else softmax(scores[-1]))
-        return Scored([r.path for r in kept], stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0),
-                      results)
+        return Scored(first.paths, stacked, np.mean(scores, axis=0), np.mean(probabilities, axis=0), results)
 
     def describe(self) -> Description:
         s = self.cfg.strategy
@@ -291,18 +286,18 @@ class FusedDTL2:
         from facediag.strategies.frozen import frozen_features
 
         if "features" in source:
-            if job.landmarks is None:
-                raise RuntimeError("fused DTL2: a landmark-features source needs the job's landmarks")
             crop = landmark_crop(source)
-            rows, points = job.landmarks(*crop)
-            features = landmark_features(str(source["features"]), points, crop.template)
+            faces = job.faces(crop, crops=False, landmarks=True)
+            rows = faces.rows
+            features = landmark_features(str(source["features"]), faces.landmarks, crop.template)
             return rows, features, {"features": str(source["features"]), "crop": list(crop),
                                     "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
         backbone, weights = source_config(job.cfg, source)
         flip, region = bool(source.get("flip", False)), source.get("region")
         box = region_box(region) if region is not None else None
         crop = CropSpec.of(backbone.align)
-        rows, crops = job.crops(*crop)
+        faces = job.faces(crop)
+        rows, crops = faces.rows, faces.crops
         if box is not None:  # the region view: that part of the crop at the input size (cached apart)
             crops = region_crops(crops, box)
         features, cnn_images = frozen_features(job, backbone, weights, rows, crops, region=box)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from facediag.core.crop import CropSpec
 from facediag.core.labels import encode_labels
 from facediag.models.feature_cache import FeatureCache, backbone_feature_cache
+from facediag.preprocess.faces import Faces
 
 # the precision of every pass whose numbers a run keeps (DTL2 features, DTL1's test scores): training may run in
 # trainer.precision (bf16-mixed on a GPU), but these must match what applying the run computes (fp32, any device)
@@ -24,20 +25,20 @@ FULL_PRECISION = "32-true"
 
 @dataclass
 class Job:
-    """One configured run, what ``strategy.fit(job)`` gets. ``crops(size, template, padding)`` (or ``crops(*spec)``
-    of a :class:`~facediag.core.crop.CropSpec`) → (split rows that have a face, uint8 crops)."""
+    """One configured run, what ``strategy.fit(job)`` gets. ``faces(crop, crops=True, landmarks=False)``: the
+    split's images that get the :class:`~facediag.core.crop.CropSpec` ``crop``, one
+    :class:`~facediag.preprocess.faces.Faces` value (their split rows, crops and, when asked, landmarks in crop
+    pixels)."""
 
     cfg: DictConfig
     out_dir: Path
     split: pd.DataFrame
     classes: list[str]
     positive: str | None
-    crops: Callable[[int, str, float], tuple[pd.DataFrame, np.ndarray]]
+    faces: Callable[..., Faces]
     make_trainer: Callable[..., pl.Trainer]
     tb_logger: Any = None
     info: dict[str, Any] = field(default_factory=dict)
-    #: ``landmarks(size, template, padding)`` → (the rows of ``crops``, (N, 68, 2) landmarks in crop pixels)
-    landmarks: Callable[[int, str, float], tuple[pd.DataFrame, np.ndarray]] | None = None
 
     @property
     def seed(self) -> int:

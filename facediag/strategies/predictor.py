@@ -223,12 +223,9 @@ class Predictor:
     def score(self, preprocessor: Any, paths: Sequence[str], tta: str | None = None,
               progress: bool = False) -> Scored:
         """Crop ``paths`` with ``preprocessor`` (one pass: detection, landmarks and crop) and score every crop."""
-        from facediag.preprocess.pipeline import stack_crops
-
-        results, crops = preprocessor.results_and_crops(list(paths), *self.crop)
-        stacked, kept = stack_crops(results, crops, self.crop.size)
-        scores, probabilities = self.score_crops(stacked, tta, progress)
-        return Scored([r.path for r in kept], stacked, scores, probabilities, results)
+        faces = preprocessor.faces(list(paths), self.crop)
+        scores, probabilities = self.score_crops(faces.crops, tta, progress)
+        return Scored(faces.paths, faces.crops, scores, probabilities, list(faces.results))
 
 
 def load_feature_set(path: Path, role: str) -> FeatureSet:

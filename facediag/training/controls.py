@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from facediag.core.crop import CropSpec
+from facediag.preprocess.faces import Faces
 from facediag.scoring.controls import CONTROLS, CONTROLS_DIR, compare
 
 log = logging.getLogger(__name__)
@@ -52,22 +54,21 @@ class EyeAligner:
     """The preprocessing aligner's contract (``crop``, ``crop_matrix``) on the two eye centres only, so that the
     run's capture harmonisation (``preprocess.harmonise``) wraps a control's crops as it wraps the method's."""
 
-    def crop(self, image: np.ndarray, result: Any, size: int, template: str, padding: float) -> np.ndarray:
+    def crop(self, image: np.ndarray, result: Any, crop: CropSpec) -> np.ndarray:
         from facediag.preprocess.align import warp
 
-        return warp(image, eye_matrix(result.landmarks, size, template, padding), size)
+        return warp(image, eye_matrix(result.landmarks, *crop), crop.size)
 
-    def crop_matrix(self, result: Any, size: int, template: str, padding: float) -> np.ndarray:
+    def crop_matrix(self, result: Any, crop: CropSpec) -> np.ndarray:
         from facediag.preprocess.align import chip_matrix
 
-        return chip_matrix(eye_matrix(result.landmarks, size, template, padding), size)
+        return chip_matrix(eye_matrix(result.landmarks, *crop), crop.size)
 
     def describe(self) -> dict[str, Any]:
         return {"aligner": "eyes"}
 
 
-def eye_aligned(results: Sequence[Any], size: int, template: str, padding: float, harmoniser: Any = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def eye_aligned(results: Sequence[Any], crop: CropSpec, harmoniser: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks,
     harmonised by ``harmoniser`` (the run's ``preprocess.harmonise`` steps) when it has steps. The landmarks do not
     depend on a photo step's resampling: the eyes land on the same crop pixels at any scale."""
@@ -79,10 +80,10 @@ def eye_aligned(results: Sequence[Any], size: int, template: str, padding: float
     for result in results:
         image = read_rgb(result.path)
         if harmoniser:
-            crops.append(harmoniser.crop(aligner, image, result, size, template, padding))
+            crops.append(harmoniser.crop(aligner, image, result, crop))
         else:
-            crops.append(aligner.crop(image, result, size, template, padding))
-        points.append(transform_points(result.landmarks, aligner.crop_matrix(result, size, template, padding)))
+            crops.append(aligner.crop(image, result, crop))
+        points.append(transform_points(result.landmarks, aligner.crop_matrix(result, crop)))
     return np.stack(crops), np.stack(points).astype(np.float32)
 
 
@@ -102,33 +103,40 @@ def corners(path: str, size: int) -> np.ndarray:
 
 
 class ControlData:
-    """Crop and landmark sources of a control (the shapes of the training job's ``crops`` / ``landmarks``)."""
+    """The faces of a control: ``faces`` as the training job's (:class:`~facediag.preprocess.faces.Faces`)."""
 
     def __init__(self, name: str, preprocessor: Any, split: pd.DataFrame):
         if name not in CONTROLS:
             raise ValueError(f"unknown control {name!r}; choose among {CONTROLS}")
         self.name, self.preprocessor, self.split = name, preprocessor, split
         # a centre-crop fallback has no landmarks to align on: the control keeps the photos with a face
-        self.results = [r for r in preprocessor.landmarks(list(split["path"])) if r.landmarks is not None]
-        position = {path: i for i, path in enumerate(split["path"])}
-        self.rows = split.iloc[[position[r.path] for r in self.results]].reset_index(drop=True)
+        results = preprocessor.landmarks(split)
+        with_face = [i for i, r in enumerate(results) if r.landmarks is not None]
+        self.results = tuple(results[i] for i in with_face)
+        self.rows = split.reset_index(drop=True).iloc[with_face].reset_index(drop=True)
 
-    def crops(self, size: int, template: str, padding: float) -> tuple[pd.DataFrame, np.ndarray]:
+    def faces(self, crop: CropSpec, *, crops: bool = True, landmarks: bool = False) -> Faces:
+        """The control's view of the faces with landmarks: its ``crops``, and as ``landmarks`` the template's mean
+        face for every photo (a control's landmarks say nothing about the person)."""
+        pixels = self._crops(crop) if crops else None
+        return Faces(crop, self.rows, self.results, pixels, self._mean_faces(crop) if landmarks else None,
+                     self.results)
+
+    def _crops(self, crop: CropSpec) -> np.ndarray:
         from facediag.audit.capture import face_region, filled
 
         if self.name == "capture_only":
-            return self.rows, np.stack([corners(r.path, size) for r in self.results])
-        crops, points = eye_aligned(self.results, size, template, padding,
-                                    getattr(self.preprocessor, "harmoniser", None))
+            return np.stack([corners(r.path, crop.size) for r in self.results])
+        crops, points = eye_aligned(self.results, crop, getattr(self.preprocessor, "harmoniser", None))
         training = self.rows["role"].isin(["train", "val"]).to_numpy()
-        return self.rows, filled(crops, face_region(points[training], size, dilate=DILATE))
+        return filled(crops, face_region(points[training], crop.size, dilate=DILATE))
 
-    def landmarks(self, size: int, template: str, padding: float) -> tuple[pd.DataFrame, np.ndarray]:
+    def _mean_faces(self, crop: CropSpec) -> np.ndarray:
         from facediag.preprocess.align import template_landmarks
 
-        unit = np.nan_to_num(template_landmarks(template))
-        mean_face = ((padding + unit) / (2 * padding + 1) * size).astype(np.float32)
-        return self.rows, np.repeat(mean_face[None], len(self.rows), axis=0)
+        unit = np.nan_to_num(template_landmarks(crop.template))
+        mean_face = ((crop.padding + unit) / (2 * crop.padding + 1) * crop.size).astype(np.float32)
+        return np.repeat(mean_face[None], len(self.rows), axis=0)
 
 
 def control_job(job: Any, name: str, preprocessor: Any) -> Any:
@@ -139,8 +147,8 @@ def control_job(job: Any, name: str, preprocessor: Any) -> Any:
     data = ControlData(name, preprocessor, job.split)
     out_dir = job.out_dir / CONTROLS_DIR / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    return dataclasses.replace(job, cfg=cfg, out_dir=out_dir, split=data.rows, crops=data.crops,
-                               landmarks=data.landmarks, tb_logger=None, info={})
+    return dataclasses.replace(job, cfg=cfg, out_dir=out_dir, split=data.rows, faces=data.faces,
+                               tb_logger=None, info={})
 
 
 def run_controls(strategy: Any, job: Any, preprocessor: Any, predictions: pd.DataFrame, names: Sequence[str]

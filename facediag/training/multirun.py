@@ -11,8 +11,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from facediag.core.config import CONFIG_DIR, register_resolvers
+from facediag.core.config import CONFIG_DIR
 from facediag.strategies.registry import uses_backbone
+from facediag.training.config import register_configs
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CheckWeights callback)
         return compose(config_name="train", overrides=overrides)
-    register_resolvers()  # the structured configs the groups extend (called as a library, no app registered them)
+    register_configs()  # the structured configs the groups extend (called as a library, no app registered them)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 

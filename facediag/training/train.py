@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -15,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from facediag.core.crop import CropSpec
 from facediag.core.quiet import quiet_third_party
 from facediag.data.build import PreparedData, count_table, prepare_data, with_face_status
 from facediag.scoring.controls import control_lines
@@ -54,50 +56,19 @@ def preprocess_split(cfg: DictConfig, data: PreparedData, out_dir: Path, tb_logg
     """Landmarks for every split image (cached), preprocess_report.csv, manifest.csv with each file's face status,
     QA grid; the rows with a face."""
     preprocessor = instantiate(cfg.preprocess)
-    results = preprocessor.landmarks(list(data.split["path"]))
+    results = preprocessor.landmarks(data.split)  # the split's sha256 column: no file is hashed again
     report = preprocessor.report(results)
     report.to_csv(out_dir / "preprocess_report.csv", index=False)
     data.manifest = with_face_status(data.manifest, report)
     data.manifest.to_csv(out_dir / "manifest.csv", index=False)
-    usable = {r.path for r in results if r.has_crop}
     for result in results:
         if not result.has_crop:
             log.warning("no crop for %s: %s %s", result.path, result.status, result.reason)
-    align = cfg.backbone.get("align") or {"size": 150, "template": "dlib", "padding": 0.25}
-    grid = preprocessor.qa_grid(
-        results, out_dir / "qa_grid.png", template=align["template"], padding=float(align["padding"])
-    )
+    crop = CropSpec.of(cfg.backbone.get("align") or {})
+    grid = preprocessor.qa_grid(results, out_dir / "qa_grid.png", crop=crop)
     if tb_logger is not None:
         tb_logger.experiment.add_image("qa/aligned_faces", grid, 0, dataformats="HWC")
-    return preprocessor, data.split[data.split["path"].isin(usable)].reset_index(drop=True)
-
-
-def rows_of(split: pd.DataFrame, results: list[Any]) -> pd.DataFrame:
-    """The split rows of preprocessing ``results`` (one per kept image), in the results' order."""
-    position = {path: i for i, path in enumerate(split["path"])}
-    return split.iloc[[position[r.path] for r in results]].reset_index(drop=True)
-
-
-def make_crop_source(preprocessor: Any, split: pd.DataFrame):
-    """crops(size, template, padding) → (split rows that got a crop, uint8 crops in the same order)."""
-
-    def crops(size: int, template: str, padding: float):
-        images, results = preprocessor.crops(list(split["path"]), size, template, padding)
-        return rows_of(split, results), images
-
-    return crops
-
-
-def make_landmark_source(preprocessor: Any, split: pd.DataFrame):
-    """landmarks(size, template, padding) → (split rows that get a crop, (N, 68, 2) landmarks in that crop's
-    pixels, NaN for a centre-crop fallback), in the order of ``make_crop_source``'s rows."""
-    from facediag.models.geometry import crop_landmarks
-
-    def landmarks(size: int, template: str, padding: float):
-        kept = [r for r in preprocessor.landmarks(list(split["path"])) if r.has_crop]
-        return rows_of(split, kept), crop_landmarks(preprocessor, kept, size, template, padding)
-
-    return landmarks
+    return preprocessor, data.split[[r.has_crop for r in results]].reset_index(drop=True)
 
 
 def control_names(cfg: DictConfig) -> list[str]:
@@ -199,8 +170,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         split=split,
         classes=data.classes,
         positive=data.positive,
-        crops=make_crop_source(preprocessor, split),
-        landmarks=make_landmark_source(preprocessor, split),
+        faces=functools.partial(preprocessor.faces, split),
         make_trainer=make_trainer,
         tb_logger=tb_logger,
     )
