@@ -35,6 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, print_header, print_table  # noqa: E402
 
+from facediag.core.crop import CropSpec  # noqa: E402
+
 
 def mean_ci(values: list[float]) -> str:
     """mean [95% t interval]."""
@@ -132,7 +134,7 @@ def scores_are_softmax(run: object, module: torch.nn.Module, crops: np.ndarray) 
     return not np.allclose(own, raw, atol=1e-4) and np.allclose(own, softmax(raw), atol=1e-4)
 
 
-def truth_masks(preprocessor: object, results: list, size: int, template: str, padding: float) -> list[np.ndarray]:
+def truth_masks(preprocessor: object, results: list, crop: CropSpec) -> list[np.ndarray]:
     """Each photo's truth mask (``<tree>/truth.csv`` → ``.truth/<subject>_truth.png``) warped into its crop with
     the crop's own alignment matrix."""
     import cv2
@@ -143,8 +145,9 @@ def truth_masks(preprocessor: object, results: list, size: int, template: str, p
         tree = photo.parent.parent
         truth = pd.read_csv(tree / "truth.csv").set_index("path")
         mask = cv2.imread(str(tree / truth.loc[f"{photo.parent.name}/{photo.name}", "mask"]), cv2.IMREAD_GRAYSCALE)
-        matrix = preprocessor.aligner.crop_matrix(result, size, template, padding)
-        masks.append(cv2.warpAffine(mask.astype(np.float32), np.asarray(matrix, dtype=np.float64)[:2], (size, size),
+        matrix = preprocessor.aligner.crop_matrix(result, crop)
+        masks.append(cv2.warpAffine(mask.astype(np.float32), np.asarray(matrix, dtype=np.float64)[:2],
+                                    (crop.size, crop.size),
                                     flags=cv2.INTER_LINEAR) > 127)
     return masks
 
@@ -174,10 +177,11 @@ def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) ->
             continue
         paths = part["path"].astype(str).tolist()
         preprocessor.landmarks(paths)
-        crops, kept = preprocessor.crops(paths, *run.crop)
+        faces = preprocessor.faces(paths, run.crop)
+        crops, kept = faces.crops, faces.kept
         labels = dict(zip(part["path"].astype(str), part["label"], strict=True))
         targets = [run.classes.index(labels[r.path]) for r in kept]
-        masks = truth_masks(preprocessor, kept, *run.crop)
+        masks = truth_masks(preprocessor, kept, run.crop)
         try:
             trained = run.predictor.class_score_module()
             models = {"trained": trained, "randomised": randomized(trained, seed)}

@@ -249,8 +249,8 @@ class RunService:
         reference, thumbnails = self.reference()
         indices, distances = nearest(crop_features(self.run, crop[None]), reference.features, self.k_neighbours)
         paths = [str(reference.paths[j]) for j in indices[0]]
-        crops, kept = thumbnails.crops(paths, *self.run.crop)
-        thumb = {r.path: c for r, c in zip(kept, crops, strict=True)}
+        faces = thumbnails.faces(paths, self.run.crop)
+        thumb = {r.path: c for r, c in zip(faces.kept, faces.crops, strict=True)}
         return [(thumb[path], f"{reference.labels[j]} (distance {d:.1f})")
                 for path, j, d in zip(paths, indices[0], distances[0], strict=True) if path in thumb]
 

@@ -206,7 +206,8 @@ class Gallery:
         from facediag.strategies.frozen import frozen_features
 
         started = time.perf_counter()
-        rows, crops = job.crops(*job.backbone_crop)
+        faces = job.faces(job.backbone_crop)
+        rows, crops = faces.rows, faces.crops
         features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, rows, crops)
         dump_features(job.out_dir / "features", rows, features)
         fit = rows["role"].isin(["train", "val"]).to_numpy()
