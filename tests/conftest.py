@@ -53,7 +53,9 @@ resume_collection()  # the test process is no app: an entry point run in it neve
 #: test files whose work starts first under ``pytest -n`` (pyproject: one file per worker at a time), the costliest
 #: first so that the workers finish together (CPU seconds per file, measured one file at a time); other files
 #: follow in their own order
-SLOWEST_FIRST = ("test_simulate",)
+SLOWEST_FIRST = ("test_strategies", "test_simulate", "test_fused", "test_hostile_folder", "test_sweeps",
+                 "test_controls", "test_config_groups", "test_evaluate", "test_data_build", "test_explain",
+                 "test_harmonise")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -270,7 +272,7 @@ def tiny_run(tmp_path_factory, shared_cache, london_dir):
 @pytest.fixture(scope="session")
 def tiny_dtl2_run(tiny_run) -> Path:
     """A finished tiny DTL2 run: dlib ResNet features, a linear SVM with C = 1 (task sex), with its controls
-    (face-blind, capture-only: train.yaml ``controls``; the other tiny runs train none)."""
+    (face-blind, capture-only: train.yaml ``controls``)."""
     return tiny_run("strategy=dtl2", "strategy.C_grid=[1.0]")
 
 
@@ -288,9 +290,9 @@ def tiny_dtl1_head_norm_run(tiny_run) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dsift_run(tiny_run) -> Path:
-    """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants, no controls."""
-    return tiny_run("strategy=dsift", "strategy.n_words=16", "strategy.step=12", "strategy.C_grid=[1.0]",
-                    "controls=[]")
+    """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants, with its controls (each
+    compared per variant)."""
+    return tiny_run("strategy=dsift", "strategy.n_words=16", "strategy.step=12", "strategy.C_grid=[1.0]")
 
 
 FUSED = ["data.task=sex_expression", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3", "controls=[]"]
