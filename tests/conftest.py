@@ -10,10 +10,12 @@ import io
 import logging
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,9 @@ DATA_DIR = data_dir()  # the demo's resolver: FACEDIAG_DATA_DIR (made absolute),
 def pin_environment() -> None:
     """The user's shell does not change what the tests see: no ``HYDRA_FULL_ERROR`` (tracebacks instead of the
     tools' one-line messages), no inherited ``FACEDIAG_RUN_ID`` (run dirs of separate runs would share it);
-    ``FACEDIAG_DATA_DIR`` made absolute (the folder only locates the faces) and ``FACEDIAG_CACHE_DIR`` kept
-    (caches are keyed by content: where they live changes no result)."""
+    ``FACEDIAG_DATA_DIR`` made absolute (the folder only locates the faces); ``FACEDIAG_CACHE_DIR`` is replaced by
+    the session's own cache once the session starts (``shared_cache``: caches are keyed by content, so where they
+    live changes no result)."""
     os.environ.pop("HYDRA_FULL_ERROR", None)
     for name in [n for n in os.environ if n.startswith("FACEDIAG_")]:
         if name not in ("FACEDIAG_DATA_DIR", "FACEDIAG_CACHE_DIR"):
@@ -46,6 +49,19 @@ def pin_environment() -> None:
 
 pin_environment()
 resume_collection()  # the test process is no app: an entry point run in it never pauses its collector
+
+#: test files whose work starts first under ``pytest -n`` (pyproject: one file per worker at a time), the costliest
+#: first so that the workers finish together (CPU seconds per file, measured one file at a time); other files
+#: follow in their own order
+SLOWEST_FIRST = ("test_strategies", "test_simulate", "test_fused", "test_hostile_folder", "test_sweeps",
+                 "test_controls", "test_config_groups", "test_evaluate", "test_data_build", "test_explain",
+                 "test_harmonise")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of ``SLOWEST_FIRST`` first, in its order; every file's tests keep their order."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
 def new_process_environment() -> dict[str, str]:
@@ -186,10 +202,43 @@ def compose_train(out_dir: Path, *overrides: str, cache_dir: Path | None = None)
         return compose(config_name="train", overrides=[*base, *overrides])
 
 
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory) -> Path:
-    """One preprocessing/feature cache for the whole session (cold once, warm afterwards)."""
-    return tmp_path_factory.mktemp("cache")
+def session_folder(tmp_path_factory, name: str) -> Path:
+    """``<name>`` in the folder every worker of this session shares (``pytest -n``: the workers' base temp
+    folders sit side by side in it; else the session's own base temp folder)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def built_once(folder: Path, build: Callable[[Path], object]) -> Path:
+    """``folder``, built by ``build(folder)`` in whichever worker of this session asks first; the others wait for
+    it and share it (a failed build leaves no mark: the next asker tries again and sees the same error)."""
+    from filelock import FileLock
+
+    done = folder.with_name(folder.name + ".done")
+    with FileLock(folder.with_name(folder.name + ".lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory) -> Iterator[Path]:
+    """One preprocessing/feature cache for the whole session and all its workers, cold at the start (the user's
+    cache is never read or written): ``FACEDIAG_CACHE_DIR`` points to it, so runs on the default cache and runs
+    given ``paths.cache_dir=<shared_cache>`` detect each London face once."""
+    cache = session_folder(tmp_path_factory, "cache")
+    saved = os.environ.get("FACEDIAG_CACHE_DIR")
+    os.environ["FACEDIAG_CACHE_DIR"] = str(cache)
+    yield cache
+    if saved is None:
+        os.environ.pop("FACEDIAG_CACHE_DIR", None)
+    else:
+        os.environ["FACEDIAG_CACHE_DIR"] = saved
 
 
 TINY = ["data.max_subjects_per_class=6", "data.n_folds=3", "preprocess.n_workers=1", "preprocess.progress=false",
@@ -207,22 +256,24 @@ def train_cli(run_dir: Path, cache_dir: Path, *overrides: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, shared_cache, london_dir):
     """Factory: ``tiny_run(*overrides)`` -> the dir of a finished tiny run (``TINY``: 6 London people per class,
-    3 folds, the shared cache) trained through train.py in this interpreter, once per session for each distinct
-    list of overrides. Tests that only read or apply a run share it; one that changes its files copies it first
-    (``shutil.copytree``)."""
-    runs: dict[tuple[str, ...], Path] = {}
+    3 folds, the shared cache) trained through train.py in this interpreter, once per session (and its workers) for
+    each distinct list of overrides. Tests that only read or apply a run share it; one that changes its files copies
+    it first (``shutil.copytree``)."""
+    import hashlib
+
+    runs = session_folder(tmp_path_factory, "tiny_runs")
 
     def finished(*overrides: str) -> Path:
-        if overrides not in runs:
-            runs[overrides] = train_cli(tmp_path_factory.mktemp("tiny_run"), shared_cache, *overrides)
-        return runs[overrides]
+        key = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:16]
+        return built_once(runs / key, lambda run_dir: train_cli(run_dir, shared_cache, *overrides))
 
     return finished
 
 
 @pytest.fixture(scope="session")
 def tiny_dtl2_run(tiny_run) -> Path:
-    """A finished tiny DTL2 run: dlib ResNet features, a linear SVM with C = 1 (task sex)."""
+    """A finished tiny DTL2 run: dlib ResNet features, a linear SVM with C = 1 (task sex), with its controls
+    (face-blind, capture-only: train.yaml ``controls``)."""
     return tiny_run("strategy=dtl2", "strategy.C_grid=[1.0]")
 
 
@@ -240,16 +291,18 @@ def tiny_dtl1_head_norm_run(tiny_run) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dsift_run(tiny_run) -> Path:
-    """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants."""
+    """A finished tiny DSIFT run (16 visual words on a coarse grid), both SVM variants, with its controls (each
+    compared per variant)."""
     return tiny_run("strategy=dsift", "strategy.n_words=16", "strategy.step=12", "strategy.C_grid=[1.0]")
 
 
-FUSED = ["data.task=sex_expression", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3"]
+FUSED = ["data.task=sex_expression", "strategy.C_grid=[0.1,1.0]", "strategy.cv_folds=3", "controls=[]"]
 
 
 @pytest.fixture(scope="session")
 def tiny_fused_run(tiny_run) -> Path:
-    """A finished tiny fused DTL2 run (dlib ResNet + EfficientNet-Lite0 sources, two Cs, task sex x expression)."""
+    """A finished tiny fused DTL2 run (dlib ResNet + EfficientNet-Lite0 sources, two Cs, task sex x expression), no
+    controls (each would extract both sources' features again)."""
     return tiny_run("method=dlib_resnet_efficientnet_lite0_dtl2_fused", *FUSED)
 
 

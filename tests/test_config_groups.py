@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from omegaconf import OmegaConf
 from facediag.models import BACKBONES, available_pairs, datasets
 from facediag.models.config_groups import ONE_BACKBONE_STRATEGIES, method_name
 from tests.composed_presets import DEFAULT, compose_all
-from tests.conftest import DATA_DIR, REPO, compose_train
+from tests.conftest import DATA_DIR, compose_train, run_python
 
 #: every preset and experiment of the checkout before the registry (commit 058cb98), composed there
 BEFORE = json.loads((Path(__file__).parent / "fixtures" / "composed_presets_058cb98.json").read_text())
@@ -105,11 +102,9 @@ def test_an_unknown_backbone_is_refused_listing_the_registered_ones(tmp_path):
 
 
 def test_cli_multirun_sweeps_generated_backbones_with_a_crop_override(tmp_path):
-    command = [sys.executable, "train.py", "-m", "backbone=dlib_resnet,efficientnet_lite0", "weights=none",
-               "backbone.align.padding=0.3", "prepare_only=true", "logger=none", f"hydra.sweep.dir={tmp_path}",
-               f"paths.data_dir={DATA_DIR}"]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    done = run_python("train.py", "-m", "backbone=dlib_resnet,efficientnet_lite0", "weights=none",
+                      "backbone.align.padding=0.3", "prepare_only=true", "logger=none", f"hydra.sweep.dir={tmp_path}",
+                      f"paths.data_dir={DATA_DIR}", env={"HYDRA_FULL_ERROR": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     backbones = [OmegaConf.load(tmp_path / job / "run_config.yaml").backbone for job in ("0", "1")]
     assert [(b.name, b.feature_layer, b.align.template, b.align.padding, b.align.size) for b in backbones] == [

@@ -13,7 +13,8 @@ from tests.conftest import run_python
 from tests.owndata import add_broken_files, link, london_people, photos, resized_copy
 
 pytestmark = pytest.mark.slow
-FAST = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "preprocess.progress=false"]
+FAST = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "preprocess.progress=false",
+        "controls=[]"]  # no face-blind or capture-only control: tests/test_controls.py trains them
 
 
 def sex_tree(london: Path, root: Path, per_class: int, skip: int = 0) -> Path:

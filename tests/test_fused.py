@@ -121,11 +121,11 @@ FLIP_AND_TIGHT = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,fl
 
 
 @pytest.mark.slow
-def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(london_dir, tmp_path, shared_cache):
+def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(london_dir, tmp_path):
     from facediag.models.flops import count_macs
 
-    run_dir = tmp_path / "run"
-    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, shared_cache, FLIP_AND_TIGHT)
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"  # a cache of its own: its feature folders are this run's
+    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, cache, FLIP_AND_TIGHT)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     flipped, tight = metrics["sources"]
     assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0:stages@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
@@ -137,7 +137,7 @@ def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(l
     assert flipped["macs"] == 2 * dlib_macs and flipped["params"] == dlib_params
     assert metrics["macs"] == flipped["macs"] + tight["macs"]
     # the mirrored crops' features sit in a cache of their own; the source's columns are the mean of the two
-    method_keys = {k.parent: key for k in (shared_cache / "features").glob("*/key.json")
+    method_keys = {k.parent: key for k in (cache / "features").glob("*/key.json")
                    if not (key := json.loads(k.read_text())).get("preprocess", {}).get("control")}  # not a control's
     folders = {key.get("view"): folder for folder, key in method_keys.items() if key["backbone"] == "dlib_resnet"}
     assert set(folders) == {None, "mirrored"}
@@ -152,9 +152,9 @@ def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(l
     assert set(regions) == {None, "mirrored"} and all("region" not in k for k in keys.values() if k["crop"][0] == 150)
     plain, mirrored = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests]) for view in (None, "mirrored"))
     np.testing.assert_array_equal(test["features"][:, 128:], (plain + mirrored) / 2)
-    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, cache)
     # every source is flip-averaged, so mirroring changes no feature: tta=flip gives the same scores
-    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache, "tta=flip")
+    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, cache, "tta=flip")
 
 
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):

@@ -213,7 +213,7 @@ def test_a_detected_face_is_resampled_and_its_background_filled_through_the_pipe
 def test_train_cli_runs_on_harmonised_crops_and_caches_them_apart(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     train_cli(run_dir, cache, "strategy=dtl2", "strategy.C_grid=[1.0]",
-              "preprocess.harmonise=[{step:resample,px:32},background,jpeg]")  # fmt: skip
+              "preprocess.harmonise=[{step:resample,px:32},background,jpeg]", "controls=[]")  # fmt: skip
     crops = [p.name for p in cache.glob("preprocess/*/crops/*")]
     assert crops and all("-h" in name for name in crops)
     saved = (run_dir / ".hydra" / "config.yaml").read_text()

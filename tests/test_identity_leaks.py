@@ -20,7 +20,8 @@ from tests.owndata import random_class_tree
 pytestmark = pytest.mark.slow
 DSF_FOLDERS = ["beta-thalassemia", "hyperthyroidism", "down syndrome", "leprosy", "healthy"]
 PER_CLASS = 12  # people per class (24 photos)
-FAST = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "preprocess.progress=false"]
+FAST = ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "preprocess.progress=false",
+        "controls=[]"]  # no face-blind or capture-only control: tests/test_controls.py trains them
 
 
 @pytest.fixture(scope="module")
