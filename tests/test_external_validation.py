@@ -103,6 +103,10 @@ def test_external_images_the_run_trained_on_are_named_in_a_warning(tiny_dtl2_run
     (warning,) = summary["training_overlaps"]
     assert "renamed_copy.jpg" in warning and Path(seen).name in warning and "train image" in warning
     assert summary["n"] == 9
+    # the run's controls were measured on its own test split: they are not printed beside the external accuracy
+    assert "controls" in json.loads((tiny_dtl2_run / "metrics.json").read_text())
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "controls" not in summary and "controls" not in written
 
 
 def test_no_usable_external_image_is_an_error_listing_every_file_and_why(tiny_dtl2_run, tmp_path):

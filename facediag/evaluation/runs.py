@@ -28,7 +28,9 @@ PERFORMANCE_KEYS = frozenset(
         "balanced_accuracy", "auc", "top1_error", "top3_error", "confusion_matrix", "per_class",
     }
 )
-NOT_INFO_KEYS = PERFORMANCE_KEYS | {"variant", "variants", "disclaimer"}
+# controls and the permutation test belong to the predictions they were computed beside (the run's own test split):
+# evaluate.py recomputes them from their folders, never copies them onto other predictions (external validation)
+NOT_INFO_KEYS = PERFORMANCE_KEYS | {"variant", "variants", "disclaimer", "controls", "permutation"}
 
 
 class RunDirError(ValueError):
