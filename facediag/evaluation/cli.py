@@ -37,8 +37,8 @@ def evaluate(
             summary = external_validation(run, data, out_dir, recalibrate, seed)
             source = f"the run's model applied to {data.get('root')}"
             print_transfer(summary["transfer"])
-            print("  the run's face-blind / capture-only controls belong to its own test split (evaluate.py run=<run>); "
-                  "they were not measured on these photos")
+            print("  the run's face-blind / capture-only controls belong to its own test split "
+                  "(evaluate.py run=<run>); they were not measured on these photos")
         else:
             summary = evaluate_run(run, out_dir=out_dir)
             source = f"{run}/predictions.csv"
