@@ -66,6 +66,15 @@ def test_one_face_under_two_classes_is_listed(faces):
     assert len(report.cross_class) == 1 and "several classes" in report.summary()
 
 
+def test_one_person_the_subjects_csv_names_under_two_classes_is_a_state_label_not_a_warning(faces):
+    """Neutral and smiling photos of one named person (expression is a state label); two names still warn."""
+    found = descriptors([faces["a"], faces["a2"]], ["p0", "p1"])
+    named = pd.DataFrame({"path": ["p0", "p1"], "label": ["x", "y"], "subject": "ann", "subject_source": "csv"})
+    assert group_by_identity(named, found).cross_class == []
+    two_names = named.assign(subject=["ann", "eve"])
+    assert len(group_by_identity(two_names, found).cross_class) == 1
+
+
 def test_complete_linkage_does_not_chain():
     # five points 0.3 apart in a row: single linkage at 0.5 chains them all, complete linkage does not
     base, step = unit(np.eye(128)[0]), unit(np.eye(128)[1]) * 0.3

@@ -236,6 +236,12 @@ class IdentityReport:
         return "\n".join(lines)
 
 
+def _one_named_person(rows: pd.DataFrame) -> bool:
+    """The subjects CSV names every image of the group and names one person: a state label (e.g. neutral and
+    smiling photos of one person) is expected under several classes, not a labelling error."""
+    return bool((rows["subject_source"] == "csv").all() and rows["subject"].nunique() == 1)
+
+
 def group_by_identity(table: pd.DataFrame, found: Descriptors, threshold: float = IDENTITY_THRESHOLD) -> IdentityReport:
     """Give the images without a known subject (``subject_source`` "file") the subject of their face identity.
 
@@ -258,7 +264,7 @@ def group_by_identity(table: pd.DataFrame, found: Descriptors, threshold: float 
     cross = [
         rows[["path", "label"]].reset_index(drop=True)
         for _, rows in frame[frame["identity"] >= 0].groupby("identity")
-        if rows["label"].nunique() > 1
+        if rows["label"].nunique() > 1 and not _one_named_person(rows)
     ]
     near = [
         (found.paths[i], found.paths[j], d)
