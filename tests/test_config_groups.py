@@ -35,9 +35,9 @@ def with_new_names(values: dict) -> dict:
 
 #: keys added since 058cb98, in (dotted node, key) form (node None: top level): capture harmonisation
 #: (preprocess.harmonise, data.harmonise), folders left out (data.exclude) and the controls trained beside every
-#: method (controls, controls_dtl1)
+#: method (controls, controls_dtl1), the permutation test (permutations)
 ADDED = (("data", "harmonise"), ("preprocess", "harmonise"), ("data", "exclude"), ("data.source", "exclude"),
-         (None, "controls"), (None, "controls_dtl1"))
+         (None, "controls"), (None, "controls_dtl1"), (None, "permutations"))
 
 
 def without_added(values: dict) -> dict:

@@ -95,3 +95,55 @@ def test_a_pipeline_that_reads_the_label_beats_every_permutation_and_one_that_ca
 
     blind = permutation_test(_grouped_cv_accuracy(person_effect, subjects), labels, subjects, 19, seed=0)
     assert blind.p_value > 0.2 and blind.to_dict()["n_permutations"] == 19
+
+
+@pytest.fixture(scope="module")
+def permuted_run(tmp_path_factory, shared_cache, london_dir):
+    """A tiny DTL2 run of London expression with ``permutations=3`` (no controls), and what train.py printed."""
+    from tests.conftest import DATA_DIR, TINY, run_python
+
+    run_dir = tmp_path_factory.mktemp("permuted_run")
+    result = run_python("train.py", *TINY, "num_threads=1", f"hydra.run.dir={run_dir}",
+                        f"paths.cache_dir={shared_cache}", f"paths.data_dir={DATA_DIR}", "strategy=dtl2",
+                        "strategy.C_grid=[1.0]", "data.task=expression", "controls=[]", "permutations=3")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return run_dir, result.stdout
+
+
+def test_permutations_retrain_the_pipeline_on_labels_shuffled_within_each_person(permuted_run):
+    import json
+
+    import pandas as pd
+
+    run_dir, printed = permuted_run
+    method = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str})
+    permuted = [pd.read_csv(run_dir / "permutations" / str(i) / "predictions.csv", dtype={"subject": str})
+                for i in range(3)]
+    for frame in permuted:  # every person keeps one neutral and one smiling photo; some photos swapped labels
+        merged = method.merge(frame, on="path", suffixes=("", "_permuted"))
+        assert len(merged) == len(method)
+        assert (merged.groupby("subject")["label_permuted"].apply(sorted) == merged.groupby("subject")["label"]
+                .apply(sorted)).all()
+    assert any((method.merge(f, on="path")["label_x"] != method.merge(f, on="path")["label_y"]).any() for f in permuted)
+    stored = json.loads((run_dir / "metrics.json").read_text())["permutation"]["dtl2"]
+    test = method[method["role"] == "test"]
+    observed = float((test["pred"] == test["label"]).mean())
+    null = [float((f[f["role"] == "test"]["pred"] == f[f["role"] == "test"]["label"]).mean()) for f in permuted]
+    assert stored["observed"] == pytest.approx(observed) and stored["null"] == pytest.approx(null)
+    assert stored["p_value"] == pytest.approx((1 + sum(v >= observed for v in null)) / 4)
+    assert stored["scheme"] == WITHIN_PERSON and stored["n_permutations"] == 3
+    assert f"permutation test (3 permutations within person, seed 42): observed {observed:.3f}" in printed
+
+
+def test_the_run_report_recomputes_the_permutation_test(permuted_run, tmp_path):
+    import json
+
+    from facediag.evaluation.single import evaluate_run
+
+    run_dir, _ = permuted_run
+    summary = evaluate_run(run_dir, out_dir=tmp_path)
+    stored = json.loads((run_dir / "metrics.json").read_text())["permutation"]
+    assert summary["permutation"] == stored
+    report = (tmp_path / "report.md").read_text()
+    assert "Permutation test: the whole pipeline retrained on permuted labels" in report
+    assert f"{stored['dtl2']['p_value']:.3g}" in report

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.sweep import display_table, evaluate_sweep, group_rows_by_table
 from facediag.scoring.controls import control_lines
+from facediag.scoring.permutation import PermutationResult
 from facediag.scoring.results import DISCLAIMER
 
 
@@ -51,6 +52,8 @@ def evaluate(
                   f"{m['accuracy_ci_method']}]  ({m['n_correct']}/{m['n']})")
             for line in control_lines(summary.get("controls") or {}, name):
                 print(line)
+            if (permutation := (summary.get("permutation") or {}).get(name)) is not None:
+                print(f"    {PermutationResult.from_dict(permutation).summary()}")
         print(f"  report: {out_dir / 'report.html'}\n  {DISCLAIMER}\n")
         return summary
     result = evaluate_sweep(sweep, out_dir=out_dir)

@@ -16,6 +16,7 @@ from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval,
 from facediag.evaluation.runs import Run, RunDirError, load_run
 from facediag.evaluation.subgroups import SMALL_N, subgroup_table
 from facediag.scoring.controls import controls_table, run_controls_of
+from facediag.scoring.permutation import PermutationResult, permutation_of_run
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import summarize, targets_and_scores, to_json
 
@@ -164,6 +165,25 @@ def subgroup_display(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def stored_permutation(run: Any) -> dict[str, PermutationResult]:
+    """The run's permutation test (``permutations=N``) recomputed from its files; empty without one."""
+    stored = (run.stored_metrics or {}).get("permutation") or {}
+    if not stored:
+        return {}
+    first = next(iter(stored.values()))
+    return permutation_of_run(run.path, run.predictions, str(first["scheme"]), int(first["seed"]))
+
+
+def permutation_table(permutation: dict[str, PermutationResult]) -> pd.DataFrame:
+    """One display row per variant: observed accuracy, the null distribution, the p-value."""
+    return pd.DataFrame([{
+        "variant": variant, "accuracy": f"{r.observed:.3f}", "permutations": r.n_permutations,
+        "scheme": r.scheme.replace("_", " "), "seed": r.seed,
+        "permuted accuracies (mean, max)": f"{np.mean(r.null):.3f}, {np.max(r.null):.3f}",
+        "null distribution": " ".join(f"{v:.3f}" for v in sorted(r.null)), "p": f"{r.p_value:.3g}",
+    } for variant, r in permutation.items()])
+
+
 def _title(summary: dict[str, Any]) -> str:
     what = " / ".join(str(summary[k]) for k in ("dataset", "task", "backbone", "weights", "strategy") if summary.get(k))
     return f"Evaluation: {what}"
@@ -193,6 +213,9 @@ def evaluate_run(
     controls = run_controls_of(run.path, run.predictions, run.classes, run.positive) if predictions_df is None else {}
     if controls:
         summary["controls"] = controls
+    permutation = stored_permutation(run) if predictions_df is None else {}
+    if permutation:
+        summary["permutation"] = {variant: result.to_dict() for variant, result in permutation.items()}
     if out_dir is None:
         return summary
     out_dir = Path(out_dir)
@@ -215,6 +238,11 @@ def evaluate_run(
         report.table(controls_table(controls), caption="recomputed from controls/<name>/predictions.csv: face_blind "
                      "(eye-aligned crops, one fixed face region hidden), capture_only (the photo's four corners); "
                      "'method minus control' is paired over the same test photos (person bootstrap)")
+    if permutation:
+        report.heading("Permutation test: the whole pipeline retrained on permuted labels")
+        report.table(permutation_table(permutation), caption="recomputed from permutations/<i>/predictions.csv: "
+                     "labels permuted by person (a label of the person) or within person (a state of the photo), "
+                     "the people in their roles; p = (1 + #{permuted >= observed}) / (1 + permutations)")
     differences = stored_differences(run, summary) if predictions_df is None else []
     if predictions_df is None and run.stored_metrics is not None:
         report.text("Check against the run's own metrics.json: " + (

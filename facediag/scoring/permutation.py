@@ -19,19 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 BY_PERSON, WITHIN_PERSON, AUTO = "by_person", "within_person", "auto"
 SCHEMES = (BY_PERSON, WITHIN_PERSON, AUTO)
+PERMUTATIONS_DIR = "permutations"  # a run dir's permuted retrainings: permutations/<i>/predictions.csv
 
 __all__ = [
     "AUTO",
     "BY_PERSON",
     "SCHEMES",
     "WITHIN_PERSON",
+    "PERMUTATIONS_DIR",
     "PermutationResult",
+    "permutation_of_run",
     "permutation_p_value",
     "permutation_scheme",
     "permutation_test",
@@ -131,6 +135,38 @@ class PermutationResult:
         """JSON-friendly (metrics.json ``permutation``)."""
         return {"observed": self.observed, "p_value": self.p_value, "scheme": self.scheme, "seed": self.seed,
                 "n_permutations": self.n_permutations, "null": list(self.null)}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> PermutationResult:
+        """The result :meth:`to_dict` wrote."""
+        return cls(float(stored["observed"]), [float(v) for v in stored["null"]], float(stored["p_value"]),
+                   str(stored["scheme"]), int(stored["seed"]))
+
+
+def variant_test_accuracy(predictions: Any, variant: str) -> float:
+    """Accuracy of one variant's test rows of a predictions.csv frame (against the labels it holds)."""
+    test = predictions[(predictions["variant"] == variant) & (predictions["role"] == "test")]
+    return float((test["pred"].astype(str) == test["label"].astype(str)).mean())
+
+
+def permutation_of_run(run_dir: str | Path, predictions: Any, scheme: str, seed: int
+                       ) -> dict[str, PermutationResult]:
+    """{variant: the method's test accuracy against its permuted retrainings'} recomputed from the run's
+    ``predictions`` and each ``permutations/<i>/predictions.csv`` (each holds its permuted labels); empty when the
+    run has none."""
+    import pandas as pd
+
+    folder = Path(run_dir) / PERMUTATIONS_DIR
+    files = sorted(folder.glob("*/predictions.csv"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
+    if not files:
+        return {}
+    permuted = [pd.read_csv(f, dtype={"subject": str}) for f in files]
+    found = {}
+    for variant in dict.fromkeys(predictions["variant"]):
+        observed = variant_test_accuracy(predictions, variant)
+        null = [variant_test_accuracy(p, variant) for p in permuted]
+        found[variant] = PermutationResult(observed, null, permutation_p_value(observed, null), scheme, seed)
+    return found
 
 
 def permutation_test(

@@ -98,7 +98,13 @@ class FineTune(pl.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):  # a diverged step would poison every later one: stop here, saying where
+            raise FloatingPointError(
+                f"DTL1 diverged: training loss {float(loss)} at epoch {self.current_epoch}, batch {batch_idx}; "
+                f"lower strategy.lr (now {self.hparams.lr}) or raise strategy.freeze_stages"
+            )
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "val")

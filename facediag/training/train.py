@@ -20,11 +20,13 @@ from facediag.core.crop import CropSpec
 from facediag.core.quiet import quiet_third_party
 from facediag.data.build import PreparedData, count_table, prepare_data, with_face_status
 from facediag.scoring.controls import control_lines
+from facediag.scoring.permutation import PermutationResult
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
 from facediag.strategies.job import Job
 from facediag.strategies.registry import trait, uses_backbone
 from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
+from facediag.training.permutations import run_permutations
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     predictor.save(out_dir)
     predictions = predictor.predictions
     controls = run_controls(strategy, job, preprocessor, predictions, control_names(cfg))
+    permuted = run_permutations(strategy, job, predictions, int(cfg.permutations)) if cfg.get("permutations") else {}
 
     # a strategy may count its own (fused DTL2: the sum over its sources)
     macs, params = (None, None) if "macs" in job.info else macs_and_params(cfg, len(data.classes))
@@ -188,6 +191,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "params": params,
         **job.info,
         **({"controls": controls} if controls else {}),
+        **({"permutation": {v: r.to_dict() for v, r in permuted.items()}} if permuted else {}),
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     summary = write_results(out_dir, predictions, data.classes, data.positive, info, tb_logger)
@@ -208,6 +212,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         )
         for line in control_lines(summary.get("controls") or {}, name):
             print(line)
+        if (permutation := (summary.get("permutation") or {}).get(name)) is not None:
+            print(f"    {PermutationResult.from_dict(permutation).summary()}")
     for control, reason in (summary.get("controls_failed") or {}).items():
         print(f"    {control} control: not trained ({reason})")
     print(f"  wall time {summary['wall_time_s']:.1f} s   run dir: {out_dir}")
