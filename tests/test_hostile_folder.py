@@ -145,6 +145,11 @@ def test_predict_writes_one_row_per_file_with_the_status_manifest_and_report_giv
         names = frame["path"].map(lambda p: Path(p).relative_to(folder).as_posix())
         return frame.set_index(names)[["status", "reason"]]
 
+    # a scored photo with a flag is "flagged" in predict (the run trained on most of these photos: their people
+    # overlap the training people); the manifest and the report only know it was read and found a face
+    flagged = predicted["status"] == "flagged"
+    assert predicted.loc[flagged, "flags"].str.contains("overlaps_training_person").sum() >= 6
+    predicted.loc[flagged, ["status", "reason"]] = ["ok", ""]
     predicted, manifest, report = by_name(predicted, root), by_name(manifest, usable), by_name(report, usable)
     assert len(manifest) == len(predicted) - 1  # all but the duplicate, left out of the training copy
     pd.testing.assert_frame_equal(manifest, predicted.loc[manifest.index])
