@@ -142,15 +142,11 @@ class DTL2:
         return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
 
     def fit(self, job: Job) -> DTL2Predictor:
-        from facediag.strategies.frozen import frozen_features
+        from facediag.strategies.frozen import split_features
 
         started = time.perf_counter()
-        faces = job.faces(job.backbone_crop)
-        rows, crops = faces.rows, faces.crops
-        features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, rows, crops)
-        dump_features(job.out_dir / "features", rows, features)
-        fit = rows["role"].isin(["train", "val"]).to_numpy()
-        test = (rows["role"] == "test").to_numpy()
+        split = split_features(job)
+        rows, features, cnn_images, fit, test = split.rows, split.features, split.cnn_images, split.fit, split.test
         y, groups = job.targets(rows), rows.loc[fit, "subject"]
         selected = select_svm(self.estimator(), features[fit], y[fit], groups, self.C_grid, self.cv_folds, job.seed,
                               param="svm__C")

@@ -202,16 +202,11 @@ class Gallery:
         self.temperatures, self.center, self.cv_folds = [float(t) for t in temperatures], center, cv_folds
 
     def fit(self, job: Job) -> GalleryPredictor:
-        from facediag.strategies.dtl2 import dump_features
-        from facediag.strategies.frozen import frozen_features
+        from facediag.strategies.frozen import split_features
 
         started = time.perf_counter()
-        faces = job.faces(job.backbone_crop)
-        rows, crops = faces.rows, faces.crops
-        features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, rows, crops)
-        dump_features(job.out_dir / "features", rows, features)
-        fit = rows["role"].isin(["train", "val"]).to_numpy()
-        test = (rows["role"] == "test").to_numpy()
+        split = split_features(job)
+        rows, features, cnn_images, fit, test = split.rows, split.features, split.cnn_images, split.fit, split.test
         y, n_classes = job.targets(rows), len(job.classes)
         centre = features[fit].mean(axis=0) if self.center else np.zeros(features.shape[1])
         embeddings = normalised(features, centre)
