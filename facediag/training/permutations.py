@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 
+from facediag.preprocess.faces import Faces
 from facediag.scoring.permutation import (
     AUTO,
     PERMUTATIONS_DIR,
@@ -31,15 +32,12 @@ from facediag.scoring.permutation import (
 log = logging.getLogger(__name__)
 
 
-def relabelled(source: Callable[..., tuple[pd.DataFrame, Any]] | None, labels: dict[str, str]
-               ) -> Callable[..., tuple[pd.DataFrame, Any]] | None:
-    """A job's ``crops`` / ``landmarks`` source whose rows carry the permuted ``labels`` (by path)."""
-    if source is None:
-        return None
+def relabelled(faces: Callable[..., Faces], labels: dict[str, str]) -> Callable[..., Faces]:
+    """A job's ``faces`` source whose rows carry the permuted ``labels`` (by path)."""
 
-    def relabel(*args: Any) -> tuple[pd.DataFrame, Any]:
-        rows, values = source(*args)
-        return rows.assign(label=rows["path"].map(labels)), values
+    def relabel(*args: Any, **kwargs: Any) -> Faces:
+        found = faces(*args, **kwargs)
+        return dataclasses.replace(found, rows=found.rows.assign(label=found.rows["path"].map(labels)))
 
     return relabel
 
@@ -56,7 +54,7 @@ def run_permutations(strategy: Any, job: Any, predictions: pd.DataFrame, n: int,
         out_dir.mkdir(parents=True, exist_ok=True)
         by_path = dict(zip(split["path"], permuted, strict=True))
         sub = dataclasses.replace(job, out_dir=out_dir, split=split.assign(label=permuted), tb_logger=None, info={},
-                                  crops=relabelled(job.crops, by_path), landmarks=relabelled(job.landmarks, by_path))
+                                  faces=relabelled(job.faces, by_path))
         pl.seed_everything(job.seed, workers=True)  # every retraining starts where the method's did
         predictor = strategy.fit(sub)
         predictor.predictions.to_csv(out_dir / "predictions.csv", index=False)
