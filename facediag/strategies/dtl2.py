@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,8 +143,6 @@ class DTL2:
         return Pipeline([*steps, ("svm", SVC(kernel="linear"))])
 
     def fit(self, job: Job) -> DTL2Predictor:
-        from facediag.strategies.frozen import split_features
-
         started = time.perf_counter()
         split = split_features(job)
         rows, features, cnn_images, fit, test = split.rows, split.features, split.cnn_images, split.fit, split.test
@@ -169,6 +168,36 @@ class DTL2:
             features_s=round(time.perf_counter() - started, 2),
         )
         return predictor
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """A job's split through its frozen backbone: the split rows, their features (``features[i]`` is row i) and
+    how many images the CNN itself had to see (cache misses)."""
+
+    rows: pd.DataFrame
+    features: np.ndarray
+    cnn_images: int
+
+    @property
+    def fit(self) -> np.ndarray:
+        """The training and validation rows: what a classifier is fitted and chosen on."""
+        return self.rows["role"].isin(["train", "val"]).to_numpy()
+
+    @property
+    def test(self) -> np.ndarray:
+        return (self.rows["role"] == "test").to_numpy()
+
+
+def split_features(job: Job) -> SplitFeatures:
+    """The job's split in its backbone's crops through the frozen backbone, each role written to
+    ``features/<role>.npz`` (DTL2 and the gallery)."""
+    from facediag.strategies.frozen import frozen_features
+
+    faces = job.faces(job.backbone_crop)
+    features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, faces.rows, faces.crops)
+    dump_features(job.out_dir / "features", faces.rows, features)
+    return SplitFeatures(faces.rows, features, cnn_images)
 
 
 def dump_features(folder: Path, rows: pd.DataFrame, features: np.ndarray) -> None:

@@ -8,7 +8,6 @@ image is missing from the cache.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,32 +77,3 @@ def frozen_features(
     features = np.concatenate([f for f, _ in outputs])[np.argsort(np.concatenate([r for _, r in outputs]))]
     return features.astype(np.float32), module.cnn_images
 
-
-@dataclass(frozen=True)
-class SplitFeatures:
-    """A job's split through its frozen backbone: the split rows, their features (``features[i]`` is row i) and
-    how many images the CNN itself had to see (cache misses)."""
-
-    rows: pd.DataFrame
-    features: np.ndarray
-    cnn_images: int
-
-    @property
-    def fit(self) -> np.ndarray:
-        """The training and validation rows: what a classifier is fitted and chosen on."""
-        return self.rows["role"].isin(["train", "val"]).to_numpy()
-
-    @property
-    def test(self) -> np.ndarray:
-        return (self.rows["role"] == "test").to_numpy()
-
-
-def split_features(job: Job) -> SplitFeatures:
-    """The job's split in its backbone's crops through the frozen backbone, each role written to
-    ``features/<role>.npz`` (DTL2 and the gallery)."""
-    from facediag.strategies.dtl2 import dump_features
-
-    faces = job.faces(job.backbone_crop)
-    features, cnn_images = frozen_features(job, job.cfg.backbone, job.cfg.weights, faces.rows, faces.crops)
-    dump_features(job.out_dir / "features", faces.rows, features)
-    return SplitFeatures(faces.rows, features, cnn_images)

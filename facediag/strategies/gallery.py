@@ -202,7 +202,7 @@ class Gallery:
         self.temperatures, self.center, self.cv_folds = [float(t) for t in temperatures], center, cv_folds
 
     def fit(self, job: Job) -> GalleryPredictor:
-        from facediag.strategies.frozen import split_features
+        from facediag.strategies.dtl2 import split_features
 
         started = time.perf_counter()
         split = split_features(job)
