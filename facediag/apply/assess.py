@@ -334,9 +334,9 @@ class Assessor:
             if result.sha256 and result.sha256 in hashes:
                 found[i] = "the same file as a training/validation photo"
         if chips is not None and len(vectors):
-            from scipy.spatial.distance import cdist
+            from facediag.data.identity import descriptor_distances
 
-            distances = cdist(self._identity_vectors(chips).astype(np.float64), vectors.astype(np.float64))
+            distances = descriptor_distances(self._identity_vectors(chips), vectors)
             for i, result in enumerate(results):
                 j = int(np.argmin(distances[i]))
                 if not found[i] and result.landmarks is not None and distances[i, j] <= OVERLAP_DISTANCE:
