@@ -147,3 +147,19 @@ def test_the_run_report_recomputes_the_permutation_test(permuted_run, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "Permutation test: the whole pipeline retrained on permuted labels" in report
     assert f"{stored['dtl2']['p_value']:.3g}" in report
+
+
+def test_the_sweep_report_shows_each_runs_permutation_test_beside_its_accuracy(permuted_run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from facediag.evaluation.sweep import evaluate_sweep
+
+    run_dir, _ = permuted_run
+    evaluate_sweep([run_dir], out_dir=tmp_path)
+    stored = json.loads((run_dir / "metrics.json").read_text())["permutation"]["dtl2"]
+    row = pd.read_csv(tmp_path / "report.csv").set_index("variant").loc["dtl2"]
+    assert row["permutation_p"] == pytest.approx(stored["p_value"]) and row["permutations"] == 3
+    assert row["permutation_null_mean"] == pytest.approx(np.mean(stored["null"]))
+    assert f"p = {stored['p_value']:.3g} (3 permutations)" in (tmp_path / "report.md").read_text()

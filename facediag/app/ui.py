@@ -152,7 +152,10 @@ class App:
                 shown = [chart, crop, overlay, flags, neighbours]
                 button.click(self.predict, [files, method, run], [summary, table, chooser, *shown, state],
                              api_name="predict")
-                chooser.change(self.show, [chooser, state], shown, api_visibility="private")
+                # .input: only a person's choice; .change would also fire on the chooser update of every
+                # Analyse and send the same images again, which Gradio rewrites in place while the browser
+                # still reads the first copy ("Too little data for declared Content-Length", a blank overlay)
+                chooser.input(self.show, [chooser, state], shown, api_visibility="private")
                 run.change(self.methods_of, run, method, api_visibility="private")
                 run.change(self.caveat, run, caveat, api_visibility="private")
             with gr.Tab("Batch"):

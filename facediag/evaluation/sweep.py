@@ -28,7 +28,9 @@ from facediag.evaluation.methods import methods_paragraph
 from facediag.evaluation.power import add_power_curves
 from facediag.evaluation.report import MISSING, Report, fmt_count, fmt_interval, fmt_number, fmt_with_ci
 from facediag.evaluation.runs import Run, RunDirError, find_run_dirs, get_dotted, load_run, read_config
+from facediag.evaluation.single import stored_permutation
 from facediag.scoring.controls import CONTROLS, compare, control_predictions, run_controls_of
+from facediag.scoring.permutation import PermutationResult
 from facediag.scoring.plots import plot_confusion_matrix, plot_roc
 from facediag.scoring.results import metrics_for, targets_and_scores
 from facediag.scoring.stats import N_RESAMPLES, PairedComparison
@@ -150,6 +152,7 @@ def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
         return [{**base, "variant": variant, "status": "ok", "reason": TRIAL_NOT_CHOSEN} for variant in run.variants]
     rows = []
     controls = run_controls_of(entry.path, run.predictions, run.classes, run.positive)
+    permutation = stored_permutation(run)
     for variant in run.variants:
         part = run.predictions[run.predictions["variant"] == variant]
         try:
@@ -175,9 +178,32 @@ def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
                                      "top3_error")},
                 **{f"accuracy_{c}": m["per_class"][c]["accuracy"] for c in run.classes},
                 **control_columns(controls, variant),
+                **permutation_columns(permutation.get(variant)),
             }
         )
     return rows
+
+
+def permutation_columns(result: PermutationResult | None) -> dict[str, Any]:
+    """report.csv columns of a variant's whole-pipeline permutation test (``permutations=N``): its p-value,
+    the number of permutations and the mean accuracy on permuted labels; none without a test."""
+    if result is None:
+        return {}
+    return {"permutation_p": result.p_value, "permutations": result.n_permutations,
+            "permutation_null_mean": float(np.mean(result.null))}
+
+
+def row_permutation(row: Row) -> str:
+    """The table's permutation cell: a run's p-value (with its count), one per fold for a pooled row."""
+    results = [stored_permutation(e.run).get(row.variant) for e in row.entries if e.run is not None]
+    found = [r for r in results if r is not None]
+    if not found:
+        return MISSING
+    text = ", ".join(f"{r.p_value:.3g}" for r in found)
+    counts = sorted({r.n_permutations for r in found})
+    per = "per fold " if len(row.entries) > 1 else ""
+    missing = f"; {len(results) - len(found)} fold(s) without" if len(found) < len(results) else ""
+    return f"p = {per}{text} ({'/'.join(map(str, counts))} permutations{missing})"
 
 
 def control_columns(controls: dict[str, dict[str, Any]], variant: str | None) -> dict[str, Any]:
@@ -413,6 +439,8 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
     with_sd = any(r.metrics.get("accuracy_sd") is not None for r in rows)
     with_setting = any(r.setting for r in rows)
     with_controls = any(control_predictions(e.path) for r in rows for e in r.entries if e.run is not None)
+    with_permutation = any(e.run is not None and (e.run.stored_metrics or {}).get("permutation")
+                           for r in rows for e in r.entries)
     records, css = [], []
     for row in rows:
         d, m = row.description, row.metrics
@@ -458,6 +486,8 @@ def display_table(rows: Sequence[Row], classes: Sequence[str]) -> tuple[pd.DataF
             c = controls.get("face_blind", {}).get(row.variant)
             record["method − face_blind [95% CI]"] = MISSING if c is None else fmt_interval(c["face_gap"],
                                                                                            *c["face_gap_ci"])
+        if with_permutation:
+            record["permutation test"] = row_permutation(row)
         comparison = row.comparison
         record["Δ accuracy vs chosen [95% CI]"] = MISSING if comparison is None else fmt_interval(
             comparison.accuracy_difference, *comparison.difference_ci)
