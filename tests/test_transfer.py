@@ -45,6 +45,20 @@ def shifted_site(n_people: int = 20, seed: int = 0) -> tuple[pd.DataFrame, np.nd
     return frame, probabilities
 
 
+def test_a_site_with_photos_of_one_class_shows_the_rate_it_cannot_measure_as_missing_not_zero():
+    from facediag.scoring.metrics import classification_metrics as compute_metrics
+
+    internal = compute_metrics(np.array([0, 0, 1, 1]), np.eye(2)[[0, 0, 1, 1]], CLASSES, "sick")
+    only_healthy = compute_metrics(np.array([0, 0, 0]), np.eye(2)[[0, 0, 1]], CLASSES, "sick")
+    assert only_healthy["sensitivity"] == 0.0  # scikit-learn's zero_division convention, kept in the metrics
+    table = internal_vs_external(internal, only_healthy).set_index("metric")
+    assert pd.isna(table.loc["sensitivity", "external"]) and pd.isna(table.loc["sensitivity", "change"])
+    assert table.loc["specificity", "external"] == pytest.approx(2 / 3)
+    only_sick = compute_metrics(np.array([1, 1]), np.eye(2)[[1, 1]], CLASSES, "sick")
+    table = internal_vs_external(internal, only_sick).set_index("metric")
+    assert pd.isna(table.loc["specificity", "external"]) and table.loc["sensitivity", "external"] == 1.0
+
+
 def test_rethresholding_on_a_few_people_restores_the_others_accuracy_and_keeps_people_apart():
     predictions, probabilities = shifted_site()
     moved = rethreshold(predictions, probabilities, CLASSES, "sick", people_per_class=3, seed=1)

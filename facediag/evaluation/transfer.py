@@ -27,11 +27,25 @@ FALL = 0.10
 MAX_ERRORS = 24  # misclassified external photos drawn in the gallery
 
 
+def undefined_rates(metrics: dict[str, Any]) -> set[str]:
+    """The binary rates a set cannot measure: sensitivity without a photo of the positive class, specificity
+    without one of the other (scikit-learn's convention writes 0 there, which would read as a collapse)."""
+    positive, per_class = metrics.get("positive"), metrics.get("per_class") or {}
+    if positive is None or positive not in per_class:
+        return set()
+    n_positive = int(per_class[positive].get("n") or 0)
+    undefined = set() if n_positive else {"sensitivity"}
+    return undefined | ({"specificity"} if n_positive == int(metrics.get("n") or 0) else set())
+
+
 def internal_vs_external(internal: dict[str, Any], external: dict[str, Any]) -> pd.DataFrame:
-    """One row per metric of :data:`COMPARED`: the run's own test value and the external one, with intervals."""
+    """One row per metric of :data:`COMPARED`: the run's own test value and the external one, with intervals
+    (n/a where a set has no photo of a class the rate needs)."""
     rows = []
+    unmeasured = {"internal": undefined_rates(internal), "external": undefined_rates(external)}
     for key in COMPARED:
-        before, after = internal.get(key), external.get(key)
+        before = None if key in unmeasured["internal"] else internal.get(key)
+        after = None if key in unmeasured["external"] else external.get(key)
         if before is None and after is None:
             continue
         rows.append({
