@@ -180,9 +180,14 @@ CROSS_SET_THRESHOLDS = (0.35, 0.4, 0.42, 0.45, 0.47, 0.5, 0.55, 0.6)
 
 
 def image_files(folder: str) -> list[str]:
-    """Every photo under ``folder`` (jpg, jpeg, png, bmp, gif), sorted."""
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
-    return sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)
+    """Every photo under ``folder`` that facediag reads (TIFF included: JAFFE's format), sorted; a folder without
+    one is an error naming it."""
+    from facediag.core.imageio import is_image_file
+
+    found = sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+    if not found:
+        raise SystemExit(f"--other {folder}: no image file below it")
+    return found
 
 
 def cross_set_rates(dist: np.ndarray, people: np.ndarray, others: list, london: np.ndarray) -> None:
