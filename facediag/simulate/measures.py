@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,35 +25,80 @@ import pandas as pd
 from facediag.simulate.anatomy import named_points
 from facediag.simulate.conditions import CONDITIONS, Condition, descriptors_of
 
+if TYPE_CHECKING:
+    from facediag.simulate.source import Face
+    from facediag.simulate.tree import Plan, Settings
+
 PREFIX = "measure_"
+
+
+def standardise(raw: dict[str, float], table: pd.DataFrame) -> dict[str, float]:
+    """``measure_<descriptor>`` -> sign x (value - mean) / SD (mean, SD: the source table) of raw measures."""
+    stats = table.set_index("condition")
+    return {PREFIX + name: round(CONDITIONS[name].sign * (value - stats.loc[name, "mean"]) / stats.loc[name, "sd"], 5)
+            for name, value in raw.items()}  # fmt: skip
 
 
 def standardised_measures(
     conditions: Sequence[Condition], table: pd.DataFrame, points: np.ndarray, photo: str | os.PathLike
 ) -> dict[str, float]:
-    """``measure_<descriptor>`` -> sign x (measure - mean) / SD for every descriptor of ``conditions``; the photo
-    is read only when one of them is an appearance descriptor."""
+    """``measure_<descriptor>`` for every descriptor of ``conditions``: geometric ones on ``points``, skin
+    yellowness on ``photo`` (read only when the tree has it)."""
     from facediag.core.imageio import read_rgb
     from facediag.simulate.appearance import skin_yellowness
 
-    stats = table.set_index("condition")
-    named = named_points(points)
     descriptors = descriptors_of(conditions)
     image = read_rgb(photo) if any(d.kind == "appearance" for d in descriptors) else None
-    out = {}
-    for d in descriptors:
-        value = skin_yellowness(image, points) if d.kind == "appearance" else d.measure(named)
-        out[PREFIX + d.name] = round(d.sign * (value - stats.loc[d.name, "mean"]) / stats.loc[d.name, "sd"], 5)
-    return out
+    named = named_points(points)
+    return standardise({d.name: skin_yellowness(image, points) if d.kind == "appearance" else d.measure(named)
+                        for d in descriptors}, table)  # fmt: skip
+
+
+def _replay(faces: Sequence[Face], settings: Settings, table: pd.DataFrame) -> Iterator[tuple[Face, str, Plan]]:
+    """Each person of the tree ``settings`` makes from ``faces`` (``table``: the source's measure SDs): face, class
+    and its drawn plan (the same draws as :func:`facediag.simulate.tree.build_tree`; no rendering)."""
+    from PIL import Image
+
+    from facediag.simulate.tree import HEALTHY, cast, plan
+
+    conditions = settings.chosen()
+    sd = table.set_index("condition")["sd"]
+    chosen, labels, seeds = cast(faces, [HEALTHY, *[c.name for c in conditions]], settings)
+    for i, label in zip(chosen, labels, strict=True):
+        with Image.open(faces[i].path) as photo:
+            size = photo.size
+        yield faces[i], label, plan(faces[i], label, conditions, sd, settings, np.random.default_rng(seeds[i]), size)
+
+
+def design_measures(
+    faces: Sequence[Face], settings: Settings, table: pd.DataFrame, skin: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """The rows ``path, subject, class, measure_<descriptor>...`` that the tree of ``settings`` would hold, without
+    rendering a photo: geometric measures exactly as in the tree (the same draws and landmarks), skin yellowness
+    modelled as the source face's (``skin``: subject -> value; needed only when the tree has it) plus its drawn
+    amount (exact before the JPEG encoding). The ideal observer's ceiling of a design before any tree is built."""
+    rows = []
+    for face, label, drawn in _replay(faces, settings, table):
+        named = named_points(drawn.target)
+        raw = {}
+        for d in descriptors_of(settings.chosen()):
+            if d.kind == "appearance":
+                if skin is None:
+                    raise ValueError(f"{d.name}: the source faces' skin yellowness (skin=) is needed")
+                sd = table.set_index("condition").loc[d.name, "sd"]
+                raw[d.name] = skin[face.subject] + d.sign * drawn.amounts[d.name] * sd
+            else:
+                raw[d.name] = d.measure(named)
+        rows.append({"path": f"{label}/{face.subject}.jpg", "subject": face.subject, "class": label,
+                     **standardise(raw, table)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def add_measures(tree: str | os.PathLike, london_root: str | os.PathLike) -> pd.DataFrame:
     """Add ``measure_<descriptor>`` columns to the ``truth.csv`` of a London tree written without them, by replaying
     its seeded draws (each person's recorded jitter must come out again: a mismatch is an error, nothing written)."""
-    from PIL import Image
-
     from facediag.simulate.source import london_faces
-    from facediag.simulate.tree import HEALTHY, Settings, plan
+    from facediag.simulate.tree import HEALTHY, Settings
 
     tree = Path(tree)
     made = json.loads((tree / "simulate.json").read_text())
@@ -61,29 +107,21 @@ def add_measures(tree: str | os.PathLike, london_root: str | os.PathLike) -> pd.
     settings = Settings(**{f.name: made[f.name] for f in fields(Settings) if f.name in made})
     conditions = settings.chosen()
     table = pd.read_csv(tree / "conditions.csv")
-    sd = table.set_index("condition")["sd"]
-    truth = pd.read_csv(tree / "truth.csv", dtype={"subject": str})
-    faces = london_faces(london_root)
-    person_seeds = np.random.SeedSequence(int(settings.seed)).spawn(1 + len(faces))[1:]
-    index = {face.subject: i for i, face in enumerate(faces)}
-    rows = []
-    for record in truth.to_dict("records"):
-        i = index[record["subject"]]
-        face = faces[i]
-        with Image.open(face.path) as photo:
-            size = photo.size
-        label = record["class"]
-        drawn = plan(face, label, conditions, sd, settings, np.random.default_rng(person_seeds[i]), size)
+    truth = pd.read_csv(tree / "truth.csv", dtype={"subject": str}).set_index("path")
+    measures = {}
+    for face, label, drawn in _replay(london_faces(london_root), settings, table):
+        path = f"{label}/{face.subject}.jpg"
         own = {d.name for d in CONDITIONS[label].descriptors} if label != HEALTHY else set()
         for d in descriptors_of(conditions):
-            recorded = record[f"jitter_{d.name}"]
+            recorded = truth.loc[path, f"jitter_{d.name}"]
             again = drawn.amounts[d.name] - (settings.strength if d.name in own else 0.0)
             if abs(recorded - again) > 1e-3:
-                raise ValueError(f"{tree}: the replay of {record['path']} drew jitter {again:.4f} for {d.name}, the "
-                                 f"tree recorded {recorded:.4f}: it was made by other code")  # fmt: skip
-        rows.append(standardised_measures(conditions, table, drawn.target, tree / record["path"]))
-    measures = pd.DataFrame(rows, index=truth.index)
-    truth = pd.concat([truth.drop(columns=[c for c in measures.columns if c in truth.columns]), measures], axis=1)
+                raise ValueError(f"{tree}: the replay of {path} drew jitter {again:.4f} for {d.name}, the tree "
+                                 f"recorded {recorded:.4f}: it was made by other code")  # fmt: skip
+        measures[path] = standardised_measures(conditions, table, drawn.target, tree / path)
+    added = pd.DataFrame.from_dict(measures, orient="index").loc[truth.index]
+    truth = pd.concat([truth.drop(columns=[c for c in added.columns if c in truth.columns]), added], axis=1)
+    truth = truth.rename_axis("path").reset_index()
     truth.to_csv(tree / "truth.csv", index=False)
     return truth
 

@@ -117,6 +117,25 @@ def assign_classes(faces: Sequence[Face], classes: Sequence[str], rng: np.random
     return labels
 
 
+def cast(
+    faces: Sequence[Face], classes: Sequence[str], settings: Settings
+) -> tuple[list[int], list[str], list[np.random.SeedSequence]]:
+    """Who is in the tree (indices into ``faces``), each one's class, and every face's own seed (indexed like
+    ``faces``): all drawn from ``settings.seed``."""
+    root = np.random.SeedSequence(int(settings.seed))
+    assign_seed, *person_seeds = root.spawn(1 + len(faces))
+    rng = np.random.default_rng(assign_seed)
+    chosen = list(range(len(faces)))
+    if settings.people is not None:
+        if not 2 <= int(settings.people) <= len(faces):
+            raise UserError(f"people={settings.people}: choose 2 to {len(faces)} (the source's faces)")
+        chosen = sorted(rng.choice(len(faces), int(settings.people), replace=False).tolist())
+    if len(chosen) < 2 * len(classes):
+        raise UserError(f"{len(chosen)} people for {len(classes)} classes: at least two people per class are needed "
+                        "(more people, or fewer conditions=[...])")  # fmt: skip
+    return chosen, assign_classes([faces[i] for i in chosen], classes, rng), person_seeds
+
+
 @dataclass
 class Plan:
     """The draws for one photo: each condition's amount (SD units: jitter, plus ``strength`` for the person's own
@@ -224,18 +243,7 @@ def build_tree(
 
     out = Path(out).expanduser()
     conditions, classes, cue = check_request(out, settings)
-    root = np.random.SeedSequence(int(settings.seed))
-    assign_seed, *person_seeds = root.spawn(1 + len(faces))
-    rng = np.random.default_rng(assign_seed)
-    chosen = list(range(len(faces)))
-    if settings.people is not None:
-        if not 2 <= int(settings.people) <= len(faces):
-            raise UserError(f"people={settings.people}: choose 2 to {len(faces)} (the source's faces)")
-        chosen = sorted(rng.choice(len(faces), int(settings.people), replace=False).tolist())
-    if len(chosen) < 2 * len(classes):
-        raise UserError(f"{len(chosen)} people for {len(classes)} classes: at least two people per class are needed "
-                        "(more people, or fewer conditions=[...])")  # fmt: skip
-    labels = assign_classes([faces[i] for i in chosen], classes, rng)
+    chosen, labels, person_seeds = cast(faces, classes, settings)
 
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
