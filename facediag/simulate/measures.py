@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from facediag.simulate.anatomy import named_points
-from facediag.simulate.conditions import CONDITIONS, Condition, descriptors_of
+from facediag.simulate.conditions import CONDITIONS, Condition, condition_names, descriptors_of
 
 if TYPE_CHECKING:
     from facediag.simulate.source import Face
@@ -126,10 +126,47 @@ def add_measures(tree: str | os.PathLike, london_root: str | os.PathLike) -> pd.
     return truth
 
 
+def design_ceiling(conditions: str | Sequence[str], strengths: Sequence[float], london_root: str | os.PathLike,
+                   sizes: Sequence[int | None] = (None, 5)) -> pd.DataFrame:
+    """The ideal observer's accuracy (5-fold CV, split seed 0, Wilson interval over people) of a London design at
+    each strength and training size (None: all training people), from :func:`design_measures` (no tree built)."""
+    from facediag.core.imageio import read_rgb
+    from facediag.evaluation.power import ideal_cv
+    from facediag.simulate.appearance import skin_yellowness
+    from facediag.simulate.source import london_faces, measure_table
+    from facediag.simulate.tree import Settings
+
+    faces = london_faces(london_root)
+    chosen = Settings(conditions=condition_names(conditions)).chosen()
+    table = measure_table(faces, chosen)
+    skin = ({f.subject: skin_yellowness(read_rgb(f.path), f.points) for f in faces}
+            if any(d.kind == "appearance" for d in descriptors_of(chosen)) else None)  # fmt: skip
+    rows = []
+    for strength in strengths:
+        truth = design_measures(faces, Settings(strength=float(strength), conditions=tuple(c.name for c in chosen)),
+                                table, skin)  # fmt: skip
+        for size in sizes:
+            rows.append({"strength": strength, "train_subjects_per_class": size or "all",
+                         **ideal_cv(truth, per_class=size)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+USAGE = """usage: python -m facediag.simulate.measures <tree> [<tree> ...]   add measure_<name> to older London trees
+       python -m facediag.simulate.measures ceiling <set or a,b,c> [<SD>,<SD>,...]   a design's ideal observer"""
+
 if __name__ == "__main__":
     from facediag.core.config import data_dir
 
-    for folder in sys.argv[1:]:
-        done = add_measures(folder, data_dir() / "london-faces")
-        names = pd.read_csv(Path(folder) / "conditions.csv")["condition"]
-        print(f"{folder}: {len(done)} rows, columns " + ", ".join(PREFIX + n for n in names))
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(USAGE)
+    if args[0] == "ceiling":
+        names = args[1].split(",") if len(args) > 1 else ["default"]
+        strengths = [float(v) for v in (args[2] if len(args) > 2 else "0,0.5,1,2,3").split(",")]
+        table = design_ceiling(names, strengths, data_dir() / "london-faces")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        for folder in args:
+            done = add_measures(folder, data_dir() / "london-faces")
+            names = pd.read_csv(Path(folder) / "conditions.csv")["condition"]
+            print(f"{folder}: {len(done)} rows, columns " + ", ".join(PREFIX + n for n in names))
