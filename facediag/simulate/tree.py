@@ -25,6 +25,7 @@ from facediag.simulate.appearance import shift_yellowness, skin_weight, skin_yel
 from facediag.simulate.conditions import (
     CONDITIONS,
     DEFAULT,
+    SETS,
     Condition,
     condition_names,
     descriptors_of,
@@ -84,7 +85,8 @@ class Settings:
     def chosen(self) -> list[Condition]:
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
-            raise UserError(f"conditions={list(self.conditions)}: choose one or more of {sorted(CONDITIONS)}")
+            raise UserError(f"conditions={list(self.conditions)}: choose one or more of {sorted(CONDITIONS)}, or a "
+                            f"named set: {sorted(SETS)}")  # fmt: skip
         if len(set(self.conditions)) != len(self.conditions):
             raise UserError(f"conditions={list(self.conditions)}: each condition once")
         return [CONDITIONS[c] for c in self.conditions]
