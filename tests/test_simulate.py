@@ -127,7 +127,8 @@ def test_healthy_jitter_moves_every_measure_by_zero_on_average(london_dir):
     from facediag.simulate.source import london_faces
 
     faces = london_faces(london_dir)
-    conditions = [c for c in CONDITIONS.values() if c.kind == "geometric"]
+    # the first release's five (eye_opening's jitter: test_a_syndrome_tree_s_healthy_jitter_...)
+    conditions = [c for c in CONDITIONS.values() if c.kind == "geometric" and c.name != "eye_opening"]
     sd = pd.Series({c.name: np.std([c.measure(named_points(f.points)) for f in faces], ddof=1) for c in conditions})
     settings = Settings(strength=2.0, conditions=tuple(sd.index))
     changes: dict[str, list[float]] = {c.name: [] for c in conditions}
