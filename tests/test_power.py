@@ -113,3 +113,45 @@ def test_the_ceiling_table_shows_the_ideal_observer_beside_every_method_and_the_
     figure = power_figure(with_ceiling(), "sim / condition")
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert IDEAL in labels
+
+
+class SplitRun:
+    """What the ideal observer reads of a run: its split, classes and split settings."""
+
+    def __init__(self, split: pd.DataFrame, seed: int, fold: int):
+        self.split, self.classes = split, ["healthy", "sick"]
+        self.settings = {"data.split_seed": seed, "data.fold": fold, "data.train_subjects_per_class": None}
+
+    def setting(self, dotted: str, default=None):
+        return self.settings.get(dotted, default)
+
+
+def test_the_ideal_observer_fits_once_per_distinct_split_and_names_the_command_when_the_truth_lacks_measures(
+    tmp_path,
+):
+    import pytest
+
+    from facediag.evaluation.power import TruthError, ideal_point
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    pd.DataFrame({"condition": ["sick"]}).to_csv(tree / "conditions.csv", index=False)
+    people = [f"{i:03d}" for i in range(20)]
+    labels = ["healthy" if i % 2 else "sick" for i in range(20)]
+    paths = [f"{label}/{person}.jpg" for label, person in zip(labels, people, strict=True)]
+    measure = [2.0 + 0.1 * i if label == "sick" else -2.0 - 0.1 * i for i, label in enumerate(labels)]
+    pd.DataFrame({"path": paths, "subject": people, "class": labels, "measure_sick": measure}).to_csv(
+        tree / "truth.csv", index=False)  # fmt: skip
+    runs = []
+    for fold in range(2):
+        roles = ["test" if i % 4 // 2 == fold else "train" for i in range(20)]
+        split = pd.DataFrame({"path": [str(tree / p) for p in paths], "subject": [int(p) for p in people],
+                              "label": labels, "role": roles})  # fmt: skip
+        runs.append(SplitRun(split, 0, fold))
+    fitted: dict = {}
+    point = ideal_point([runs[0], runs[1], runs[0]], fitted)  # two methods' runs of one split: one fit
+    assert point == {"n_runs": 2, "n": 20, "accuracy": 1.0, **{k: point[k] for k in ("accuracy_lo", "accuracy_hi")}}
+    assert len(fitted) == 2 and point["accuracy_lo"] > 0.8
+    pd.DataFrame({"path": paths, "subject": people, "class": labels}).to_csv(tree / "truth.csv", index=False)
+    with pytest.raises(TruthError, match="python -m facediag.simulate.measures"):
+        ideal_point(runs, {})

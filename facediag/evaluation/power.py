@@ -88,31 +88,38 @@ def ideal_cv(
     return {"n": len(pooled), "accuracy": right / len(pooled), "accuracy_lo": low, "accuracy_hi": high}
 
 
-def ideal_point(runs: Sequence[Any]) -> dict[str, Any] | None:
+def ideal_point(runs: Sequence[Any], fitted: dict[tuple[Any, ...], pd.DataFrame] | None = None
+                ) -> dict[str, Any] | None:
     """Accuracy and people-level 95% interval of the ideal observer over the distinct splits of ``runs`` (one per
-    split seed and fold; several split seeds: the mean over repeats, as the sweep pools them)."""
+    tree, split seed, fold and training size; several split seeds: the mean over repeats, as the sweep pools
+    them). ``fitted``: split -> test scores, filled and reused across calls (one fit per split)."""
     from facediag.scoring.stats import metric_intervals
 
-    splits: dict[tuple[str, Any, Any], tuple[Any, pd.DataFrame]] = {}
+    fitted = {} if fitted is None else fitted
+    splits: dict[tuple[Any, ...], Any] = {}
     for run in runs:
         if run is None or run.split is None or run.split.empty:
             continue
-        key = (str(tree_of(run.split)), run.setting("data.split_seed"), run.setting("data.fold"))
-        splits.setdefault(key, (run, run.split))
+        key = (str(tree_of(run.split)), run.setting("data.split_seed"), run.setting("data.fold"),
+               run.setting(CURVE_KEY))  # fmt: skip
+        splits.setdefault(key, run)
     if not splits:
         return None
-    classes = list(next(iter(splits.values()))[0].classes)
     parts, seeds = [], []
-    for (tree, seed, _), (_, split) in splits.items():
-        parts.append(ideal_scores(true_measures(tree), split, classes))
-        seeds += [seed] * len(parts[-1])
+    for key, run in splits.items():
+        if key not in fitted:
+            fitted[key] = ideal_scores(true_measures(key[0]), run.split, list(run.classes))
+        parts.append(fitted[key])
+        seeds += [key[1]] * len(parts[-1])
+    classes = list(next(iter(splits.values())).classes)
     pooled = pd.concat(parts, ignore_index=True)
     y_true = pooled["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     scores = pooled[[f"score_{c}" for c in classes]].to_numpy()
     right = scores.argmax(axis=1) == y_true
     repeats = np.asarray(seeds, dtype=str)
     accuracy = float(np.mean([right[repeats == r].mean() for r in dict.fromkeys(repeats)]))
-    intervals, _ = metric_intervals(y_true, scores, None, pooled["subject"].astype(str).to_numpy(), repeats)
+    positive = 1 if len(classes) == 2 else None  # as the sweep's pooled rows
+    intervals, _ = metric_intervals(y_true, scores, positive, pooled["subject"].astype(str).to_numpy(), repeats)
     low, high = intervals["accuracy"]
     return {"n_runs": len(splits), "n": int(len(pooled) / len(set(repeats))), "accuracy": accuracy,
             "accuracy_lo": low, "accuracy_hi": high}  # fmt: skip
@@ -156,20 +163,31 @@ def power_points(rows: Sequence[Any]) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     if frame.empty or frame["strength"].nunique() < 2:
         return pd.DataFrame()
-    frame = pd.concat([frame, ideal_rows(frame)], ignore_index=True).drop(columns="_runs")
+    fitted: dict[tuple[Any, ...], pd.DataFrame] = {}
+    frame["ceiling"] = [_ceiling(runs, fitted) for runs in frame["_runs"]]
+    frame = pd.concat([frame, ideal_rows(frame, fitted)], ignore_index=True).drop(columns="_runs")
     return frame.sort_values(["dataset", "task", "method", "train_subjects_per_class", "strength"],
                              key=lambda c: c.astype(str) if c.name == "train_subjects_per_class" else c,
                              ).reset_index(drop=True)
 
 
-def ideal_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def _ceiling(runs: Sequence[Any], fitted: dict[tuple[Any, ...], pd.DataFrame]) -> float:
+    """The ideal observer's accuracy on exactly these runs' splits (NaN without the truth's measures)."""
+    try:
+        point = ideal_point(runs, fitted)
+    except TruthError:
+        return np.nan
+    return np.nan if point is None else point["accuracy"]
+
+
+def ideal_rows(frame: pd.DataFrame, fitted: dict[tuple[Any, ...], pd.DataFrame] | None = None) -> pd.DataFrame:
     """One ideal-observer row per (dataset, task, training size, strength) of the methods' rows, over the union of
     their splits; none (and a printed note) for a tree whose truth.csv lacks the measures."""
     records = []
     keys = ["dataset", "task", "train_subjects_per_class", "strength"]
     for key, part in frame.groupby(keys, sort=False, dropna=False):
         try:
-            point = ideal_point([run for runs in part["_runs"] for run in runs])
+            point = ideal_point([run for runs in part["_runs"] for run in runs], fitted)
         except TruthError as err:
             print(f"ideal observer left out: {err}")
             continue
@@ -177,18 +195,22 @@ def ideal_rows(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         records.append({**dict(zip(keys, key, strict=True)), "method": IDEAL,
                         "people_per_class": part["people_per_class"].mean(), **point,
-                        "chance": part["chance"].iloc[0], "evaluation": "test", "reads": "truth"})  # fmt: skip
+                        "chance": part["chance"].iloc[0], "evaluation": "test", "reads": "truth",
+                        "ceiling": point["accuracy"]})  # fmt: skip
     return pd.DataFrame(records)
 
 
 def ceiling_share(points: pd.DataFrame) -> pd.DataFrame:
-    """``points`` with ``ceiling`` (the ideal observer's accuracy of the same dataset, task, training size and
+    """``points`` with ``ceiling`` (the ideal observer's accuracy on the row's own splits, as
+    :func:`power_points` gives it; where absent, the ideal row's of the same dataset, task, training size and
     strength), ``share_of_ceiling`` (accuracy / ceiling) and ``share_above_chance`` ((accuracy - chance) /
     (ceiling - chance), NaN where the ceiling is within 0.05 of chance)."""
     keys = ["dataset", "task", "train_subjects_per_class", "strength"]
-    ideal = points.loc[points["method"] == IDEAL, [*keys, "accuracy"]].rename(columns={"accuracy": "ceiling"})
-    merged = points.drop(columns=["ceiling", "share_of_ceiling", "share_above_chance"], errors="ignore")
-    merged = merged.merge(ideal, on=keys, how="left")
+    ideal = points.loc[points["method"] == IDEAL, [*keys, "accuracy"]].rename(columns={"accuracy": "cell_ceiling"})
+    merged = points.drop(columns=["share_of_ceiling", "share_above_chance"], errors="ignore").merge(ideal, on=keys,
+                                                                                                    how="left")
+    own = merged["ceiling"] if "ceiling" in merged.columns else pd.Series(np.nan, index=merged.index)
+    merged["ceiling"] = own.fillna(merged.pop("cell_ceiling"))
     merged["share_of_ceiling"] = merged["accuracy"] / merged["ceiling"]
     above = (merged["ceiling"] - merged["chance"]).where(lambda d: d > 0.05)
     merged["share_above_chance"] = (merged["accuracy"] - merged["chance"]) / above
