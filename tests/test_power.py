@@ -8,7 +8,16 @@ import io
 import numpy as np
 import pandas as pd
 
-from facediag.evaluation.power import add_power_curves, mde_display, mde_table, power_figure, power_points
+from facediag.evaluation.power import (
+    IDEAL,
+    add_power_curves,
+    ceiling_display,
+    ceiling_share,
+    mde_display,
+    mde_table,
+    power_figure,
+    power_points,
+)
 from facediag.evaluation.report import Report
 
 # method A: detected from 1 SD with 5 people, from 0.5 SD with all; B never (its 2 SD interval touches chance);
@@ -79,3 +88,70 @@ def test_training_sizes_read_small_to_large_with_all_last_whichever_method_comes
     points = sweep_points()
     points = pd.concat([points[points["train_subjects_per_class"] == "all"].assign(method="A0"), points])
     assert list(mde_display(mde_table(points)).columns) == ["method", "5", "all (≈16)"]
+
+
+def with_ceiling() -> pd.DataFrame:
+    """The synthetic sweep plus the ideal observer's rows for method A's cells: 0.2 at 0 SD, 0.95 at 2 SD."""
+    points = sweep_points()
+    ideal = points[points["method"] == "A"].assign(method=IDEAL)
+    ideal["accuracy"] = np.where(ideal["strength"] == 2.0, 0.95, np.where(ideal["strength"] == 0.0, 0.2, 0.8))
+    return pd.concat([points, ideal], ignore_index=True)
+
+
+def test_each_method_s_share_of_the_ideal_observer_s_ceiling_is_read_in_the_same_cell():
+    shared = ceiling_share(with_ceiling()).set_index(["method", "train_subjects_per_class", "strength"])
+    assert np.isclose(shared.loc[("A", "all", 2.0), "share_of_ceiling"], 0.90 / 0.95)
+    assert np.isclose(shared.loc[("A", "all", 2.0), "share_above_chance"], (0.90 - 0.2) / (0.95 - 0.2))
+    assert np.isnan(shared.loc[("A", "all", 0.0), "share_above_chance"])  # a ceiling at chance: no share
+    assert shared.loc[("C", "5", 2.0), "ceiling"] == 0.95 and shared.loc[(IDEAL, "5", 2.0), "share_of_ceiling"] == 1
+
+
+def test_the_ceiling_table_shows_the_ideal_observer_beside_every_method_and_the_figure_draws_it():
+    table = ceiling_display(with_ceiling()).set_index("method")
+    assert table.loc["A", "all (≈16), 2 SD"] == "0.900 [0.830, 0.950] (95%)"
+    assert table.loc[IDEAL, "all (≈16), 2 SD"].startswith("0.950")
+    figure = power_figure(with_ceiling(), "sim / condition")
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert IDEAL in labels
+
+
+class SplitRun:
+    """What the ideal observer reads of a run: its split, classes and split settings."""
+
+    def __init__(self, split: pd.DataFrame, seed: int, fold: int):
+        self.split, self.classes = split, ["healthy", "sick"]
+        self.settings = {"data.split_seed": seed, "data.fold": fold, "data.train_subjects_per_class": None}
+
+    def setting(self, dotted: str, default=None):
+        return self.settings.get(dotted, default)
+
+
+def test_the_ideal_observer_fits_once_per_distinct_split_and_names_the_command_when_the_truth_lacks_measures(
+    tmp_path,
+):
+    import pytest
+
+    from facediag.evaluation.power import TruthError, ideal_point
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    pd.DataFrame({"condition": ["sick"]}).to_csv(tree / "conditions.csv", index=False)
+    people = [f"{i:03d}" for i in range(20)]
+    labels = ["healthy" if i % 2 else "sick" for i in range(20)]
+    paths = [f"{label}/{person}.jpg" for label, person in zip(labels, people, strict=True)]
+    measure = [2.0 + 0.1 * i if label == "sick" else -2.0 - 0.1 * i for i, label in enumerate(labels)]
+    pd.DataFrame({"path": paths, "subject": people, "class": labels, "measure_sick": measure}).to_csv(
+        tree / "truth.csv", index=False)  # fmt: skip
+    runs = []
+    for fold in range(2):
+        roles = ["test" if i % 4 // 2 == fold else "train" for i in range(20)]
+        split = pd.DataFrame({"path": [str(tree / p) for p in paths], "subject": [int(p) for p in people],
+                              "label": labels, "role": roles})  # fmt: skip
+        runs.append(SplitRun(split, 0, fold))
+    fitted: dict = {}
+    point = ideal_point([runs[0], runs[1], runs[0]], fitted)  # two methods' runs of one split: one fit
+    assert point == {"n_runs": 2, "n": 20, "accuracy": 1.0, **{k: point[k] for k in ("accuracy_lo", "accuracy_hi")}}
+    assert len(fitted) == 2 and point["accuracy_lo"] > 0.8
+    pd.DataFrame({"path": paths, "subject": people, "class": labels}).to_csv(tree / "truth.csv", index=False)
+    with pytest.raises(TruthError, match="python -m facediag.simulate.measures"):
+        ideal_point(runs, {})

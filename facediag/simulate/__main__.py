@@ -31,11 +31,13 @@ def run(cfg: DictConfig) -> None:
     from pathlib import Path
 
     from facediag.core.errors import UserError
+    from facediag.simulate.conditions import condition_names
     from facediag.simulate.source import folder_faces, london_faces, measure_table
     from facediag.simulate.tree import Settings, build_tree, check_request
 
     settings = Settings(
-        strength=float(cfg.strength), seed=int(cfg.seed), conditions=tuple(cfg.conditions), jitter=float(cfg.jitter),
+        strength=float(cfg.strength), seed=int(cfg.seed), conditions=condition_names(cfg.conditions),
+        jitter=float(cfg.jitter),
         rotation=float(cfg.pose.rotation), scale=float(cfg.pose.scale), shift=float(cfg.pose.shift),
         quality=int(cfg.quality), people=None if cfg.people is None else int(cfg.people),
         capture_cue=capture_cue_text(cfg.capture_cue),

@@ -19,6 +19,8 @@ FRL189: dict[str, tuple[int, ...]] = {
     "pupil_l": (0,), "pupil_r": (1,),
     "en_l": (22,), "en_r": (23,),          # endocanthion (inner eye corner)
     "ex_l": (18,), "ex_r": (27,),          # exocanthion (outer eye corner)
+    "ul_l": (19, 20, 21), "ul_r": (24, 25, 26),   # upper eyelid margin (its middle points)
+    "ll_l": (28, 29, 30), "ll_r": (31, 32, 33),   # lower eyelid margin
     "sn": (55,),                           # subnasale (bottom centre of the nose)
     "st": (96, 101),                       # stomion (where the lips meet)
     "ch_l": (87,), "ch_r": (93,),          # cheilion (mouth corner)
@@ -29,6 +31,8 @@ DLIB68: dict[str, tuple[int, ...]] = {
     "pupil_l": tuple(range(36, 42)), "pupil_r": tuple(range(42, 48)),
     "en_l": (39,), "en_r": (42,),
     "ex_l": (36,), "ex_r": (45,),
+    "ul_l": (37, 38), "ul_r": (43, 44),
+    "ll_l": (40, 41), "ll_r": (46, 47),
     "sn": (33,),
     "st": (62, 66),
     "ch_l": (48,), "ch_r": (54,),

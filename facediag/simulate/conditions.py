@@ -10,7 +10,7 @@ condition and every source set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +55,14 @@ def chin_height(named: Named) -> float:
     return float(((named["me"] - named["st"]) @ y) / ((named["st"] - centre) @ y))
 
 
+def eye_opening(named: Named) -> float:
+    """Palpebral aperture: mean over the eyes of the eyelid gap (lower minus upper eyelid margin, along the face's
+    vertical) over the eye's width (inner to outer corner)."""
+    _, _, y = _eye_line(named)
+    return float(np.mean([((named[f"ll_{s}"] - named[f"ul_{s}"]) @ y) / distance(named[f"en_{s}"], named[f"ex_{s}"])
+                          for s in ("l", "r")]))
+
+
 def mouth_width(named: Named) -> float:
     """Mouth width over outer canthal distance (ch-ch / ex-ex)."""
     return distance(named["ch_l"], named["ch_r"]) / distance(named["ex_l"], named["ex_r"])
@@ -97,14 +105,22 @@ class Condition:
     measure_name: str
     measure: Callable[[Named], float] | None
     sign: float  # +1: the condition raises the measure, -1: lowers it
-    kind: str = "geometric"  # or "appearance"
+    kind: str = "geometric"  # or "appearance", or "syndrome" (``parts``: the single descriptors it combines)
     bumps: tuple[Bump, ...] = field(default_factory=tuple)
+    parts: tuple[str, ...] = ()
+
+    @property
+    def descriptors(self) -> tuple[Condition, ...]:
+        """The single-descriptor conditions whose measures it moves: its ``parts``, or itself."""
+        return tuple(CONDITIONS[p] for p in self.parts) if self.parts else (self,)
 
     @property
     def measure_doc(self) -> str:
         """The measure's one-line definition (its docstring)."""
         from facediag.simulate.appearance import skin_yellowness
 
+        if self.parts:
+            return "; ".join(f"{d.name}: {d.measure_name}" for d in self.descriptors)
         doc = (self.measure or skin_yellowness).__doc__ or ""
         return " ".join(doc.split())
 
@@ -135,6 +151,37 @@ def offset(condition: Condition, points: np.ndarray, change: float, iterations: 
     return scale * unit
 
 
+def joint_offset(
+    descriptors: Sequence[Condition], points: np.ndarray, changes: Sequence[float], iterations: int = 4
+) -> np.ndarray:
+    """(N, 2) landmark displacement that changes every geometric descriptor's measure by its ``changes`` entry at
+    once: Newton on the scales of their unit fields with a finite-difference Jacobian, so fields that overlap
+    (a nose-base bump also moves the stomion) are accounted for. Appearance descriptors are skipped."""
+    chosen = [(d, float(c)) for d, c in zip(descriptors, changes, strict=True) if d.kind == "geometric"]
+    if not chosen or not any(c for _, c in chosen):
+        return np.zeros_like(points, dtype=float)
+    units = np.stack([d.unit_field(points) for d, _ in chosen])
+    base = np.array([d.measure(named_points(points)) for d, _ in chosen])
+    target = np.array([c for _, c in chosen])
+
+    def gap(scales: np.ndarray) -> np.ndarray:
+        named = named_points(points + np.tensordot(scales, units, axes=1))
+        return np.array([d.measure(named) for d, _ in chosen]) - base - target
+
+    scales, step = np.zeros(len(chosen)), 1e-4
+    for _ in range(iterations):
+        jacobian = np.stack([(gap(scales + step * e) - gap(scales - step * e)) / (2 * step)
+                             for e in np.eye(len(chosen))], axis=1)  # fmt: skip
+        scales = scales - np.linalg.solve(jacobian, gap(scales))
+    return np.tensordot(scales, units, axes=1)
+
+
+def descriptors_of(conditions: Sequence[Condition]) -> list[Condition]:
+    """The single descriptors a tree's conditions move, each once, in order (a tree of single descriptors: its
+    conditions themselves)."""
+    return list({d.name: d for c in conditions for d in c.descriptors}.values())
+
+
 #: every condition a tree can hold; ``conditions=[...]`` picks (DEFAULT: four, one of them appearance)
 CONDITIONS: dict[str, Condition] = {
     c.name: c
@@ -152,8 +199,40 @@ CONDITIONS: dict[str, Condition] = {
                   "chin height", chin_height, -1.0, bumps=(Bump("me", (0.5, 0.35), (0.0, -1.0)),)),
         Condition("wide_mouth", "macrostomia: wide mouth (Angelman, Williams)", "mouth width", mouth_width, +1.0,
                   bumps=(Bump("ch", (0.35, 0.25), (1.0, 0.0)),)),
+        Condition("eye_opening", "wide palpebral aperture: upper-lid retraction and proptosis (exophthalmos, "
+                  "Graves' hyperthyroidism), lagophthalmos (leprosy's facial-nerve palsy)", "eye opening",
+                  eye_opening, +1.0, bumps=(Bump("ul", (0.16, 0.06), (0.0, -1.0)),
+                                            Bump("ll", (0.16, 0.06), (0.0, 1.0)))),
         Condition("skin_tone", "skin-tone shift towards yellow (jaundice, the pallor-and-jaundice of "
                   "beta-thalassaemia)", "skin yellowness (CIELAB b*)", None, +1.0, kind="appearance"),
     )
 }  # fmt: skip
+#: syndrome-like conditions modelled on the DSF classes: three descriptors each, moved by ``strength`` SD each;
+#: any two share at most one descriptor (docs/simulate.md, with the clinical signs each descriptor stands for)
+SYNDROMES: dict[str, Condition] = {
+    c.name: c
+    for c in (
+        Condition("down_like", "Down-syndrome-like: up-slanting palpebral fissures, flat midface with a short nose, "
+                  "widely spaced eyes", "", None, +1.0, kind="syndrome",
+                  parts=("upslant", "midface", "hypertelorism")),
+        Condition("thalassaemia_like", "beta-thalassaemia-like: yellow-pale skin (haemolysis), maxillary "
+                  "overgrowth lengthening the upper lip under a depressed nasal bridge, a retrusive lower jaw",
+                  "", None, +1.0, kind="syndrome", parts=("skin_tone", "midface", "micrognathia")),
+        Condition("hyperthyroid_like", "hyperthyroid-like (Graves'): lid retraction and exophthalmos widening the "
+                  "eye opening, the proptotic eyes' look of wide spacing, a thin, short lower face",
+                  "", None, +1.0, kind="syndrome", parts=("eye_opening", "hypertelorism", "micrognathia")),
+        Condition("leprosy_like", "lepromatous-leprosy-like: lagophthalmos (facial-nerve palsy) widening the eye "
+                  "opening, a collapsed (saddle, short) nose, thickened lips widening the mouth", "", None, +1.0,
+                  kind="syndrome", parts=("eye_opening", "midface", "wide_mouth")),
+    )
+}  # fmt: skip
+CONDITIONS.update(SYNDROMES)
 DEFAULT = ("hypertelorism", "midface", "micrognathia", "skin_tone")
+#: named sets for ``conditions=<name>``
+SETS: dict[str, tuple[str, ...]] = {"default": DEFAULT, "syndromes": tuple(SYNDROMES)}
+
+
+def condition_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """``conditions=`` as given (a list of names, a set's name, or a list holding a set's name) -> the names."""
+    names = [value] if isinstance(value, str) else list(value)
+    return tuple(n for name in names for n in SETS.get(str(name), (str(name),)))

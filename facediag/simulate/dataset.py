@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from facediag.data.folder import FolderDataset
+from facediag.simulate.conditions import condition_names
 from facediag.simulate.tree import Settings
 
 #: the Settings fields that are the tree's name rather than its hash
@@ -74,7 +75,7 @@ class SimulatedDataset(FolderDataset):
         seed: int = 0,
         source: str = "london",
         london_root: str | os.PathLike = "",
-        conditions: Sequence[str] = ("hypertelorism", "midface", "micrognathia", "skin_tone"),
+        conditions: str | Sequence[str] = ("hypertelorism", "midface", "micrognathia", "skin_tone"),
         jitter: float = 0.3,
         people: int | None = None,
         preprocess: object = None,
@@ -83,7 +84,7 @@ class SimulatedDataset(FolderDataset):
         exclude: Sequence[str] | None = None,
         name: str = "simulated",
     ):
-        settings = Settings(strength=float(strength), seed=int(seed), conditions=tuple(conditions),
+        settings = Settings(strength=float(strength), seed=int(seed), conditions=condition_names(conditions),
                             jitter=float(jitter), people=None if people is None else int(people))
         self.settings = settings
         self.tree = cached_tree(cache, str(source), settings, london_root, preprocess)

@@ -75,7 +75,7 @@ def condition_figure(
         row.append(outlined(row[-1], mask))
         captions.append("truth mask (3 SD)" if strengths[-1] == 3 else "truth mask")
         pictures += row
-    labels = [f"{c.name}\n({c.measure_name})" for c in conditions]
+    labels = [f"{c.name}\n({c.measure_name or ' + '.join(c.parts)})" for c in conditions]
     grid = image_grid(pictures, captions, len(strengths) + 2, row_labels=labels, cell=(2.0, 2.05), caption_size=8,
                       dpi=80)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)

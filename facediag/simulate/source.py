@@ -18,7 +18,7 @@ import pandas as pd
 
 from facediag.core.errors import DataNotFoundError, UserError
 from facediag.simulate.anatomy import named_points, read_tem
-from facediag.simulate.conditions import Condition
+from facediag.simulate.conditions import Condition, descriptors_of
 
 #: fewer source faces than this give a poor estimate of a measure's SD (its relative error is ~1/sqrt(2n))
 MIN_FACES = 10
@@ -74,13 +74,15 @@ def folder_faces(folder: str | os.PathLike, preprocessor: Any) -> tuple[list[Fac
 
 
 def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.DataFrame:
-    """Per condition: its measure's mean and SD (ddof 1) over the source faces, and how many faces."""
+    """Per single descriptor the conditions move (a syndrome-like condition: each of its parts): its measure's
+    mean and SD (ddof 1) over the source faces, and how many faces."""
     from facediag.core.imageio import read_rgb
     from facediag.simulate.appearance import skin_yellowness
 
     if len(faces) < MIN_FACES:
         raise UserError(f"{len(faces)} source faces with landmarks: at least {MIN_FACES} are needed to measure "
                         "each condition's natural spread (SD)")  # fmt: skip
+    conditions = descriptors_of(conditions)
     values: dict[str, list[float]] = {c.name: [] for c in conditions}
     images_needed = any(c.kind == "appearance" for c in conditions)
     for face in faces:

@@ -22,7 +22,17 @@ import pandas as pd
 from facediag.core.errors import UserError
 from facediag.simulate.anatomy import named_points
 from facediag.simulate.appearance import shift_yellowness, skin_weight, skin_yellowness
-from facediag.simulate.conditions import CONDITIONS, DEFAULT, Condition, offset
+from facediag.simulate.conditions import (
+    CONDITIONS,
+    DEFAULT,
+    SETS,
+    Condition,
+    condition_names,
+    descriptors_of,
+    joint_offset,
+    offset,
+)
+from facediag.simulate.measures import standardised_measures
 from facediag.simulate.source import Face
 from facediag.simulate.warp import apply, changed_region, similarity, warp_image
 
@@ -69,10 +79,14 @@ class Settings:
     people: int | None = None
     capture_cue: str | None = None
 
+    def __post_init__(self) -> None:  # ``conditions=syndromes``: a named set's names (they name the tree)
+        object.__setattr__(self, "conditions", condition_names(self.conditions))
+
     def chosen(self) -> list[Condition]:
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
-            raise UserError(f"conditions={list(self.conditions)}: choose one or more of {sorted(CONDITIONS)}")
+            raise UserError(f"conditions={list(self.conditions)}: choose one or more of {sorted(CONDITIONS)}, or a "
+                            f"named set: {sorted(SETS)}")  # fmt: skip
         if len(set(self.conditions)) != len(self.conditions):
             raise UserError(f"conditions={list(self.conditions)}: each condition once")
         return [CONDITIONS[c] for c in self.conditions]
@@ -105,6 +119,25 @@ def assign_classes(faces: Sequence[Face], classes: Sequence[str], rng: np.random
     return labels
 
 
+def cast(
+    faces: Sequence[Face], classes: Sequence[str], settings: Settings
+) -> tuple[list[int], list[str], list[np.random.SeedSequence]]:
+    """Who is in the tree (indices into ``faces``), each one's class, and every face's own seed (indexed like
+    ``faces``): all drawn from ``settings.seed``."""
+    root = np.random.SeedSequence(int(settings.seed))
+    assign_seed, *person_seeds = root.spawn(1 + len(faces))
+    rng = np.random.default_rng(assign_seed)
+    chosen = list(range(len(faces)))
+    if settings.people is not None:
+        if not 2 <= int(settings.people) <= len(faces):
+            raise UserError(f"people={settings.people}: choose 2 to {len(faces)} (the source's faces)")
+        chosen = sorted(rng.choice(len(faces), int(settings.people), replace=False).tolist())
+    if len(chosen) < 2 * len(classes):
+        raise UserError(f"{len(chosen)} people for {len(classes)} classes: at least two people per class are needed "
+                        "(more people, or fewer conditions=[...])")  # fmt: skip
+    return chosen, assign_classes([faces[i] for i in chosen], classes, rng), person_seeds
+
+
 @dataclass
 class Plan:
     """The draws for one photo: each condition's amount (SD units: jitter, plus ``strength`` for the person's own
@@ -119,15 +152,22 @@ def plan(
     face: Face, label: str, conditions: Sequence[Condition], sd: pd.Series, settings: Settings,
     rng: np.random.Generator, size: tuple[int, int],
 ) -> Plan:  # fmt: skip
-    """Draw the jitter and pose of one photo (``size``: width, height) and move its landmarks accordingly."""
-    amounts = {c.name: float(rng.normal(0.0, settings.jitter)) for c in conditions}
+    """Draw the jitter and pose of one photo (``size``: width, height) and move its landmarks accordingly: every
+    descriptor of the tree jittered, the person's own condition's descriptors ``strength`` SD further."""
+    descriptors = descriptors_of(conditions)
+    amounts = {d.name: float(rng.normal(0.0, settings.jitter)) for d in descriptors}
     if label != HEALTHY:
-        amounts[label] += settings.strength
+        for descriptor in CONDITIONS[label].descriptors:
+            amounts[descriptor.name] += settings.strength
     width, height = size
     pose = similarity(rng.normal(0.0, settings.rotation), 1.0 + rng.normal(0.0, settings.scale),
                       tuple(rng.normal(0.0, settings.shift, 2)), ((width - 1) / 2, (height - 1) / 2))  # fmt: skip
-    moves = [offset(c, face.points, c.sign * amounts[c.name] * sd[c.name]) for c in conditions]
-    return Plan(amounts, pose, apply(pose, face.points + sum(moves)))
+    changes = [d.sign * amounts[d.name] * sd[d.name] for d in descriptors]
+    if any(c.parts for c in conditions):  # syndrome-like: every measure moved by its amount, jointly solved
+        move = joint_offset(descriptors, face.points, changes)
+    else:  # single descriptors: each offset on its own (how the first trees were made; kept reproducible)
+        move = sum(offset(d, face.points, change) for d, change in zip(descriptors, changes, strict=True))
+    return Plan(amounts, pose, apply(pose, face.points + move))
 
 
 @dataclass
@@ -157,24 +197,34 @@ def render(
     drawn = plan(face, label, conditions, sd, settings, rng, (width, height))
     target, pose = drawn.target, drawn.pose
     image = warp_image(original, face.points, target, pose)
-    for condition in conditions:
-        if condition.kind == "appearance":
-            delta = condition.sign * drawn.amounts[condition.name] * sd[condition.name]
+    descriptors = descriptors_of(conditions)
+    for descriptor in descriptors:
+        if descriptor.kind == "appearance":
+            delta = descriptor.sign * drawn.amounts[descriptor.name] * sd[descriptor.name]
             image = shift_yellowness(image, skin_weight(image.shape, target), delta)
     mask = np.zeros((height, width), dtype=bool)
-    own = settings.strength if label != HEALTHY else 0.0
-    row: dict[str, Any] = {f"jitter_{c.name}": round(drawn.amounts[c.name] - (own if c.name == label else 0.0), 4)
-                           for c in conditions}  # fmt: skip
+    own = [d.name for d in CONDITIONS[label].descriptors] if label != HEALTHY else []
+    row: dict[str, Any] = {f"jitter_{d.name}": round(drawn.amounts[d.name] - (settings.strength if d.name in own
+                                                                              else 0.0), 4)
+                           for d in descriptors}  # fmt: skip
     if label != HEALTHY:
-        condition = CONDITIONS[label]
-        if condition.kind == "appearance":
-            mask = skin_weight(image.shape, target) > 0.5
-            before, after = skin_yellowness(original, face.points), skin_yellowness(image, target)
+        condition, changes = CONDITIONS[label], {}
+        for descriptor in condition.descriptors:  # the truth mask: the union of the descriptors' regions
+            if descriptor.kind == "appearance":
+                mask |= skin_weight(image.shape, target) > 0.5
+                before, after = skin_yellowness(original, face.points), skin_yellowness(image, target)
+            else:
+                unit = offset(descriptor, face.points, descriptor.sign * sd[descriptor.name])
+                mask |= changed_region(target, unit @ pose[:, :2].T, image.shape)
+                before, after = descriptor.measure(named_points(face.points)), descriptor.measure(
+                    named_points(target))  # fmt: skip
+            changes[descriptor.name] = (before, after, (after - before) / sd[descriptor.name] * descriptor.sign)
+        if condition.parts:
+            row.update({f"change_sd_{name}": change for name, (_, _, change) in changes.items()},
+                       change_sd=float(np.mean([change for _, _, change in changes.values()])))  # fmt: skip
         else:
-            unit = offset(condition, face.points, condition.sign * sd[label])
-            mask = changed_region(target, unit @ pose[:, :2].T, image.shape)
-            before, after = condition.measure(named_points(face.points)), condition.measure(named_points(target))
-        row.update(measure_before=before, measure_after=after, change_sd=(after - before) / sd[label] * condition.sign)
+            before, after, change = changes[label]
+            row.update(measure_before=before, measure_after=after, change_sd=change)
     return Rendered(image, target, mask, row)
 
 
@@ -195,18 +245,7 @@ def build_tree(
 
     out = Path(out).expanduser()
     conditions, classes, cue = check_request(out, settings)
-    root = np.random.SeedSequence(int(settings.seed))
-    assign_seed, *person_seeds = root.spawn(1 + len(faces))
-    rng = np.random.default_rng(assign_seed)
-    chosen = list(range(len(faces)))
-    if settings.people is not None:
-        if not 2 <= int(settings.people) <= len(faces):
-            raise UserError(f"people={settings.people}: choose 2 to {len(faces)} (the source's faces)")
-        chosen = sorted(rng.choice(len(faces), int(settings.people), replace=False).tolist())
-    if len(chosen) < 2 * len(classes):
-        raise UserError(f"{len(chosen)} people for {len(classes)} classes: at least two people per class are needed "
-                        "(more people, or fewer conditions=[...])")  # fmt: skip
-    labels = assign_classes([faces[i] for i in chosen], classes, rng)
+    chosen, labels, person_seeds = cast(faces, classes, settings)
 
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
@@ -221,6 +260,7 @@ def build_tree(
         relative = f"{label}/{face.subject}.jpg"
         quality, noise = (cue.quality, cue.noise) if cue is not None and cue.label == label else (settings.quality, 0.0)
         _encode(done.image, partial / relative, quality, noise, person_rng)
+        measures = standardised_measures(conditions, table, done.points, partial / relative)
         mask_path = f"{TRUTH_DIR}/{face.subject}_truth.png"
         Image.fromarray(done.mask.astype(np.uint8) * 255).save(partial / mask_path)
         subjects.append({"path": relative, "subject": face.subject, **face.meta, "source_file": face.path.name})
@@ -228,7 +268,7 @@ def build_tree(
                       "condition": "" if label == HEALTHY else label,
                       "strength": 0.0 if label == HEALTHY else float(settings.strength), "mask": mask_path,
                       "mask_share": round(float(done.mask.mean()), 5), "jpeg_quality": quality, "noise": noise,
-                      **done.row})  # fmt: skip
+                      **done.row, **measures})  # fmt: skip
     truth_table = pd.DataFrame(truth)
     pd.DataFrame(subjects).to_csv(partial / "subjects.csv", index=False)
     truth_table.to_csv(partial / "truth.csv", index=False)
