@@ -342,7 +342,7 @@ def add_power_curves(rows: Sequence[Any], report: Report, out_dir: str | Path) -
                          "per class and effect size, beside the ideal observer's ceiling (share of it)")
         slug = "".join(ch if ch.isalnum() else "_" for ch in f"{dataset}_{task}")
         png = save_figure(power_figure(part, f"{dataset} / {task}: power curves"),
-                          out_dir / "figures" / f"power_{slug}.png")
+                          out_dir / "figures" / f"power_{slug}.png", tight=True)
         files[f"power_{slug}"] = png
         report.figure(png, caption=f"{dataset} / {task}: accuracy against effect size")
     return files

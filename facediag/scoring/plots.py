@@ -95,12 +95,13 @@ def figure_to_array(figure: Figure) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
 
 
-def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write a figure as PNG (parent folders created) and return the path."""
+def save_figure(figure: Figure, path: str | os.PathLike, tight: bool = False) -> Path:
+    """Write a figure as PNG (parent folders created) and return the path; ``tight``: grown or trimmed to what
+    it draws (a figure legend wider than the axes is not clipped)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, format="png", dpi=figure.dpi)
+    figure.savefig(path, format="png", dpi=figure.dpi, bbox_inches="tight" if tight else None)
     return path
 
 
