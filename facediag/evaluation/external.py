@@ -126,6 +126,10 @@ def site_controls(run: TrainedRun, site: pd.DataFrame, predictions: pd.DataFrame
         if not (folder / "predictions.csv").is_file():
             not_scored.append(f"{name}: the run kept no {name} control ({folder} has no predictions.csv)")
             continue
+        if run.summary.get("checkpoint") or run.summary.get("best_checkpoint"):
+            not_scored.append(f"{name}: the run records the checkpoint its own test used, not the one its {name} "
+                              f"control tested ({folder / 'checkpoints'}), so that control cannot be rebuilt here")
+            continue
         if name == "face_blind" and (absent or training.empty):
             not_scored.append(f"{name}: the face region it hides comes from the run's training and validation photos "
                               f"({split_csv}), and {absent or 'all'} of them are not on this machine")
