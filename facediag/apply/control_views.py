@@ -140,7 +140,7 @@ class SiteControl(ControlData):
     """A control a run kept, shown the photos of another site (``site``: their rows, all scored as role ``test``):
     face-blind crops hide the face region the control was trained with, the union of the run's own training and
     validation photos' hulls (``training``: their split rows; only their cached landmarks are read, not their
-    pixels). ``faces(paths, crop, ...)`` serves a Predictor where it expects the run's preprocessor."""
+    pixels). :meth:`view` stands in for the run's preprocessor in ``Predictor.score``."""
 
     def __init__(self, name: str, preprocessor: Any, site: pd.DataFrame, training: pd.DataFrame):
         super().__init__(name, preprocessor, site.assign(role="test"))
