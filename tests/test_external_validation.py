@@ -103,7 +103,7 @@ def test_external_images_the_run_trained_on_are_named_in_a_warning(tiny_dtl2_run
     (warning,) = summary["training_overlaps"]
     assert "renamed_copy.jpg" in warning and Path(seen).name in warning and "train image" in warning
     assert summary["n"] == 9
-    # the run's controls were measured on its own test split: they are not printed beside the external accuracy
+    # the run's own controls (measured on its test split) are not copied in: those scored here are external_controls
     assert "controls" in json.loads((tiny_dtl2_run / "metrics.json").read_text())
     written = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert "controls" not in summary and "controls" not in written
@@ -143,3 +143,35 @@ def test_resized_copies_and_mirrored_photos_of_training_people_are_named_in_warn
     (mirror,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "mirrored.jpg"))]
     assert Path(mirrored).name in mirror and ("near-duplicate" in mirror or "same person" in mirror)
     assert len(warnings) == 2  # the eight people the run never saw raise nothing
+
+
+def test_the_runs_controls_score_its_own_test_photos_as_an_external_folder_as_they_did_in_training(
+    tiny_dtl2_run, tmp_path
+):
+    """Each control the run kept, applied to the run's own test photos given as an external folder, gives the scores
+    of its own predictions.csv (the same eye-aligned crops, the same face region hidden: the run's training photos'),
+    and stands beside the method's external accuracy; a run without controls says so."""
+    folder = tmp_path / "external"
+    for i, row in enumerate(own_scores(tiny_dtl2_run).itertuples()):
+        (folder / row.label).mkdir(parents=True, exist_ok=True)
+        (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
+    cfg = compose_train(tmp_path, "data=folder", f"data.root={folder}")
+    summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
+    for name in ("face_blind", "capture_only"):
+        own = pd.read_csv(tiny_dtl2_run / "controls" / name / "predictions.csv")
+        own = own[own["role"] == "test"].assign(path=lambda f: f["path"].map(resolved)).set_index("path")
+        site = pd.read_csv(tmp_path / "report" / "controls" / name / "external_predictions.csv")
+        site = site.assign(path=site["path"].map(resolved)).set_index("path").loc[own.index]
+        columns = [c for c in own.columns if c.startswith("score_")]
+        np.testing.assert_allclose(site[columns].to_numpy(float), own[columns].to_numpy(float), atol=1e-5)
+        compared = summary["external_controls"][name]["dtl2"]
+        assert compared["n"] == len(own) and compared["accuracy"] == pytest.approx((own["pred"] == own["label"]).mean())
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert set(written["external_controls"]) == {"face_blind", "capture_only"}
+    assert "Controls on this site" in (tmp_path / "report" / "report.md").read_text()
+
+    bare = tmp_path / "bare_run"
+    shutil.copytree(tiny_dtl2_run, bare, ignore=shutil.ignore_patterns("controls"))
+    summary = external_validation(bare, cfg.data, tmp_path / "bare_report")
+    assert summary["external_controls"] == {}
+    assert any("kept no face_blind control" in line for line in summary["external_controls_not_scored"])

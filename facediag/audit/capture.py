@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.preprocess.harmonise import FILL_RGB, face_mask
+from facediag.preprocess.harmonise import FILL_RGB, face_region, filled
 
 #: per-file facts: numeric cues (log-scaled where noted) and categorical ones
 NUMERIC_CUES = ("file_kb", "megapixels", "grain")
@@ -170,19 +170,6 @@ def cue_accuracies(
 #: the fill of a masked region: ImageNet's mean colour (0-255), the one harmonisation's background fill uses
 MEAN_RGB = FILL_RGB
 
-
-def face_region(points: np.ndarray, size: int, dilate: float = 0.1) -> np.ndarray:
-    """One (size, size) mask for every photo: the union of all photos' 68-landmark hulls (in crop pixels) grown by
-    ``dilate`` x their width (:func:`facediag.preprocess.harmonise.face_mask` of each). Fixed, because a mask shaped
-    by each photo's own landmarks tells a wide mouth."""
-    return np.any([face_mask(p, size, dilate) for p in points], axis=0)
-
-
-def filled(crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Copies of uint8 crops (N, H, W, 3) with ``mask`` filled with :data:`MEAN_RGB`."""
-    out = np.array(crops, copy=True)
-    out[:, mask] = np.array(MEAN_RGB, dtype=np.uint8)
-    return out
 
 
 def face_blind_accuracy(

@@ -38,8 +38,10 @@ def evaluate(
             summary = external_validation(run, data, out_dir, recalibrate, seed)
             source = f"the run's model applied to {data.get('root')}"
             print_transfer(summary["transfer"])
-            print("  the run's face-blind / capture-only controls belong to its own test split "
-                  "(evaluate.py run=<run>); they were not measured on these photos")
+            if summary["external_controls"]:
+                print("  controls: the run's own control models scored on these photos (under each accuracy below)")
+            for line in summary["external_controls_not_scored"]:
+                print(f"  control not scored on these photos: {line}")
         else:
             summary = evaluate_run(run, out_dir=out_dir)
             source = f"{run}/predictions.csv"
@@ -50,7 +52,7 @@ def evaluate(
             low, high = m["accuracy_ci"]
             print(f"  {name:<12} accuracy {m['accuracy']:.4f}  [95% CI {low:.3f}-{high:.3f}, "
                   f"{m['accuracy_ci_method']}]  ({m['n_correct']}/{m['n']})")
-            for line in control_lines(summary.get("controls") or {}, name):
+            for line in control_lines(summary.get("controls") or summary.get("external_controls") or {}, name):
                 print(line)
             if (permutation := (summary.get("permutation") or {}).get(name)) is not None:
                 print(f"    {PermutationResult.from_dict(permutation).summary()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from facediag.data.records import OK, build_manifest, usable
 from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.transfer import Transfer
 from facediag.preprocess.pipeline import results_frame
-from facediag.scoring.results import prediction_frame
+from facediag.scoring.controls import CONTROLS, CONTROLS_DIR, compare, controls_table
+from facediag.scoring.results import prediction_frame, to_json
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,59 @@ def refusals(manifest: pd.DataFrame, results: list[Any]) -> list[str]:
     return lines + [f"{r.path}: {r.status} ({r.reason})" for r in results if not r.has_crop and r.path not in listed]
 
 
+def site_controls(run: TrainedRun, site: pd.DataFrame, predictions: pd.DataFrame, out_dir: Path
+                  ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The controls the run kept (``controls/<name>/``: the models trained on its own split) scored on the ``site``
+    photos and set against the method's external ``predictions`` as on the run's test split
+    (:func:`facediag.scoring.controls.compare`); their predictions go to ``out_dir/controls/<name>/``. Returns
+    ({control: {variant: comparison}}, a line for each control not scored, saying why)."""
+    from facediag.apply.control_views import SiteControl
+
+    found: dict[str, dict[str, Any]] = {}
+    not_scored: list[str] = []
+    split_csv = run.run_dir / "split.csv"
+    split = pd.read_csv(split_csv, dtype=str) if split_csv.is_file() else pd.DataFrame(columns=["path", "role"])
+    training = split[split["role"].isin(["train", "val"])]
+    absent = sum(not Path(p).is_file() for p in training["path"])
+    for name in CONTROLS:
+        folder = run.run_dir / CONTROLS_DIR / name
+        if not (folder / "predictions.csv").is_file():
+            not_scored.append(f"{name}: the run kept no {name} control ({folder} has no predictions.csv)")
+            continue
+        if run.summary.get("checkpoint") or run.summary.get("best_checkpoint"):
+            not_scored.append(f"{name}: the run records the checkpoint its own test used, not the one its {name} "
+                              f"control tested ({folder / 'checkpoints'}), so that control cannot be rebuilt here")
+            continue
+        if name == "face_blind" and (absent or training.empty):
+            not_scored.append(f"{name}: the face region it hides comes from the run's training and validation photos "
+                              f"({split_csv}), and {absent or 'all'} of them are not on this machine")
+            continue
+        control = SiteControl(name, run.preprocessor(), site, training)
+        frames = []
+        for variant in run.variants:
+            model = type(run.predictor).load(folder, variant, run.batch_size, run.cfg, run.summary)
+            scored = model.score(control.view(), list(control.rows["path"]))
+            position = {path: i for i, path in enumerate(control.rows["path"])}
+            kept = control.rows.iloc[[position[p] for p in scored.paths]]
+            frames.append(prediction_frame(kept, scored.scores, run.classes, variant))
+        scores = pd.concat(frames, ignore_index=True)
+        (out_dir / CONTROLS_DIR / name).mkdir(parents=True, exist_ok=True)
+        scores.to_csv(out_dir / CONTROLS_DIR / name / "external_predictions.csv", index=False)
+        found[name] = compare(predictions, scores, run.classes, run.positive)
+    return found, not_scored
+
+
+def site_controls_table(run: TrainedRun, found: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """:func:`facediag.scoring.controls.controls_table` of the controls on this site, each control's accuracy on the
+    run's own test split beside it."""
+    own = run.summary.get("controls") or {}
+    table = controls_table(found)
+    internal = [((own.get(c) or {}).get(v) or {}).get("accuracy")
+                for c, v in zip(table["control"], table["variant"], strict=True)]
+    table.insert(2, "run's test split", [f"{a:.3f}" if a is not None else "n/a" for a in internal])
+    return table.rename(columns={"accuracy [95% CI]": "this site [95% CI]"})
+
+
 def external_validation(
     run_dir: str | Path, data_cfg: DictConfig, out_dir: str | Path, recalibrate: int | None = None, seed: int = 0
 ) -> dict[str, Any]:
@@ -115,9 +170,11 @@ def external_validation(
     aliases); an unknown class name is an error naming the folder. Images without a face are listed
     in the external preprocess_report.csv, not silently dropped; when none is usable the error lists
     every file and why. Images the run trained or validated on are warned about (``training_overlaps``,
-    also in the summary). A DSIFT run is scored with each of its variants. The report sets the run's own test
-    metrics beside these, flags a threshold shift, draws the misclassified photos and, with ``recalibrate`` (people
-    per class of this site), re-thresholds on them and scores the others apart (:mod:`facediag.evaluation.transfer`).
+    also in the summary). The controls the run kept are scored on the same photos (:func:`site_controls`;
+    ``external_controls`` in the summary and metrics.json, beside the method's accuracy in the report). A DSIFT run
+    is scored with each of its variants. The report sets the run's own test metrics beside these, flags a threshold
+    shift, draws the misclassified photos and, with ``recalibrate`` (people per class of this site), re-thresholds on
+    them and scores the others apart (:mod:`facediag.evaluation.transfer`).
     """
     run = TrainedRun(run_dir)
     out_dir = Path(out_dir)
@@ -152,5 +209,21 @@ def external_validation(
     log.info("external validation: %d images found, %d usable, %d scored", len(manifest), len(rows), len(kept))
     title = f"External validation of {Path(run_dir).name} on {data_cfg.get('root')}"
     transfer = Transfer(run, frames[0], scored.probabilities, scored.crops, out_dir, recalibrate, seed)
-    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=transfer)
+    controls, not_scored = site_controls(run, kept, predictions, out_dir)
+
+    def sections(report: Any, external: dict[str, Any]) -> None:
+        transfer(report, external)
+        report.heading("Controls on this site: the run's own control models, shown no face")
+        if controls:
+            report.table(site_controls_table(run, controls), caption="the controls trained on the run's split "
+                         "(controls/<name>/ of the run dir) scored on this site's photos: face_blind (eye-aligned "
+                         "crops, the face region of the run's training photos hidden), capture_only (the photos' four "
+                         "corners); 'method minus control' is paired over the same photos of this site (person "
+                         "bootstrap)")
+        for line in not_scored:
+            report.text(f"Not scored: {line}")
+
+    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=sections)
+    summary.update(external_controls=controls, external_controls_not_scored=not_scored)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=to_json))
     return {**summary, "training_overlaps": overlaps, "transfer": transfer.result}

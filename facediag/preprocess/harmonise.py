@@ -98,6 +98,20 @@ def face_mask(points: np.ndarray, size: int, dilate: float) -> np.ndarray:
     return region_mask(np.asarray(points, dtype=np.float64), size, indices=range(68), dilate=dilate)
 
 
+def face_region(points: np.ndarray, size: int, dilate: float = 0.1) -> np.ndarray:
+    """One (size, size) mask for every photo: the union of all photos' 68-landmark hulls (in crop pixels) grown by
+    ``dilate`` x their width (:func:`face_mask` of each). Fixed, because a mask shaped by each photo's own landmarks
+    tells a wide mouth."""
+    return np.any([face_mask(p, size, dilate) for p in points], axis=0)
+
+
+def filled(crops: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Copies of uint8 crops (N, H, W, 3) with ``mask`` filled with :data:`FILL_RGB`."""
+    out = np.array(crops, copy=True)
+    out[:, mask] = np.array(FILL_RGB, dtype=np.uint8)
+    return out
+
+
 @dataclass(frozen=True)
 class Blur:
     """A Gaussian blur of ``sigma`` crop pixels."""
