@@ -23,36 +23,12 @@ import numpy as np
 import pandas as pd
 
 from facediag.simulate.anatomy import named_points
-from facediag.simulate.conditions import CONDITIONS, Condition, condition_names, descriptors_of
+from facediag.simulate.conditions import CONDITIONS, condition_names, descriptors_of
+from facediag.simulate.standardised import PREFIX, standardise, standardised_measures
 
 if TYPE_CHECKING:
     from facediag.simulate.source import Face
     from facediag.simulate.tree import Plan, Settings
-
-PREFIX = "measure_"
-
-
-def standardise(raw: dict[str, float], table: pd.DataFrame) -> dict[str, float]:
-    """``measure_<descriptor>`` -> sign x (value - mean) / SD (mean, SD: the source table) of raw measures."""
-    stats = table.set_index("condition")
-    return {PREFIX + name: round(CONDITIONS[name].sign * (value - stats.loc[name, "mean"]) / stats.loc[name, "sd"], 5)
-            for name, value in raw.items()}  # fmt: skip
-
-
-def standardised_measures(
-    conditions: Sequence[Condition], table: pd.DataFrame, points: np.ndarray, photo: str | os.PathLike
-) -> dict[str, float]:
-    """``measure_<descriptor>`` for every descriptor of ``conditions``: geometric ones on ``points``, skin
-    yellowness on ``photo`` (read only when the tree has it)."""
-    from facediag.core.imageio import read_rgb
-    from facediag.simulate.appearance import skin_yellowness
-
-    descriptors = descriptors_of(conditions)
-    image = read_rgb(photo) if any(d.kind == "appearance" for d in descriptors) else None
-    named = named_points(points)
-    return standardise({d.name: skin_yellowness(image, points) if d.kind == "appearance" else d.measure(named)
-                        for d in descriptors}, table)  # fmt: skip
-
 
 def _replay(faces: Sequence[Face], settings: Settings, table: pd.DataFrame) -> Iterator[tuple[Face, str, Plan]]:
     """Each person of the tree ``settings`` makes from ``faces`` (``table``: the source's measure SDs): face, class

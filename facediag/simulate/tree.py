@@ -32,8 +32,8 @@ from facediag.simulate.conditions import (
     joint_offset,
     offset,
 )
-from facediag.simulate.measures import standardised_measures
 from facediag.simulate.source import Face
+from facediag.simulate.standardised import standardised_measures
 from facediag.simulate.warp import apply, changed_region, similarity, warp_image
 
 HEALTHY = "healthy"
