@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ class Entry:
     @property
     def key(self) -> str:
         return configuration_key(self.config)
+
+    @cached_property
+    def permutation(self) -> dict[str, PermutationResult]:
+        """The run's permutation test per variant, recomputed from its files once (empty without one)."""
+        return stored_permutation(self.run) if self.run is not None else {}
 
     def describe(self) -> dict[str, Any]:
         if self.run is not None:
@@ -152,7 +158,7 @@ def run_rows(entry: Entry, test: bool = True) -> list[dict[str, Any]]:
         return [{**base, "variant": variant, "status": "ok", "reason": TRIAL_NOT_CHOSEN} for variant in run.variants]
     rows = []
     controls = run_controls_of(entry.path, run.predictions, run.classes, run.positive)
-    permutation = stored_permutation(run)
+    permutation = entry.permutation
     for variant in run.variants:
         part = run.predictions[run.predictions["variant"] == variant]
         try:
@@ -195,7 +201,7 @@ def permutation_columns(result: PermutationResult | None) -> dict[str, Any]:
 
 def row_permutation(row: Row) -> str:
     """The table's permutation cell: a run's p-value (with its count), one per fold for a pooled row."""
-    results = [stored_permutation(e.run).get(row.variant) for e in row.entries if e.run is not None]
+    results = [e.permutation.get(row.variant) for e in row.entries if e.run is not None]
     found = [r for r in results if r is not None]
     if not found:
         return MISSING
