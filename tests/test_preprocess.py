@@ -443,3 +443,39 @@ def test_face_result_round_trips_through_its_cache_record():
     assert back.path == "y.jpg" and back.n_faces == 2 and back.fallback == "upsampled"
     np.testing.assert_array_equal(back.landmarks, result.landmarks)
     assert back.box == result.box and back.image_size == result.image_size
+
+
+def test_dlib_models_load_once_per_thread_and_are_shared_by_every_pipeline_in_it():
+    import threading
+
+    first, second = DlibLandmarker(), DlibLandmarker()
+    assert first.model is second.model and DlibHogDetector().model is DlibHogDetector().model
+    assert DlibLandmarker("shape_predictor_5_face_landmarks.dat").model is not first.model  # another file
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(DlibHogDetector().model))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not DlibHogDetector().model  # dlib's detector is not shared across threads
+
+
+def test_another_view_of_the_photos_is_made_once_and_keyed_by_the_harmonisation(tmp_path):
+    made: list[str] = []
+
+    def make(result: FaceResult) -> np.ndarray:
+        made.append(result.sha256)
+        return np.full((4, 4, 3), len(made), np.uint8)
+
+    results = [FaceResult(path=f"{name}.png", status="ok", sha256=name * 64) for name in "ab"]
+    plain = Preprocessor(cache_dir=tmp_path, progress=False)
+    first = plain.cached_views(results, "corners", make, harmonised=True)
+    again = plain.cached_views(results, "corners", make, harmonised=True)
+    assert made == ["a" * 64, "b" * 64] and np.array_equal(first, again)  # the second call reads the cache
+    harmonised = Preprocessor(cache_dir=tmp_path, progress=False, harmonise=["jpeg"])
+    harmonised.cached_views(results, "corners", make, harmonised=True)
+    assert len(made) == 4  # other harmonisation, another view
+    harmonised.cached_views(results, "corners", make, harmonised=False)
+    assert len(made) == 4  # a view the harmonisation does not touch is shared
+    no_digest = [FaceResult(path="c.png", status="ok")]
+    plain.cached_views(no_digest, "corners", make, harmonised=True)
+    plain.cached_views(no_digest, "corners", make, harmonised=True)
+    assert len(made) == 6  # a photo without a digest is made every time

@@ -62,23 +62,24 @@ class EyeAligner:
         return {"aligner": "eyes"}
 
 
-def eye_aligned(results: Sequence[Any], crop: CropSpec, harmoniser: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def eye_aligned(results: Sequence[Any], crop: CropSpec, preprocessor: Any) -> tuple[np.ndarray, np.ndarray]:
     """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks,
-    harmonised by ``harmoniser`` (the run's ``preprocess.harmonise`` steps) when it has steps. The landmarks do not
-    depend on a photo step's resampling: the eyes land on the same crop pixels at any scale."""
+    harmonised as ``preprocessor`` harmonises its crops (``preprocess.harmonise``) and kept in its crop cache. The
+    landmarks do not depend on a photo step's resampling: the eyes land on the same crop pixels at any scale."""
     from facediag.core.imageio import read_rgb
     from facediag.preprocess.align import transform_points
 
     aligner = EyeAligner()
-    crops, points = [], []
-    for result in results:
+    harmoniser = preprocessor.harmoniser
+
+    def make(result: Any) -> np.ndarray:
         image = read_rgb(result.path)
-        if harmoniser:
-            crops.append(harmoniser.crop(aligner, image, result, crop))
-        else:
-            crops.append(aligner.crop(image, result, crop))
-        points.append(transform_points(result.landmarks, aligner.crop_matrix(result, crop)))
-    return np.stack(crops), np.stack(points).astype(np.float32)
+        return harmoniser.crop(aligner, image, result, crop) if harmoniser else aligner.crop(image, result, crop)
+
+    key = f"eyes-{crop.template}-{crop.size}-p{crop.padding:g}"
+    crops = preprocessor.cached_views(results, key, make, harmonised=True)
+    points = [transform_points(r.landmarks, aligner.crop_matrix(r, crop)) for r in results]
+    return crops, np.stack(points).astype(np.float32)
 
 
 def corners(path: str, size: int) -> np.ndarray:
@@ -118,8 +119,9 @@ class ControlData:
 
     def _crops(self, crop: CropSpec) -> np.ndarray:
         if self.name == "capture_only":
-            return np.stack([corners(r.path, crop.size) for r in self.results])
-        crops, points = eye_aligned(self.results, crop, getattr(self.preprocessor, "harmoniser", None))
+            return self.preprocessor.cached_views(self.results, f"corners{CORNER:g}-{crop.size}",
+                                                  lambda r: corners(r.path, crop.size), harmonised=False)
+        crops, points = eye_aligned(self.results, crop, self.preprocessor)
         return filled(crops, self.hidden_region(crop, points))
 
     def hidden_region(self, crop: CropSpec, points: np.ndarray) -> np.ndarray:

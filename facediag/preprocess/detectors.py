@@ -54,6 +54,9 @@ class DlibHogDetector(LazyModel):
 
         return dlib.get_frontal_face_detector()
 
+    def shared_key(self) -> tuple[Any, ...]:
+        return ("dlib.get_frontal_face_detector",)
+
     def detect(self, image: np.ndarray, upsample: bool = False) -> list[Detection]:
         if self.grayscale and image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -40,6 +40,9 @@ class DlibLandmarker(LazyModel):
 
         return dlib.shape_predictor(str(dlib_model_path(self.model_file)))
 
+    def shared_key(self) -> tuple[Any, ...]:
+        return ("dlib.shape_predictor", self.model_file)
+
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         import dlib
 

@@ -7,7 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -248,6 +248,25 @@ class Preprocessor:
             if result.landmarks is not None:
                 points[i] = transform_points(result.landmarks, self.aligner.crop_matrix(result, crop))
         return points
+
+    def cached_views(
+        self, results: Sequence[FaceResult], key: str, make: Callable[[FaceResult], np.ndarray], harmonised: bool
+    ) -> np.ndarray:
+        """``make(result)`` for each result, through this preprocessing's crop cache (by photo digest) under ``key``:
+        another view of the photos than the aligned crop (a control's), made once per preprocessing config;
+        ``harmonised``: the view passes this preprocessing's harmonisation, whose settings then key it too."""
+        cache = PreprocessCache(self.cache_dir, self.config_hash)
+        if harmonised and self.harmoniser:
+            key += f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}"
+        views = []
+        for result in results:
+            view = cache.get_crop(result.sha256, key) if result.sha256 else None
+            if view is None:
+                view = make(result)
+                if result.sha256:
+                    cache.put_crop(result.sha256, key, view)
+            views.append(view)
+        return np.stack(views)
 
     def _crop_key(self, crop: CropSpec) -> str:
         key = f"{crop.template}-{crop.size}-p{crop.padding:g}-{config_hash(self.aligner.describe())[:8]}"
