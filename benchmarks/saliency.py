@@ -12,7 +12,8 @@ area, the Spearman rank correlation between the trained and the randomised model
 score changes when the mouth region is replaced by a blurred copy (Gaussian, sigma 1/16 of the crop) next to
 the same shape blurred 1/3 of the crop higher (a baseline-free check of whether the mouth matters at all).
 
-``--truth``: for the test photos of every simulated condition (each explained for its own class), the truth mask of
+``--truth``: for the test photos of every simulated condition (each explained for its own class; condition kinds
+geometric, appearance and syndrome, a syndrome's mask the union of its descriptors'), the truth mask of
 the tree (``.truth/<subject>_truth.png``, the region the condition changed) warped into the crop by the same
 alignment as the crop; per run × condition kind × method × model: the share of positive saliency mass inside the
 mask next to the mask's share of the crop, their ratio, the pointing game (the map's maximum inside the mask) and
@@ -171,7 +172,7 @@ def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) ->
     test = split[(split["role"] == "test") & split["label"].isin([c for c in run.classes if c in CONDITIONS])]
     preprocessor = run.preprocessor()
     rows = []
-    for kind in ("geometric", "appearance"):
+    for kind in ("geometric", "appearance", "syndrome"):  # a syndrome: several descriptors, the union of their masks
         part = test[[CONDITIONS[label].kind == kind for label in test["label"]]].head(n_photos)
         if part.empty:
             continue
