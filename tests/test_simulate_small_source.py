@@ -58,9 +58,23 @@ def older_tree(small_faces, tmp_path_factory) -> Path:
     table = measure_table(small_faces, settings.chosen())
     out = tmp_path_factory.mktemp("trees") / "older"
     out.mkdir()  # an empty folder is accepted (and replaced)
+    (out.with_name("older.partial") / HEALTHY).mkdir(parents=True)  # left by an interrupted build: replaced
+    (out.with_name("older.partial") / HEALTHY / "stale.jpg").write_bytes(b"")
     truth = build_tree(out, small_faces, table, settings, "london")
     truth.drop(columns=[c for c in truth.columns if c.startswith("measure_")]).to_csv(out / "truth.csv", index=False)
     return out
+
+
+def test_a_tree_replaces_what_an_interrupted_build_left(older_tree):
+    assert not older_tree.with_name("older.partial").exists() and not (older_tree / HEALTHY / "stale.jpg").exists()
+    assert len(list(older_tree.glob("*/*.jpg"))) == 2 * PEOPLE_PER_SEX
+
+
+def test_the_simulate_cli_asks_for_out_before_reading_any_face(tmp_path):
+    result = run_python("-m", "facediag.simulate", f"london_root={tmp_path / 'absent'}",
+                        f"hydra.run.dir={tmp_path / 'log'}")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "error: out=<folder> is required: where the simulated tree goes\n"
 
 
 def test_the_small_source_reads_its_people_with_sex_and_189_points_at_the_photo_scale(small_faces):
