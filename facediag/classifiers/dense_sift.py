@@ -120,6 +120,7 @@ class DenseSiftBow(TransformerMixin, BaseEstimator):
             )
 
     def _descriptors(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        self._check_parameters()  # before any SIFT: step 0 or no sizes would fail there with a bare error
         return [dense_sift_descriptors(image, int(self.step), self.sizes) for image in images]
 
     def fit(self, images: Images, y: object = None) -> DenseSiftBow:
@@ -128,7 +129,6 @@ class DenseSiftBow(TransformerMixin, BaseEstimator):
         return self
 
     def _fit_descriptors(self, descriptors: list[np.ndarray]) -> None:
-        self._check_parameters()
         rng = np.random.default_rng(self.seed)
         per_image = int(self.max_descriptors_per_image)
         sample = np.concatenate(
