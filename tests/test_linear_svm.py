@@ -81,3 +81,17 @@ def test_a_dtl2_run_saves_only_the_arrays_and_is_applied_without_sklearn_or_skop
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_svm_on_correlated_features_is_still_kept_as_arrays(tmp_path):
+    # features of rank 20 in 128 columns (like a capture-only control's): the arrays and libsvm round differently,
+    # by ~1e-6, which an absolute 1e-6 bound once refused (the run then imported skops to save the SVM)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 54)
+    features = (rng.normal(size=(108, 20)) @ rng.normal(size=(20, 128)) * 0.01 + rng.normal(size=(108, 128)) * 1e-4
+                + y[:, None] * 0.001).astype(np.float32)  # fmt: skip
+    estimator = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear", C=1.0))]).fit(features, y)
+    assert export(estimator, None, features, tmp_path / ARRAYS_FILE)
+    arrays = LinearSVM(tmp_path / ARRAYS_FILE)
+    np.testing.assert_allclose(arrays.decision_function(features), estimator.decision_function(features), atol=2e-5)
+    assert (arrays.decision_function(features) > 0).tolist() == estimator.predict(features).astype(bool).tolist()
