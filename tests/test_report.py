@@ -143,6 +143,20 @@ def test_sweep_separates_lookalike_configurations_by_their_differing_setting(tmp
     assert sorted(r.setting for r in result.rows) == ["strategy.standardize=False", "strategy.standardize=True"]
 
 
+def test_fused_runs_named_by_their_sources_need_no_setting_to_tell_them_apart(tmp_path):
+    root = tmp_path / "multirun"
+    for i, kind in enumerate(["face_geometry", "face_anthropometry"]):
+        sources = [{"backbone": "dlib_resnet", "weights": "dlib_faces"}, {"features": kind}]
+        # as a fused preset composes: backbone=dlib_resnet in the config, the sources in metrics.json's name
+        write_fake_run(root / str(i), split="paper", strategy="dtl2_fused", backbone=f"dlib_resnet+{kind}",
+                       extra={"strategy.sources": sources, "backbone.name": "dlib_resnet"})
+
+    result = evaluate_sweep(root)
+
+    assert sorted(r.name for r in result.rows) == ["dlib_resnet+face_anthropometry/dlib_faces/dtl2_fused",
+                                                   "dlib_resnet+face_geometry/dlib_faces/dtl2_fused"]
+
+
 def test_sweep_never_breaks_on_an_unreadable_run(tmp_path):
     root = tmp_path / "multirun"
     write_fake_run(root / "0", split="paper")

@@ -40,7 +40,8 @@ from facediag.strategies.registry import uses_backbone
 BEST, TIE, FAILED_ROW = "best", "tie", "failed"  # CSS classes: the chosen row, rows not clearly different
 CHOSEN_NOTE = "★ chosen on validation"
 BINARY_COLUMNS = ("precision", "sensitivity", "specificity", "f1", "auc")
-IDENTITY_KEYS = ("data.name", "data.task", "backbone.name", "weights.name", "strategy.name")
+#: what a table row is named by (Entry.describe(); a fused run's backbone names its sources)
+IDENTITY_FIELDS = ("dataset", "task", "backbone", "weights", "strategy")
 
 
 @dataclass
@@ -252,12 +253,17 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
 
 
 def distinguishing_settings(entries: Sequence[Entry]) -> dict[str, str]:
-    """For configurations that look alike (same dataset, task, backbone, weights, strategy): the keys where
-    they differ, as ``key=value`` (config key → text; empty when the identity is unique)."""
-    by_identity: dict[tuple, dict[str, dict[str, str]]] = {}
+    """For configurations whose rows would read alike (same dataset, task, backbone, weights and strategy as the
+    table names them: a fused run by its sources): the keys where they differ, as ``key=value`` (config key →
+    text; empty when the name is unique)."""
+    by_key: dict[str, list[Entry]] = {}
     for entry in entries:
-        identity = tuple(str(get_dotted(entry.config, k)) for k in IDENTITY_KEYS)
-        by_identity.setdefault(identity, {})[entry.key] = _flatten(trimmed_config(entry.config))
+        by_key.setdefault(entry.key, []).append(entry)
+    by_identity: dict[tuple, dict[str, dict[str, str]]] = {}
+    for key, group in by_key.items():
+        shown = next((e for e in group if e.run is not None), group[0]).describe()  # a failed fold: its config
+        identity = tuple(str(shown.get(k)) for k in IDENTITY_FIELDS)
+        by_identity.setdefault(identity, {})[key] = _flatten(trimmed_config(group[0].config))
     settings: dict[str, str] = {}
     for configs in by_identity.values():
         if len(configs) < 2:
