@@ -256,8 +256,7 @@ class Preprocessor:
         another view of the photos than the aligned crop (a control's), made once per preprocessing config;
         ``harmonised``: the view passes this preprocessing's harmonisation, whose settings then key it too."""
         cache = PreprocessCache(self.cache_dir, self.config_hash)
-        if harmonised and self.harmoniser:
-            key += f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}"
+        key += self._harmonise_key() if harmonised else ""
         views = []
         for result in results:
             view = cache.get_crop(result.sha256, key) if result.sha256 else None
@@ -270,7 +269,11 @@ class Preprocessor:
 
     def _crop_key(self, crop: CropSpec) -> str:
         key = f"{crop.template}-{crop.size}-p{crop.padding:g}-{config_hash(self.aligner.describe())[:8]}"
-        return key + f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}" if self.harmoniser else key
+        return key + self._harmonise_key()
+
+    def _harmonise_key(self) -> str:
+        """The part of a crop cache key that names the harmonisation ("" without one)."""
+        return f"-h{config_hash({'harmonise': self.harmoniser.describe()})[:8]}" if self.harmoniser else ""
 
     def _run(
         self, rows: pd.DataFrame, crop: CropSpec | None
