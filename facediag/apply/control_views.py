@@ -62,24 +62,25 @@ class EyeAligner:
         return {"aligner": "eyes"}
 
 
+def eye_landmarks(results: Sequence[Any], crop: CropSpec) -> np.ndarray:
+    """(N, 68, 2) float32 landmarks of ``results`` in eye-aligned ``crop`` pixels (:class:`EyeAligner`)."""
+    from facediag.preprocess.align import transform_points
+
+    aligner = EyeAligner()
+    return np.stack([transform_points(r.landmarks, aligner.crop_matrix(r, crop)) for r in results]).astype(np.float32)
+
+
 def eye_aligned(results: Sequence[Any], crop: CropSpec, preprocessor: Any) -> tuple[np.ndarray, np.ndarray]:
     """(crops (N, size, size, 3) uint8, landmarks (N, 68, 2) in crop pixels) of results that have landmarks,
     harmonised as ``preprocessor`` harmonises its crops (``preprocess.harmonise``) and kept in its crop cache. The
     landmarks do not depend on a photo step's resampling: the eyes land on the same crop pixels at any scale."""
     from facediag.core.imageio import read_rgb
-    from facediag.preprocess.align import transform_points
 
-    aligner = EyeAligner()
-    harmoniser = preprocessor.harmoniser
-
-    def make(result: Any) -> np.ndarray:
-        image = read_rgb(result.path)
-        return harmoniser.crop(aligner, image, result, crop) if harmoniser else aligner.crop(image, result, crop)
-
+    aligner, harmoniser = EyeAligner(), preprocessor.harmoniser
     key = f"eyes-{crop.template}-{crop.size}-p{crop.padding:g}"
-    crops = preprocessor.cached_views(results, key, make, harmonised=True)
-    points = [transform_points(r.landmarks, aligner.crop_matrix(r, crop)) for r in results]
-    return crops, np.stack(points).astype(np.float32)
+    crops = preprocessor.cached_views(results, key, lambda r: harmoniser.crop(aligner, read_rgb(r.path), r, crop),
+                                      harmonised=True)
+    return crops, eye_landmarks(results, crop)
 
 
 def corners(path: str, size: int) -> np.ndarray:
@@ -150,13 +151,9 @@ class SiteControl(ControlData):
         self.training = tuple(r for r in trained if r.landmarks is not None)
 
     def hidden_region(self, crop: CropSpec, points: np.ndarray) -> np.ndarray:
-        from facediag.preprocess.align import transform_points
-
         if not self.training:
             raise ValueError("a face-blind control on another site needs the landmarks of the run's training photos")
-        aligner = EyeAligner()
-        trained = [transform_points(r.landmarks, aligner.crop_matrix(r, crop)) for r in self.training]
-        return face_region(np.stack(trained).astype(np.float32), crop.size, dilate=DILATE)
+        return face_region(eye_landmarks(self.training, crop), crop.size, dilate=DILATE)
 
     def view(self) -> SiteView:
         """This control's faces where a Predictor expects the run's preprocessor (``Predictor.score``)."""
