@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facediag.preprocess.harmonise import FILL_RGB, face_region, filled
+from facediag.preprocess.harmonise import face_region, filled
 
 #: per-file facts: numeric cues (log-scaled where noted) and categorical ones
 NUMERIC_CUES = ("file_kb", "megapixels", "grain")
@@ -165,11 +165,6 @@ def cue_accuracies(
         rows.append({**row, "accuracy": round(accuracy, 3), "low": round(low, 3), "high": round(high, 3),
                      "shortcut": bool(low > chance), "note": ""})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-#: the fill of a masked region: ImageNet's mean colour (0-255), the one harmonisation's background fill uses
-MEAN_RGB = FILL_RGB
-
 
 
 def face_blind_accuracy(
