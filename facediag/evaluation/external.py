@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from facediag.evaluation.single import evaluate_run
 from facediag.evaluation.transfer import Transfer
 from facediag.preprocess.pipeline import results_frame
 from facediag.scoring.controls import CONTROLS, CONTROLS_DIR, compare, controls_table
-from facediag.scoring.results import prediction_frame, to_json
+from facediag.scoring.results import prediction_frame
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +222,6 @@ def external_validation(
         for line in not_scored:
             report.text(f"Not scored: {line}")
 
-    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=sections)
-    summary.update(external_controls=controls, external_controls_not_scored=not_scored)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=to_json))
+    summary = evaluate_run(run_dir, predictions, out_dir, manifest_df=manifest, title=title, sections=sections,
+                           extra={"external_controls": controls, "external_controls_not_scored": not_scored})
     return {**summary, "training_overlaps": overlaps, "transfer": transfer.result}

@@ -197,12 +197,14 @@ def evaluate_run(
     manifest_df: pd.DataFrame | None = None,
     title: str | None = None,
     sections: Callable[[Report, dict[str, Any]], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Recompute a run's metrics from its predictions.csv (or ``predictions_df``, e.g. external
     validation predictions made elsewhere with the run's model; ``manifest_df`` then supplies their
     metadata for the subgroup table). Returns the metrics.json content; with ``out_dir`` writes
     metrics.json, subgroups.csv, figures/ and report.md / report.html there; ``sections(report, summary)``
-    adds sections of the caller's at the end (external validation's comparison with the run's own test split).
+    adds sections of the caller's at the end (external validation's comparison with the run's own test split);
+    ``extra``: the caller's fields added to the summary (and metrics.json).
     """
     run = load_run(run_dir, predictions_df)
     if run.failed:
@@ -216,6 +218,7 @@ def evaluate_run(
     permutation = stored_permutation(run) if predictions_df is None else {}
     if permutation:
         summary["permutation"] = {variant: result.to_dict() for variant, result in permutation.items()}
+    summary.update(extra or {})
     if out_dir is None:
         return summary
     out_dir = Path(out_dir)
