@@ -23,7 +23,7 @@ from facediag.models import (
     list_specs,
     load_spec,
 )
-from facediag.models.flops import random_weights_spec
+from facediag.models.flops import unweighted_model
 from facediag.models.weights import apply_key_map, load_state_dict_strict, locate_weight_file
 
 torch.set_num_threads(1)
@@ -119,7 +119,7 @@ def test_published_caffe_layouts_load_strictly(backbone, dataset, squeeze_excite
     if with_batch_counters:  # files saved by torch >= 0.4 carry them; older ones do not
         state.update({k.replace("running_mean", "num_batches_tracked"): torch.tensor(0)
                       for k in layout if k.endswith("running_mean")})
-    model = create(backbone, random_weights_spec(spec))
+    model = unweighted_model(backbone, spec)
     load_state_dict_strict(model.net, apply_key_map(state, spec.key_map), source=spec.file)
     assert torch.equal(model.net.conv3[0].reduce_bn.running_var, state["conv3_1_1x1_reduce_bn.running_var"])
     assert torch.equal(model.head.weight, state["classifier.weight"])
@@ -129,7 +129,7 @@ def test_published_caffe_layouts_load_strictly(backbone, dataset, squeeze_excite
 def test_published_vgg_face_layout_loads_strictly_into_vgg16():
     spec = load_spec("vgg16", "vggface")
     state = random_state(published_vgg_face_layout())
-    model = create("vgg16", random_weights_spec(spec))
+    model = unweighted_model("vgg16", spec)
     load_state_dict_strict(model.net, apply_key_map(state, spec.key_map), source=spec.file)
     assert torch.equal(model.net.features[28].weight, state["conv5_3.weight"])
     assert torch.equal(model.head.weight, state["fc8.weight"])
@@ -139,7 +139,7 @@ def test_wrong_shape_state_dict_is_refused_with_the_key_and_both_shapes():
     spec = load_spec("resnet50", "ms1m_vggface2")
     layout = published_caffe_layout(False)
     layout["conv2_1_3x3.weight"] = (64, 64, 5, 5)
-    model = create("resnet50", random_weights_spec(spec))
+    model = unweighted_model("resnet50", spec)
     with pytest.raises(WeightsLayoutError, match=r"conv2.1.conv3x3.weight: file \(64, 64, 5, 5\) vs network "
                                                  r"\(64, 64, 3, 3\)"):
         load_state_dict_strict(model.net, apply_key_map(random_state(layout), spec.key_map), spec.file)
@@ -147,7 +147,7 @@ def test_wrong_shape_state_dict_is_refused_with_the_key_and_both_shapes():
 
 def test_senet_weights_do_not_fit_the_plain_resnet():
     spec = load_spec("resnet50", "ms1m_vggface2")
-    model = create("resnet50", random_weights_spec(spec))
+    model = unweighted_model("resnet50", spec)
     state = apply_key_map(random_state(published_caffe_layout(True)), spec.key_map)
     with pytest.raises(WeightsLayoutError, match=r"unexpected keys.*down"):
         load_state_dict_strict(model.net, state, spec.file)
@@ -186,7 +186,7 @@ def reference_caffe_forward(state: dict[str, torch.Tensor], x: torch.Tensor, squ
 def test_caffe_network_computes_the_published_graph(backbone, squeeze_excite):
     spec = load_spec(backbone, "ms1m_vggface2")
     state = random_state(published_caffe_layout(squeeze_excite, num_classes=7), seed=1)
-    model = create(backbone, dataclasses.replace(random_weights_spec(spec), num_classes=7))
+    model = unweighted_model(backbone, dataclasses.replace(spec, num_classes=7))
     load_state_dict_strict(model.net, apply_key_map(state, spec.key_map), spec.file)
     x = torch.randn(2, 3, 97, 97)  # odd size: ceil-mode pooling and stride placement both matter
     with torch.no_grad():
@@ -195,7 +195,7 @@ def test_caffe_network_computes_the_published_graph(backbone, squeeze_excite):
 
 
 def test_caffe_stride_sits_on_the_first_1x1_conv_and_maps_shrink_as_published():
-    model = create("resnet50", random_weights_spec(load_spec("resnet50", "vggface2")))
+    model = unweighted_model("resnet50", load_spec("resnet50", "vggface2"))
     block = model.net.conv3[0]
     assert block.reduce.stride == (2, 2) and block.conv3x3.stride == (1, 1) and block.proj.stride == (2, 2)
     sizes = []

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from facediag.models.flops import count_macs, random_weights_spec
-from facediag.models.registry import BACKBONES, backbone_config, create, list_specs
+from facediag.models.flops import count_macs, unweighted_model
+from facediag.models.registry import BACKBONES, backbone_config, list_specs
 from facediag.models.weights import WeightSpec, default_cache_dir, locate_weight_file, packaged_file
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m facediag.models", description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="weight cache folder")
     parser.add_argument("--classes", type=int, default=2, help="head size of the adapted model for MACs")
-    parser.add_argument("--no-macs", action="store_true", help="skip MAC counting (it builds every network)")
+    parser.add_argument("--no-macs", action="store_true", help="skip MAC counting")
     args = parser.parse_args(argv)
 
     header = ("backbone", "weights", "arch", "features", "input", f"GMac ({args.classes} cl.)", "Mparams",
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         layer = backbone_config(spec.backbone)["feature_layer"]
         key = (spec.backbone, spec.arch, spec.input_size)
         if key not in built:  # weights do not change widths or MACs: count on random weights
-            model = create(spec.backbone, random_weights_spec(spec))
+            model = unweighted_model(spec.backbone, spec)
             macs, params = (None, None) if args.no_macs else count_macs(model, num_classes=args.classes)
             built[key] = (model.feature_dim, macs, params)
         dim, macs, params = built[key]

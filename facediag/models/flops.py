@@ -41,14 +41,14 @@ def count_macs(
 ) -> tuple[int, int]:
     """(MACs, parameters) of one forward pass of a single image at the backbone's input size.
 
-    ``backbone`` is a name (built with random weights of the ``weights`` spec's architecture; the
+    ``backbone`` is a name (built in the ``weights`` spec's architecture with uninitialised weights; the
     file is not read) or a FaceBackbone (left untouched). ``num_classes`` replaces the final layer
     first (the adapted DTL1 model); None keeps it.
     """
     if isinstance(backbone, FaceBackbone):
         model = copy.deepcopy(backbone) if num_classes is not None else backbone
     else:
-        model = create(backbone, random_weights_spec(load_spec(backbone, weights)))
+        model = unweighted_model(backbone, load_spec(backbone, weights))
     if num_classes is not None:
         model.replace_head(num_classes)
     size = model.input_size
@@ -120,3 +120,16 @@ def random_weights_spec(spec: WeightSpec) -> WeightSpec:
         return spec
     return dataclasses.replace(load_spec(spec.backbone, "none"), arch=spec.arch,
                                num_classes=spec.num_classes, input_size=spec.input_size)
+
+
+def unweighted_model(backbone: str, spec: WeightSpec) -> FaceBackbone:
+    """``backbone`` in the layout of ``spec`` (architecture, head, input size) with every weight and buffer zero: no
+    file read and no random init (0.1-0.3 s instead of 1-6 s on 2 cores). For shapes, counts, or weights loaded
+    next; its outputs mean nothing."""
+    with torch.device("meta"):
+        model = create(backbone, random_weights_spec(spec))
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            tensor.zero_()  # not garbage memory: denormals or NaN would slow the counting forward pass
+    return model

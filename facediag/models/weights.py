@@ -271,10 +271,13 @@ def apply_key_map(state_dict: Mapping[str, torch.Tensor],
     return renamed
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+def load_state_dict_strict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, assign: bool = False
+) -> None:
     """Load exactly: every key present, no extra key, every shape equal; else WeightsLayoutError.
 
-    Batch-norm ``num_batches_tracked`` counters may be absent (older files lack them).
+    Batch-norm ``num_batches_tracked`` counters may be absent (older files lack them). ``assign``: the file's
+    tensors (cast to the network's dtypes) become the module's, as for a network built on the meta device.
     """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
@@ -294,8 +297,8 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
             parts.append(f"{len(wrong)} shape mismatches (e.g. {wrong[:5]})")
         network = type(module).__name__
         raise WeightsLayoutError(f"{source}: state dict does not fit {network}: " + "; ".join(parts))
-    filled = dict(state_dict)
+    filled = {k: v.to(expected[k].dtype) for k, v in state_dict.items()} if assign else dict(state_dict)
     for key in expected:
         if key not in filled:  # only num_batches_tracked can be missing here
-            filled[key] = expected[key]
-    module.load_state_dict(filled, strict=True)
+            filled[key] = torch.zeros((), dtype=torch.long) if expected[key].is_meta else expected[key]
+    module.load_state_dict(filled, strict=True, assign=assign)
