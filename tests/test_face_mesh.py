@@ -203,3 +203,57 @@ def _has_model(folder: Path | None) -> bool:
     except ModelUnavailableError:
         return False
     return True
+
+
+class NoMesh:
+    """A preprocessor stand-in whose cached landmarks are real dlib-like points; the mesh must never be asked for."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def landmarks(self, split):
+        return self.results
+
+    def crop_landmarks(self, *args, **kwargs):
+        raise AssertionError("a control must not measure the photo's landmarks")
+
+
+def test_a_control_gives_the_mean_face_whatever_landmarker_is_asked_for():
+    import pandas as pd
+
+    from facediag.apply.control_views import ControlData
+
+    points = np.full((68, 2), 5.0, dtype=np.float32)
+    results = [FaceResult(path=f"{i}.png", status="ok", image_size=(10, 10), landmarks=points) for i in range(2)]
+    split = pd.DataFrame({"path": ["0.png", "1.png"], "role": ["train", "test"], "subject": ["a", "b"]})
+    control = ControlData("face_blind", NoMesh(results), split)
+    crop = CropSpec(150, "dlib", 0.25)
+    with_mesh = control.faces(crop, crops=False, landmarks=True, landmarker="mesh").landmarks
+    assert with_mesh == pytest.approx(control.faces(crop, crops=False, landmarks=True).landmarks, nan_ok=True)
+    assert with_mesh[0] == pytest.approx(with_mesh[1], nan_ok=True)  # one mean face for everyone
+
+
+def test_a_mesh_source_asks_for_the_mesh_and_is_named_apart_from_dlibs(monkeypatch):
+    import pandas as pd
+
+    from facediag.preprocess.faces import Faces
+    from facediag.strategies.fused import FusedDTL2
+
+    asked = []
+
+    def faces(crop, crops=True, landmarks=False, **options):
+        asked.append(options)
+        rng = np.random.default_rng(len(asked))
+        points = rng.uniform(20, 130, (3, 68, 2)).astype(np.float32)
+        rows = pd.DataFrame({"path": ["a", "b", "c"]})
+        kept = tuple(FaceResult(path=p, status="ok", image_size=(9, 9)) for p in rows["path"])
+        return Faces(crop, rows, kept, None, points, kept)
+
+    job = type("FakeJob", (), {"faces": staticmethod(faces)})()
+    strategy = FusedDTL2(sources=[{"features": "face_anthropometry"},
+                                  {"features": "face_anthropometry", "landmarker": "mesh"}])
+    _, dlib, dlib_info = strategy.source_features(job, strategy.sources[0])
+    _, mesh, mesh_info = strategy.source_features(job, strategy.sources[1])
+    assert asked == [{}, {"landmarker": "mesh"}]
+    assert "name" not in dlib_info and mesh_info["name"] == "face_anthropometry@mesh"
+    assert mesh_info["landmarker"] == "mesh" and mesh.shape == dlib.shape == (3, 20)
