@@ -3,7 +3,8 @@
     python benchmarks/anthropometry_signal.py <fused run dir with a face_anthropometry source>
 
 Reads the run's dumped features (``features/{train,val,test}.npz``: every image of its tree, each once), keeps the
-``face_anthropometry`` columns (metrics.json ``sources``), and for every ``measure_<descriptor>`` of the tree's
+``face_anthropometry`` columns (metrics.json ``sources``; each such source apart, e.g. dlib's and the face mesh's, and
+all of them together), and for every ``measure_<descriptor>`` of the tree's
 ``truth.csv`` (the exact measure in the written photo, SD units) prints the 5-fold cross-validated R² of a ridge
 regression from the indices (alpha by inner CV; one image per person, so the folds are person-grouped) and the index
 with the largest |Pearson r|. A property of detection + alignment + indices on that tree; no classifier is
@@ -24,13 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_header, print_table  # noqa: E402
 
 
-def anthropometry_columns(run_dir: Path) -> slice:
-    """The run's ``face_anthropometry`` columns in its concatenated features."""
+def anthropometry_columns(run_dir: Path) -> dict[str, slice]:
+    """The run's ``face_anthropometry`` columns in its concatenated features, per source (``face_anthropometry`` of
+    the preprocessing's landmarks, ``face_anthropometry@mesh`` of the face mesh's)."""
     sources = json.loads((run_dir / "metrics.json").read_text()).get("sources") or []
-    for source in sources:
-        if source.get("features") == "face_anthropometry":
-            return slice(*source["columns"])
-    raise SystemExit(f"{run_dir}: no face_anthropometry source in metrics.json")
+    found = {str(s.get("name") or s["features"]): slice(*s["columns"]) for s in sources
+             if s.get("features") == "face_anthropometry"}
+    if not found:
+        raise SystemExit(f"{run_dir}: no face_anthropometry source in metrics.json")
+    return found
 
 
 def main() -> None:
@@ -45,21 +48,28 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     run_dir = parser.parse_args().run
     parts = [np.load(run_dir / "features" / f"{role}.npz", allow_pickle=True) for role in ("train", "val", "test")]
-    features = np.vstack([p["features"] for p in parts])[:, anthropometry_columns(run_dir)]
+    everything = np.vstack([p["features"] for p in parts])
     paths = [Path(p) for p in np.concatenate([p["paths"] for p in parts]).astype(str)]
     tree = paths[0].parent.parent
     truth = pd.read_csv(tree / "truth.csv").set_index("path").loc[[f"{p.parent.name}/{p.name}" for p in paths]]
     print_header("Anthropometry indices against the true measures", run=str(run_dir), tree=tree.name,
                  images=len(paths))
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
+    sources = anthropometry_columns(run_dir)
+    if len(sources) > 1:  # every source's indices together too
+        sources["all together"] = np.r_[tuple(np.arange(c.start, c.stop) for c in sources.values())]
     rows = []
     for column in [c for c in truth.columns if c.startswith("measure_")]:
         y = truth[column].to_numpy(dtype=float)
-        predicted = cross_val_predict(model, features, y, cv=KFold(5, shuffle=True, random_state=0))
-        r2 = 1 - ((y - predicted) ** 2).sum() / ((y - y.mean()) ** 2).sum()
-        r = np.array([abs(np.corrcoef(features[:, i], y)[0, 1]) for i in range(features.shape[1])])
-        rows.append({"true measure": column.removeprefix("measure_"), "CV R² (20 indices, ridge)": f"{r2:.2f}",
-                     "best single index": ANTHROPOMETRY[int(np.argmax(r))], "|r|": f"{r.max():.2f}"})
+        for name, columns in sources.items():
+            features = everything[:, columns]
+            predicted = cross_val_predict(model, features, y, cv=KFold(5, shuffle=True, random_state=0))
+            r2 = 1 - ((y - predicted) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+            r = np.array([abs(np.corrcoef(features[:, i], y)[0, 1]) for i in range(features.shape[1])])
+            rows.append({"true measure": column.removeprefix("measure_"), "indices of": name,
+                         "indices": features.shape[1], "CV R² (ridge)": f"{r2:.2f}",
+                         "best single index": ANTHROPOMETRY[int(np.argmax(r)) % len(ANTHROPOMETRY)],
+                         "|r|": f"{r.max():.2f}"})
     print_table(rows)
 
 

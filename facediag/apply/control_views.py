@@ -111,9 +111,11 @@ class ControlData:
         self.results = tuple(results[i] for i in with_face)
         self.rows = split.reset_index(drop=True).iloc[with_face].reset_index(drop=True)
 
-    def faces(self, crop: CropSpec, *, crops: bool = True, landmarks: bool = False) -> Faces:
+    def faces(self, crop: CropSpec, *, crops: bool = True, landmarks: bool = False, landmarker: str | None = None
+              ) -> Faces:
         """The control's view of the faces with landmarks: its ``crops``, and as ``landmarks`` the template's mean
-        face for every photo (a control's landmarks say nothing about the person)."""
+        face for every photo, whichever ``landmarker`` is asked for (a control's landmarks say nothing about the
+        person)."""
         pixels = self._crops(crop) if crops else None
         return Faces(crop, self.rows, self.results, pixels, self._mean_faces(crop) if landmarks else None,
                      self.results)
@@ -167,5 +169,6 @@ class SiteView:
     def __init__(self, control: SiteControl):
         self.control = control
 
-    def faces(self, images: Any, crop: CropSpec, *, crops: bool = True, landmarks: bool = False) -> Faces:
+    def faces(self, images: Any, crop: CropSpec, *, crops: bool = True, landmarks: bool = False,
+              landmarker: str | None = None) -> Faces:
         return self.control.faces(crop, crops=crops, landmarks=landmarks)

@@ -217,6 +217,7 @@ class Preprocessor:
         *,
         crops: bool = True,
         landmarks: bool = False,
+        landmarker: str | None = None,
     ) -> Faces:
         """The images that get an aligned ``crop``, as one :class:`~facediag.preprocess.faces.Faces` value.
 
@@ -224,7 +225,8 @@ class Preprocessor:
         ``Faces.rows`` and its ``sha256`` column saves hashing the files again. Kept are the images whose status is
         "ok" or "center_crop" (and whose crop could be made), in input order; ``Faces.results`` lists every image's
         result. ``crops=False``: no crop is made (the images that would get one are kept); ``landmarks=True``: each
-        kept face's landmarks in crop pixels too.
+        kept face's landmarks in crop pixels too; ``landmarker="mesh"``: those of MediaPipe's face mesh in the same
+        68-point layout (:mod:`facediag.preprocess.face_mesh`) instead of this preprocessing's landmarker's.
         """
         if crop.template not in TEMPLATES:
             raise ValueError(f"unknown template {crop.template!r}; choose one of {TEMPLATES}")
@@ -239,14 +241,24 @@ class Preprocessor:
             stacked = np.stack([made[i] for i in kept]) if kept else empty
         faces = [results[i] for i in kept]
         return Faces(crop, rows.iloc[kept].reset_index(drop=True), tuple(faces), stacked,
-                     self.crop_landmarks(faces, crop) if landmarks else None, tuple(results))
+                     self.crop_landmarks(faces, crop, landmarker) if landmarks else None, tuple(results))
 
-    def crop_landmarks(self, results: Sequence[FaceResult], crop: CropSpec) -> np.ndarray:
-        """(N, 68, 2) float32 landmarks of ``results`` in ``crop`` pixels (the alignment's affine); NaN where none."""
+    def crop_landmarks(self, results: Sequence[FaceResult], crop: CropSpec, landmarker: str | None = None
+                       ) -> np.ndarray:
+        """(N, 68, 2) float32 landmarks of ``results`` in ``crop`` pixels (the alignment's affine); NaN where none.
+        ``landmarker``: None (this preprocessing's) or "mesh" (:func:`facediag.preprocess.face_mesh.mesh_landmarks`)."""
+        if landmarker not in (None, "mesh"):
+            raise ValueError(f"unknown landmarker {landmarker!r}; choose mesh, or none for the preprocessing's own")
+        found = [r.landmarks for r in results]
+        if landmarker == "mesh":
+            from facediag.preprocess.face_mesh import mesh_landmarks
+
+            found = [None if r.landmarks is None else p for r, p in zip(results, mesh_landmarks(self, results),
+                                                                         strict=True)]
         points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-        for i, result in enumerate(results):
-            if result.landmarks is not None:
-                points[i] = transform_points(result.landmarks, self.aligner.crop_matrix(result, crop))
+        for i, (result, face) in enumerate(zip(results, found, strict=True)):
+            if face is not None:
+                points[i] = transform_points(face, self.aligner.crop_matrix(result, crop))
         return points
 
     def cached_views(

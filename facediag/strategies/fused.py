@@ -9,18 +9,19 @@ over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in 
 ``sources`` (per source: backbone, weights, feature layer, crop, columns, MACs, its own CV accuracy),
 ``fusion_rule`` and ``fusion_cv_accuracy``. MACs and parameters are the sums of the sources'.
 
-A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks
-the preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
-:mod:`facediag.models.geometry`; no CNN, 0 MACs). ``select_sources``: the inner CV also chooses which sources
-take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of the
-features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a CNN
-source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
+A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks the
+preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
+:mod:`facediag.models.geometry`; no CNN, 0 MACs); ``landmarker: mesh`` measures them on MediaPipe's face mesh instead
+(:mod:`facediag.preprocess.face_mesh`, named ``<features>@mesh``). ``select_sources``: the inner CV also chooses which
+sources take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of
+the features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a
+CNN source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
 ``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
 of its crop resized to its input size (its features cached apart; with ``flip`` the region view is mirrored). Such
 sources are named apart (:func:`source_name`, e.g. ``efficientnet_lite0@dlib-0.25-224-flip``,
-``efficientnet_lite0[lower_face]-flip``); so is a source with another ``feature_layer`` than its backbone's
-default (``efficientnet_lite0:stages-flip``: pooled outputs of mid-level stages, ``:bands``: the final map averaged
-in three horizontal bands; :mod:`facediag.models.archs.efficientnet_lite`).
+``efficientnet_lite0[lower_face]-flip``); so is a source with another ``feature_layer`` than its backbone's default
+(``efficientnet_lite0:stages-flip``: pooled outputs of mid-level stages, ``:bands``: the final map averaged in three
+horizontal bands; :mod:`facediag.models.archs.efficientnet_lite`).
 """
 
 from __future__ import annotations
@@ -62,10 +63,18 @@ VIEW_KEYS = ("flip", "region")  # how a CNN source looks at its crop
 def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
     """The crop of a landmark-features source, the frame its features are measured in (its ``align``, missing keys
     :data:`~facediag.core.crop.DEFAULT_CROP`'s); unknown keys are refused."""
-    unknown = set(source) - {"features", "align"}
+    unknown = set(source) - {"features", "align", "landmarker"}
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
+    if source.get("landmarker") not in (None, "mesh"):
+        raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be mesh (MediaPipe's face mesh) or left "
+                         "out (the preprocessing's own landmarks)")
     return CropSpec.of(dict(source.get("align") or {}))
+
+
+def landmark_options(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``faces(...)`` options of a landmark-features source: its ``landmarker`` when it names one."""
+    return {"landmarker": str(source["landmarker"])} if source.get("landmarker") else {}
 
 
 def view_name(backbone: str, crop: CropSpec | Sequence[Any], flip: bool, region: Any = None,
@@ -167,7 +176,8 @@ class FusedPredictor(Predictor):
         paths = list(paths)
         per_source, first = [], None
         for source in self.sources:
-            faces = preprocessor.faces(paths, CropSpec.of(source["crop"]), landmarks="features" in source)
+            faces = preprocessor.faces(paths, CropSpec.of(source["crop"]), landmarks="features" in source,
+                                       **landmark_options(source))
             if first is None:
                 first = faces
             elif faces.paths != first.paths:  # a crop that failed for one source only
@@ -214,7 +224,8 @@ class FusedPredictor(Predictor):
         for source in self.sources:
             crop = CropSpec.of(source["crop"])
             if "features" in source:
-                views.append(f"{source_name(source)} (landmark features measured on the {crop} aligned face)")
+                by = " (MediaPipe's face mesh)" if source.get("landmarker") == "mesh" else ""
+                views.append(f"{source_name(source)} (landmark features{by} measured on the {crop} aligned face)")
                 continue
             extra = [f"feature layer {source['feature_layer']}"] if source.get("feature_layer") else []
             if source.get("region"):
@@ -287,11 +298,14 @@ class FusedDTL2:
 
         if "features" in source:
             crop = landmark_crop(source)
-            faces = job.faces(crop, crops=False, landmarks=True)
+            faces = job.faces(crop, crops=False, landmarks=True, **landmark_options(source))
             rows = faces.rows
             features = landmark_features(str(source["features"]), faces.landmarks, crop.template)
-            return rows, features, {"features": str(source["features"]), "crop": list(crop),
-                                    "feature_dim": int(features.shape[1]), "cnn_images": 0, "macs": 0, "params": 0}
+            info = {"features": str(source["features"]), "crop": list(crop), "feature_dim": int(features.shape[1]),
+                    "cnn_images": 0, "macs": 0, "params": 0}
+            if source.get("landmarker"):  # named apart from the same features of the preprocessing's landmarks
+                info.update(landmarker=str(source["landmarker"]), name=f"{source['features']}@{source['landmarker']}")
+            return rows, features, info
         backbone, weights = source_config(job.cfg, source)
         flip, region = bool(source.get("flip", False)), source.get("region")
         box = region_box(region) if region is not None else None
