@@ -18,19 +18,27 @@ from facediag.preprocess import landmark_weights as preprocess_weights
 FAN_FILE, S3FD_FILE = "2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"
 
 
-@pytest.fixture
-def random_fan_weights(tmp_path: Path, monkeypatch) -> Path:
-    """Seeded random FAN and S3FD state dicts in ``$TORCH_HOME/hub/checkpoints`` (the folder face-alignment uses)."""
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory) -> Path:
+    """Seeded random FAN and S3FD state dicts in ``<torch home>/hub/checkpoints`` (the folder face-alignment uses),
+    written once for this file's tests (they only read them)."""
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    home = tmp_path_factory.mktemp("torch")
+    folder = home / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(FAN(4).state_dict(), folder / FAN_FILE)
     torch.save(s3fd().state_dict(), folder / S3FD_FILE)
-    return folder
+    return home
+
+
+@pytest.fixture
+def random_fan_weights(torch_home: Path, monkeypatch) -> Path:
+    """``TORCH_HOME`` set to the folder of the random weights; yields their ``hub/checkpoints`` folder."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    return torch_home / "hub" / "checkpoints"
 
 
 def pin(monkeypatch, folder: Path) -> None:
@@ -76,3 +84,18 @@ def test_fan_loads_face_alignments_own_networks_uncompiled_and_lands_points_in_t
     half = 0.55 * ((x1 - x0) + (y1 - y0))
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2 - 0.12 * (y1 - y0)])
     assert (np.abs(result.landmarks - centre) < half).all()
+
+
+def test_heatmaps_are_decoded_by_face_alignments_python_code_not_a_per_process_numba_compile():
+    from face_alignment import utils
+
+    from facediag.preprocess.landmarks import NUMBA_DECODERS, decode_heatmaps_in_python
+
+    decode_heatmaps_in_python()
+    assert all(not hasattr(getattr(utils, name), "py_func") for name in NUMBA_DECODERS)
+    heatmaps = np.zeros((1, 68, 64, 64), dtype=np.float32)
+    heatmaps[0, :, 20, 10] = 1.0  # the peak at x 10, y 20; its right and lower neighbours pull it a quarter pixel
+    heatmaps[0, :, 20, 11] = heatmaps[0, :, 21, 10] = 0.5
+    points, _, scores = utils.get_preds_fromhm(heatmaps)
+    np.testing.assert_array_equal(points[0], np.tile([10.75, 20.75], (68, 1)))
+    assert (scores == 1.0).all()

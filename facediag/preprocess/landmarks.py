@@ -59,6 +59,20 @@ class DlibLandmarker(LazyModel):
         return {"name": "dlib_shape_predictor", "model": self.model_file, "bytes": path.stat().st_size}
 
 
+#: face-alignment's numba-compiled heatmap decoding (face_alignment.utils): compiled in every new process on first
+#: use, 20-70 s on 2 cores, for a loop over 68 points that takes about a millisecond as Python
+NUMBA_DECODERS = ("_get_preds_fromhm", "transform_np")
+
+
+def decode_heatmaps_in_python() -> None:
+    """face-alignment decodes its heatmaps with the Python originals of its numba functions (``py_func``: the same
+    numpy code, so the same points), not compiled ones."""
+    from face_alignment import utils
+
+    for name in NUMBA_DECODERS:
+        setattr(utils, name, getattr(getattr(utils, name), "py_func", getattr(utils, name)))
+
+
 class FanLandmarker(LazyModel):
     """face-alignment's 2D-FAN (weights ``2DFAN4-11f355bf06.pth.tar``, fetched on first use).
 
@@ -80,6 +94,7 @@ class FanLandmarker(LazyModel):
         fan_weight_path("2DFAN4-11f355bf06.pth.tar", download=self.download)  # verified, in the hub dir
         import face_alignment
 
+        decode_heatmaps_in_python()
         return face_alignment.FaceAlignment(
             face_alignment.LandmarksType.TWO_D,
             device=self.device,
