@@ -29,6 +29,15 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data").expanduser().resolve()
 
 
+def weights_dir() -> Path:
+    """``${FACEDIAG_CACHE_DIR:-~/.cache/facediag}/weights``: where weight and model files are kept (the Hydra
+    default is the same folder)."""
+    root = os.environ.get("FACEDIAG_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    ) / "facediag"
+    return Path(root).expanduser() / "weights"
+
+
 def run_id() -> str:
     """A short random id, fixed per process tree (child processes inherit it) so run dirs never collide."""
     if RUN_ID_ENV not in os.environ:

@@ -27,6 +27,7 @@ import torch
 import yaml
 from torch import nn
 
+from facediag.core.config import weights_dir
 from facediag.core.download import ChecksumError, DownloadError, download_verified, verify_sha256
 
 logger = logging.getLogger(__name__)
@@ -154,10 +155,7 @@ def read_spec(path: str | os.PathLike) -> WeightSpec:
 
 def default_cache_dir() -> Path:
     """``${FACEDIAG_CACHE_DIR:-~/.cache/facediag}/weights`` (the Hydra default is the same folder)."""
-    root = os.environ.get("FACEDIAG_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    ) / "facediag"
-    return Path(root).expanduser() / "weights"
+    return weights_dir()
 
 
 def packaged_file(spec: WeightSpec) -> Path | None:

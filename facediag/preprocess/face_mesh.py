@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facediag.core.config import weights_dir
 from facediag.core.download import DownloadError, download_verified, verify_sha256
 from facediag.core.files import atomic_write
 from facediag.preprocess.landmark_weights import LazyModel, ModelUnavailableError
@@ -61,9 +62,7 @@ def mesh_model_path(folder: str | os.PathLike | None = None, download: bool = Tr
                     wheel_sha256: str = WHEEL_SHA256, model_sha256: str = MODEL_SHA256) -> Path:
     """The verified ``face_landmark.tflite`` in ``folder`` (default: the weights folder), taken out of the mediapipe
     wheel at ``url`` once when ``download``. ModelUnavailableError says what to put where when it cannot be had."""
-    from facediag.models.weights import default_cache_dir
-
-    folder = Path(folder or default_cache_dir()).expanduser()
+    folder = Path(folder or weights_dir()).expanduser()
     path = folder / MODEL_FILE
     if not path.exists():
         if not download:
