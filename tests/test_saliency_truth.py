@@ -61,3 +61,29 @@ def test_pooled_rows_put_the_runs_photos_together_and_count_hits_over_maps_that_
     assert randomised["pointing game"] == "0.00 (0/1)"  # the flat map is left out, not counted a miss
     per_run = bench.summarise_truth(records)
     assert len(per_run) == 4 and {row["runs"] for row in per_run} == {1}
+
+
+def test_each_descriptor_of_a_syndrome_gets_its_own_region_over_the_feature_it_changes(london_dir):
+    import pandas as pd
+
+    from facediag.simulate.anatomy import named_points, read_tem
+    from facediag.simulate.conditions import CONDITIONS, SYNDROMES
+    from facediag.simulate.source import Face
+    from facediag.simulate.tree import Settings, descriptor_regions, plan
+
+    points = read_tem(london_dir / "landmarks" / "001_03.tem") * 0.15  # a London face shrunk to ~200 px: fast
+    sd = pd.Series(0.05, index=sorted({d for s in SYNDROMES.values() for d in s.parts}))
+    settings = Settings(strength=2.0, conditions=("syndromes",), jitter=0, rotation=0, scale=0, shift=0)
+    drawn = plan(Face("001", london_dir, points, {}), "leprosy_like", list(SYNDROMES.values()), sd, settings,
+                 np.random.default_rng(0), (203, 203))  # fmt: skip
+    regions = descriptor_regions(points, drawn, CONDITIONS["leprosy_like"], sd, (203, 203))
+    named = named_points(drawn.target)
+
+    def covers(region: str, point: str) -> bool:
+        x, y = np.round(named[point]).astype(int)
+        return bool(regions[region][y, x])
+
+    assert set(regions) == {"eye_opening", "midface", "wide_mouth"}
+    assert covers("eye_opening", "ul_l") and covers("eye_opening", "ll_r") and not covers("eye_opening", "ch_l")
+    assert covers("wide_mouth", "ch_l") and covers("wide_mouth", "ch_r") and not covers("wide_mouth", "ul_l")
+    assert covers("midface", "sn") and not covers("midface", "ul_l") and not covers("midface", "me")
