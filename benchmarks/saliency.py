@@ -3,6 +3,7 @@ simulated tree (``--truth``, runs trained on ``data=simulated``).
 
     python benchmarks/saliency.py <run dir> [...] [--labels smiling neutral] [--photos 34] [--occlusion-photos 8]
     python benchmarks/saliency.py <simulated run dir> [...] --truth [--photos 16] [--occlusion-photos 16]
+                                  [--descriptors] [--pool]
 
 For the test photos of each of ``--labels`` (default smiling) of each run: Grad-CAM and occlusion saliency of that
 class, for the trained model and for the same model with every weight tensor shuffled (Adebayo et al.
@@ -18,7 +19,10 @@ the tree (``.truth/<subject>_truth.png``, the region the condition changed) warp
 alignment as the crop; per run × condition kind × method × model: the share of positive saliency mass inside the
 mask next to the mask's share of the crop, their ratio, the pointing game (the map's maximum inside the mask) and
 the Spearman correlation of the trained and randomised model's maps (the randomisation check passes when it is
-far from 1). DSIFT has no CNN: occlusion only.
+far from 1), each also on the photos the trained model predicts right. ``--descriptors``: a syndrome photo is also
+scored against each of its descriptors' own regions (replayed from the tree's seeded draws; their union is the
+stored mask). ``--pool``: one row per method over all the runs given (e.g. the five folds of a CV, every test
+person once). DSIFT has no CNN: occlusion only.
 """
 
 from __future__ import annotations
@@ -135,22 +139,56 @@ def scores_are_softmax(run: object, module: torch.nn.Module, crops: np.ndarray) 
     return not np.allclose(own, raw, atol=1e-4) and np.allclose(own, softmax(raw), atol=1e-4)
 
 
-def truth_masks(preprocessor: object, results: list, crop: CropSpec) -> list[np.ndarray]:
-    """Each photo's truth mask (``<tree>/truth.csv`` → ``.truth/<subject>_truth.png``) warped into its crop with
-    the crop's own alignment matrix."""
+def warped_mask(preprocessor: object, result: object, crop: CropSpec, mask: np.ndarray) -> np.ndarray:
+    """A photo-sized bool ``mask`` warped into the photo's crop with the crop's own alignment matrix."""
     import cv2
 
-    masks = []
-    for result in results:
-        photo = Path(result.path)
-        tree = photo.parent.parent
-        truth = pd.read_csv(tree / "truth.csv").set_index("path")
-        mask = cv2.imread(str(tree / truth.loc[f"{photo.parent.name}/{photo.name}", "mask"]), cv2.IMREAD_GRAYSCALE)
-        matrix = preprocessor.aligner.crop_matrix(result, crop)
-        masks.append(cv2.warpAffine(mask.astype(np.float32), np.asarray(matrix, dtype=np.float64)[:2],
-                                    (crop.size, crop.size),
-                                    flags=cv2.INTER_LINEAR) > 127)
-    return masks
+    matrix = np.asarray(preprocessor.aligner.crop_matrix(result, crop), dtype=np.float64)[:2]
+    return cv2.warpAffine(mask.astype(np.float32) * 255, matrix, (crop.size, crop.size), flags=cv2.INTER_LINEAR) > 127
+
+
+def stored_mask(photo: str | os.PathLike) -> np.ndarray:
+    """A simulated photo's truth mask as its tree stores it (``truth.csv`` → ``.truth/<subject>_truth.png``)."""
+    import cv2
+
+    photo = Path(photo)
+    tree = photo.parent.parent
+    truth = pd.read_csv(tree / "truth.csv").set_index("path")
+    return cv2.imread(str(tree / truth.loc[f"{photo.parent.name}/{photo.name}", "mask"]), cv2.IMREAD_GRAYSCALE) > 127
+
+
+def descriptor_masks(photos: list[str], london_root: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """Photo path -> descriptor -> the region that descriptor changed (photo-sized bool), for the syndrome photos
+    among ``photos`` (all of one London tree), by replaying the tree's seeded draws; their union must give the
+    stored truth mask back (< 0.1% of pixels differ), or the tree was made by other code."""
+    import json
+    from dataclasses import fields
+
+    from facediag.simulate.conditions import CONDITIONS
+    from facediag.simulate.measures import _replay
+    from facediag.simulate.source import london_faces
+    from facediag.simulate.tree import Settings, descriptor_regions
+
+    if not photos:
+        return {}
+    tree = Path(photos[0]).parent.parent
+    made = json.loads((tree / "simulate.json").read_text())
+    settings = Settings(**{f.name: made[f.name] for f in fields(Settings) if f.name in made})
+    table = pd.read_csv(tree / "conditions.csv")
+    wanted = {f"{Path(p).parent.name}/{Path(p).name}": str(p) for p in photos}
+    regions = {}
+    for face, label, drawn in _replay(london_faces(london_root), settings, table):
+        photo = wanted.get(f"{label}/{face.subject}.jpg")
+        if photo is None or CONDITIONS[label].kind != "syndrome":
+            continue
+        stored = stored_mask(photo)
+        regions[photo] = descriptor_regions(face.points, drawn, CONDITIONS[label], table.set_index("condition")["sd"],
+                                            stored.shape)  # fmt: skip
+        union = np.logical_or.reduce(list(regions[photo].values()))
+        if np.mean(union != stored) > 1e-3:
+            raise ValueError(f"{photo}: the replayed descriptors' regions do not give its truth mask back "
+                             f"({np.mean(union != stored):.2%} of pixels differ): the tree was made by other code")
+    return regions
 
 
 def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> float:
@@ -160,8 +198,13 @@ def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> float:
     return float(mask.flat[int(np.argmax(saliency))])
 
 
-def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) -> list[dict[str, object]]:
-    """Saliency of each condition's test photos (their own class) against the tree's truth masks."""
+def truth_records(
+    run_dir: str, n_photos: int, n_occlusion: int, seed: int, descriptors: bool = False
+) -> list[dict[str, object]]:
+    """One record per test photo of each condition (explained for its own class) × method × model × truth
+    region: saliency share inside the region, the region's area share, pointing hit, the Spearman correlation of
+    the trained and randomised maps, whether the trained model predicts the photo's class. ``descriptors``: a
+    syndrome photo is scored against each descriptor's region too (target ``descriptor <name>``)."""
     from facediag.apply.saliency import gradcam, mass_share, module_scorer, occlusion, randomized, spearman
     from facediag.apply.trained_run import TrainedRun
     from facediag.simulate.conditions import CONDITIONS
@@ -171,7 +214,7 @@ def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) ->
     split = pd.read_csv(Path(run_dir) / "split.csv")
     test = split[(split["role"] == "test") & split["label"].isin([c for c in run.classes if c in CONDITIONS])]
     preprocessor = run.preprocessor()
-    rows = []
+    records = []
     for kind in ("geometric", "appearance", "syndrome"):  # a syndrome: several descriptors, the union of their masks
         part = test[[CONDITIONS[label].kind == kind for label in test["label"]]].head(n_photos)
         if part.empty:
@@ -182,7 +225,14 @@ def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) ->
         crops, kept = faces.crops, faces.kept
         labels = dict(zip(part["path"].astype(str), part["label"], strict=True))
         targets = [run.classes.index(labels[r.path]) for r in kept]
-        masks = truth_masks(preprocessor, kept, run.crop)
+        right = run.predictor.score_crops(crops)[0].argmax(axis=1) == np.asarray(targets)
+        regions = {"truth mask": [warped_mask(preprocessor, r, run.crop, stored_mask(r.path)) for r in kept]}
+        if descriptors and kind == "syndrome":
+            london_root = run.cfg.data.source.london_root
+            parts = descriptor_masks([r.path for r in kept], london_root)
+            for name in sorted({d for r in kept for d in parts[r.path]}):
+                regions[f"descriptor {name}"] = [warped_mask(preprocessor, r, run.crop, parts[r.path][name])
+                                                 if name in parts[r.path] else None for r in kept]  # fmt: skip
         try:
             trained = run.predictor.class_score_module()
             models = {"trained": trained, "randomised": randomized(trained, seed)}
@@ -193,26 +243,59 @@ def check_truth_run(run_dir: str, n_photos: int, n_occlusion: int, seed: int) ->
             if method == "gradcam" and models["trained"] is None:
                 continue
             count = len(crops) if method == "gradcam" else min(n_occlusion, len(crops))
-            maps = {}
+            maps, seconds = {}, {}
             for name, model in models.items():
                 started = time.perf_counter()
                 maps[name] = (gradcam(model, crops[:count], targets[:count]) if method == "gradcam"
                               else occlusion(scorers[name], crops[:count], targets[:count]))
-                seconds = time.perf_counter() - started
-                inside = [mass_share(m, k) for m, k in zip(maps[name], masks, strict=False)]
-                hits = [pointing_hit(m, k) for m, k in zip(maps[name], masks, strict=False)]
-                area = [float(k.mean()) for k in masks[:count]]
-                rows.append({
-                    "run": f"{run.predictor.describe().summary} {run.variant}", "kind": kind, "method": method,
-                    "model": name, "photos": count, "saliency in truth": mean_ci(inside), "truth area": mean_ci(area),
-                    "ratio": f"{np.nanmean(inside) / np.mean(area):.2f}",
-                    "pointing game": f"{np.nanmean(hits):.2f}",
-                    "s / photo": f"{seconds / max(count, 1):.2f}",
-                })  # fmt: skip
-            if "randomised" in maps:
-                rho = mean_ci([spearman(a, b) for a, b in zip(maps["trained"], maps["randomised"], strict=True)])
-                for row in rows[-2:]:
-                    row["Spearman trained vs randomised"] = rho
+                seconds[name] = (time.perf_counter() - started) / max(count, 1)
+            rho = ([spearman(a, b) for a, b in zip(maps["trained"], maps["randomised"], strict=True)]
+                   if "randomised" in maps else [float("nan")] * count)  # fmt: skip
+            for target, masks in regions.items():
+                for name in models:
+                    for i in range(count):
+                        if masks[i] is None:
+                            continue
+                        records.append({
+                            "run dir": run_dir, "run": f"{run.predictor.describe().summary} {run.variant}",
+                            "kind": kind, "target": target, "method": method, "model": name, "photo": kept[i].path,
+                            "inside": mass_share(maps[name][i], masks[i]), "area": float(masks[i].mean()),
+                            "hit": pointing_hit(maps[name][i], masks[i]), "rho": rho[i], "right": bool(right[i]),
+                            "seconds": seconds[name],
+                        })  # fmt: skip
+    return records
+
+
+def ratio(inside: pd.Series, area: pd.Series) -> str:
+    """Mean saliency share in the region over the mean area share ("—" without photos)."""
+    return f"{np.nanmean(inside) / area.mean():.2f}" if len(area) and np.isfinite(inside).any() else "—"
+
+
+def summarise_truth(records: list[dict[str, object]], pool: bool = False) -> list[dict[str, object]]:
+    """Table rows per run (``pool``: per method description, the runs' photos together, e.g. the folds of a CV)
+    × kind × truth region × method × model: photos, the share the trained model predicts right, the saliency share
+    in the region, its area share, their ratio, the pointing game (hits / photos with a map that is not flat), the
+    same ratio and pointing game on the photos predicted right, and the Spearman correlation of trained and
+    randomised maps."""
+    if not records:
+        return []
+    frame = pd.DataFrame(records)
+    keys = ["run" if pool else "run dir", "kind", "target", "method", "model"]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False):
+        hits, right = group["hit"].dropna(), group[group["right"]]
+        rows.append({
+            "run": key[0] if pool else f"{group['run'].iloc[0]} ({Path(str(key[0])).name})",
+            **dict(zip(keys[1:], key[1:], strict=True)), "runs": group["run dir"].nunique(), "photos": len(group),
+            "right": f"{group['right'].mean():.2f}", "saliency in truth": mean_ci(list(group["inside"])),
+            "truth area": f"{group['area'].mean():.3f}", "ratio": ratio(group["inside"], group["area"]),
+            "pointing game": f"{hits.mean():.2f} ({int(hits.sum())}/{len(hits)})" if len(hits) else "—",
+            "ratio, right": ratio(right["inside"], right["area"]),
+            "pointing, right": f"{right['hit'].mean():.2f} ({int(right['hit'].sum())}/{right['hit'].count()})"
+            if right["hit"].count() else "—",
+            "Spearman trained vs randomised": mean_ci(list(group["rho"])) if group["rho"].notna().any() else "—",
+            "s / photo": f"{group['seconds'].mean():.2f}",
+        })  # fmt: skip
     return rows
 
 
@@ -224,6 +307,10 @@ def main() -> None:
     parser.add_argument("--occlusion-photos", type=int, default=8, help="of those, for occlusion (~100 scorings each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth", action="store_true", help="simulated runs: saliency against the truth masks")
+    parser.add_argument("--descriptors", action="store_true",
+                        help="--truth: score a syndrome photo against each of its descriptors' regions too")
+    parser.add_argument("--pool", action="store_true",
+                        help="--truth: one row per method over all the runs given (e.g. the folds of a CV)")
     parser.add_argument("--occlusion-window", type=int, default=None,
                         help="square side in pixels, stride half (default: facediag.apply.saliency.occlusion_window)")
     args = parser.parse_args()
@@ -232,14 +319,14 @@ def main() -> None:
     print_header("Saliency sanity checks", torch_threads=1, labels=args.labels, photos=args.photos,
                  occlusion_photos=args.occlusion_photos, occlusion_window=args.occlusion_window, seed=args.seed)
     started = time.perf_counter()
-    rows = []
+    rows, records = [], []
     for run_dir in args.runs:
         if args.truth:
-            rows += check_truth_run(run_dir, args.photos, args.occlusion_photos, args.seed)
+            records += truth_records(run_dir, args.photos, args.occlusion_photos, args.seed, args.descriptors)
             continue
         for label in args.labels:
             rows += check_run(run_dir, label, args.photos, args.occlusion_photos, args.seed, args.occlusion_window)
-    print_table(rows)
+    print_table(rows + summarise_truth(records, args.pool))
     print(f"\ntotal {time.perf_counter() - started:.0f} s wall; load average at the end {load_average()} "
           "(shared machine)")
 

@@ -170,6 +170,22 @@ def plan(
     return Plan(amounts, pose, apply(pose, face.points + move))
 
 
+def descriptor_regions(
+    points: np.ndarray, drawn: Plan, condition: Condition, sd: pd.Series, shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Each of ``condition``'s descriptors' (H, W) bool region, by name, in the photo ``drawn`` makes of a face with
+    source landmarks ``points``: the skin ellipse for an appearance descriptor, where a 1 SD change of the measure
+    moves pixels for a geometric one. A condition's truth mask is their union."""
+    regions = {}
+    for descriptor in condition.descriptors:
+        if descriptor.kind == "appearance":
+            regions[descriptor.name] = skin_weight(shape, drawn.target) > 0.5
+        else:
+            unit = offset(descriptor, points, descriptor.sign * sd[descriptor.name])
+            regions[descriptor.name] = changed_region(drawn.target, unit @ drawn.pose[:, :2].T, shape)
+    return regions
+
+
 @dataclass
 class Rendered:
     """One simulated photo, the landmarks where they now are, its truth mask and the draws that made it."""
@@ -209,13 +225,12 @@ def render(
                            for d in descriptors}  # fmt: skip
     if label != HEALTHY:
         condition, changes = CONDITIONS[label], {}
-        for descriptor in condition.descriptors:  # the truth mask: the union of the descriptors' regions
+        regions = descriptor_regions(face.points, drawn, condition, sd, image.shape)
+        for descriptor in condition.descriptors:
+            mask |= regions[descriptor.name]  # the truth mask: the union of the descriptors' regions
             if descriptor.kind == "appearance":
-                mask |= skin_weight(image.shape, target) > 0.5
                 before, after = skin_yellowness(original, face.points), skin_yellowness(image, target)
             else:
-                unit = offset(descriptor, face.points, descriptor.sign * sd[descriptor.name])
-                mask |= changed_region(target, unit @ pose[:, :2].T, image.shape)
                 before, after = descriptor.measure(named_points(face.points)), descriptor.measure(
                     named_points(target))  # fmt: skip
             changes[descriptor.name] = (before, after, (after - before) / sd[descriptor.name] * descriptor.sign)
