@@ -210,6 +210,27 @@ def test_a_folder_that_is_not_empty_is_never_overwritten(tmp_path):
     assert (tmp_path / "tree" / "keep.txt").read_text() == "mine"
 
 
+def test_a_source_photo_s_skin_tone_is_read_once_per_process_and_again_once_the_file_changes(london_dir, tmp_path,
+                                                                                            monkeypatch):
+    import shutil
+
+    from facediag.core import imageio
+    from facediag.simulate.anatomy import read_tem
+    from facediag.simulate.appearance import skin_yellowness
+    from facediag.simulate.source import Face, source_yellowness
+
+    photo = Path(shutil.copy(london_dir / "neutral" / "001_03.jpg", tmp_path / "001_03.jpg"))
+    face = Face("001", photo, read_tem(london_dir / "landmarks" / "001_03.tem"))
+    first = source_yellowness(face)
+    assert first == skin_yellowness(imageio.read_rgb(photo), face.points)
+    read, reads = imageio.read_rgb, []
+    monkeypatch.setattr(imageio, "read_rgb", lambda path, *args, **kwargs: reads.append(path) or read(path, *args,
+                                                                                                      **kwargs))
+    assert source_yellowness(face) == first and reads == []  # the second tree of a process reads no photo
+    Image.open(london_dir / "neutral" / "002_03.jpg").save(photo)  # another person's photo under the same name
+    assert source_yellowness(face) != first and reads == [photo]
+
+
 @pytest.fixture(scope="module")
 def london_sd(london_dir):
     """The London faces and every geometric descriptor's SD over them (skin tone's: a stand-in, landmarks only)."""
