@@ -38,7 +38,7 @@ def audited(london_dir, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     out = tmp_path_factory.mktemp("audit_run")
     result = run_python(
         "-m", "facediag.audit", f"data.root={root}", f"data.subjects_csv={root.parent / 'subjects.csv'}",
-        f"hydra.run.dir={out}", "preprocess.progress=false", fresh=True,
+        f"hydra.run.dir={out}", "preprocess.progress=false", "thumbnails=2", fresh=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out, planted

@@ -35,10 +35,12 @@ def simulate(out: Path, *overrides: str) -> Path:
     return out
 
 
-def audit(tree: Path, run_dir: Path) -> str:
-    """stdout of ``python -m facediag.audit`` on a simulated tree."""
+def audit(tree: Path, run_dir: Path, *overrides: str) -> str:
+    """stdout of ``python -m facediag.audit`` on a simulated tree; one face per class in the contact sheet (its
+    eight per class: tests/test_audit.py)."""
     result = run_cli("-m", "facediag.audit", "data=folder", f"data.root={tree}",
-                     f"data.subjects_csv={tree}/subjects.csv", f"hydra.run.dir={run_dir}", "preprocess.progress=false")
+                     f"data.subjects_csv={tree}/subjects.csv", f"hydra.run.dir={run_dir}", "preprocess.progress=false",
+                     "thumbnails=1", *overrides)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -162,11 +164,13 @@ def test_a_null_tree_has_no_capture_cue_the_audit_can_find(null_tree, tmp_path):
 
 
 def test_a_capture_cue_tree_is_flagged_by_the_audit(london_dir, tmp_path):
-    tree = simulate(tmp_path / "cue", "strength=0", "people=16", "conditions=[upslant]", "capture_cue=[healthy:60,4]")
+    # ten people (fewer than the null tree's: the cue must still be found); the flag comes from the saved files,
+    # so the audit's CNN check is left out (the null tree's audit runs it)
+    tree = simulate(tmp_path / "cue", "strength=0", "people=10", "conditions=[upslant]", "capture_cue=[healthy:60,4]")
     truth = pd.read_csv(tree / "truth.csv")
     assert set(truth.loc[truth["class"] == HEALTHY, "jpeg_quality"]) == {60}
     assert set(truth.loc[truth["class"] != HEALTHY, "jpeg_quality"]) == {95}
-    printed = audit(tree, tmp_path / "audit")
+    printed = audit(tree, tmp_path / "audit", "face_blind_check=false")
     assert "WARNING: the class can be told" in printed and "jpeg_quality" in printed, printed
 
 
@@ -204,6 +208,27 @@ def test_a_folder_that_is_not_empty_is_never_overwritten(tmp_path):
     result = run_cli("-m", "facediag.simulate", f"out={tmp_path / 'tree'}", f"hydra.run.dir={tmp_path / 'log'}")
     assert result.returncode != 0 and "not an empty folder" in result.stderr + result.stdout
     assert (tmp_path / "tree" / "keep.txt").read_text() == "mine"
+
+
+def test_a_source_photo_s_skin_tone_is_read_once_per_process_and_again_once_the_file_changes(london_dir, tmp_path,
+                                                                                            monkeypatch):
+    import shutil
+
+    from facediag.core import imageio
+    from facediag.simulate.anatomy import read_tem
+    from facediag.simulate.appearance import skin_yellowness
+    from facediag.simulate.source import Face, source_yellowness
+
+    photo = Path(shutil.copy(london_dir / "neutral" / "001_03.jpg", tmp_path / "001_03.jpg"))
+    face = Face("001", photo, read_tem(london_dir / "landmarks" / "001_03.tem"))
+    first = source_yellowness(face)
+    assert first == skin_yellowness(imageio.read_rgb(photo), face.points)
+    read, reads = imageio.read_rgb, []
+    monkeypatch.setattr(imageio, "read_rgb", lambda path, *args, **kwargs: reads.append(path) or read(path, *args,
+                                                                                                      **kwargs))
+    assert source_yellowness(face) == first and reads == []  # the second tree of a process reads no photo
+    Image.open(london_dir / "neutral" / "002_03.jpg").save(photo)  # another person's photo under the same name
+    assert source_yellowness(face) != first and reads == [photo]
 
 
 @pytest.fixture(scope="module")

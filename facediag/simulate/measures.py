@@ -106,16 +106,14 @@ def design_ceiling(conditions: str | Sequence[str], strengths: Sequence[float], 
                    sizes: Sequence[int | None] = (None, 5)) -> pd.DataFrame:
     """The ideal observer's accuracy (5-fold CV, split seed 0, Wilson interval over people) of a London design at
     each strength and training size (None: all training people), from :func:`design_measures` (no tree built)."""
-    from facediag.core.imageio import read_rgb
     from facediag.evaluation.power import ideal_cv
-    from facediag.simulate.appearance import skin_yellowness
-    from facediag.simulate.source import london_faces, measure_table
+    from facediag.simulate.source import london_faces, measure_table, source_yellowness
     from facediag.simulate.tree import Settings
 
     faces = london_faces(london_root)
     chosen = Settings(conditions=condition_names(conditions)).chosen()
     table = measure_table(faces, chosen)
-    skin = ({f.subject: skin_yellowness(read_rgb(f.path), f.points) for f in faces}
+    skin = ({f.subject: source_yellowness(f) for f in faces}  # read once: measure_table has read them
             if any(d.kind == "appearance" for d in descriptors_of(chosen)) else None)  # fmt: skip
     rows = []
     for strength in strengths:

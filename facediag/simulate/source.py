@@ -73,24 +73,36 @@ def folder_faces(folder: str | os.PathLike, preprocessor: Any) -> tuple[list[Fac
     return faces, pd.DataFrame(skipped, columns=["path", "reason"])
 
 
-def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.DataFrame:
-    """Per single descriptor the conditions move (a syndrome-like condition: each of its parts): its measure's
-    mean and SD (ddof 1) over the source faces, and how many faces."""
+#: skin yellowness of source photos already read in this process, by (path, size, mtime, landmarks)
+_YELLOWNESS: dict[tuple[str, int, int, bytes], float] = {}
+
+
+def source_yellowness(face: Face) -> float:
+    """:func:`~facediag.simulate.appearance.skin_yellowness` of a source photo, read once per process (the same
+    file, unchanged, with the same landmarks): trees built in one process from the same faces share it."""
     from facediag.core.imageio import read_rgb
     from facediag.simulate.appearance import skin_yellowness
 
+    stat = Path(face.path).stat()
+    key = (str(face.path), stat.st_size, stat.st_mtime_ns, np.asarray(face.points, dtype=float).tobytes())
+    if key not in _YELLOWNESS:
+        _YELLOWNESS[key] = skin_yellowness(read_rgb(face.path), face.points)
+    return _YELLOWNESS[key]
+
+
+def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.DataFrame:
+    """Per single descriptor the conditions move (a syndrome-like condition: each of its parts): its measure's
+    mean and SD (ddof 1) over the source faces, and how many faces."""
     if len(faces) < MIN_FACES:
         raise UserError(f"{len(faces)} source faces with landmarks: at least {MIN_FACES} are needed to measure "
                         "each condition's natural spread (SD)")  # fmt: skip
     conditions = descriptors_of(conditions)
     values: dict[str, list[float]] = {c.name: [] for c in conditions}
-    images_needed = any(c.kind == "appearance" for c in conditions)
     for face in faces:
         named = named_points(face.points)
-        image = read_rgb(face.path) if images_needed else None
         for condition in conditions:
             if condition.kind == "appearance":
-                values[condition.name].append(skin_yellowness(image, face.points))
+                values[condition.name].append(source_yellowness(face))
             else:
                 values[condition.name].append(condition.measure(named))
     rows = []
