@@ -105,8 +105,9 @@ def stop_joblib_workers() -> None:
     ones, which take the environment (the run id) of that moment, as the workers of a new process tree do."""
     from joblib.externals.loky import reusable_executor
 
-    if reusable_executor._executor is not None:
-        reusable_executor._executor.shutdown(wait=True)
+    executor = getattr(reusable_executor, "_executor", None)  # the one loky keeps for reuse, if any
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 @pytest.fixture(scope="module")
