@@ -72,11 +72,11 @@ def test_evaluate_sweep_over_a_folder_run(run_dir, tmp_path):
 
 
 def test_external_validation_on_another_folder(london_dir, run_dir, tmp_path):
-    other = sex_tree(london_dir, tmp_path / "other", per_class=3, skip=10)
+    other = sex_tree(london_dir, tmp_path / "other", per_class=2, skip=10)
     args = ("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={other}", f"hydra.run.dir={tmp_path}/ev")
     result = run_python(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(pd.read_csv(tmp_path / "ev" / "external_manifest.csv")) == 12
+    assert len(pd.read_csv(tmp_path / "ev" / "external_manifest.csv")) == 8
 
 
 def test_preprocess_module_reports_the_broken_files(tree, tmp_path):

@@ -32,13 +32,46 @@ def other_people(tiny_dtl2_run, london_dir, tmp_path):
     return root
 
 
-def test_external_validation_scores_every_photo_with_the_runs_model(tiny_dtl2_run, other_people, tmp_path):
+def test_external_validation_scores_every_photo_and_names_renamed_resized_and_mirrored_training_photos(
+    tiny_dtl2_run, other_people, tmp_path
+):
+    """Eight photos of people the run never saw, beside a renamed byte copy of a training photo, a resized copy and a
+    mirrored copy: every photo is scored, the eight well and without a warning, each copy named in one warning."""
+    from PIL import Image, ImageOps
+
+    split = pd.read_csv(tiny_dtl2_run / "split.csv")
+    seen = split[(split["role"] == "train") & (split["label"] == "female")]["path"].iloc[0]
+    shutil.copy(seen, other_people / "Female" / "renamed_copy.jpg")  # the bytes, not the name, give it away
+    train = split[(split["role"] == "train") & (split["label"] == "male")]["path"]
+    resized, mirrored = train.iloc[0], train.iloc[1]
+    with Image.open(resized) as image:
+        image.resize((image.width // 2, image.height // 2)).save(other_people / "MALE" / "small_copy.jpg", quality=60)
+    with Image.open(mirrored) as image:
+        ImageOps.mirror(image).save(other_people / "MALE" / "mirrored.jpg", quality=85)
+    copies = {other_people / "Female" / "renamed_copy.jpg", other_people / "MALE" / "small_copy.jpg",
+              other_people / "MALE" / "mirrored.jpg"}
     cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
+
     summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
-    assert summary["n"] == 8 and summary["accuracy"] >= 0.75
+
+    assert summary["n"] == 11
     predictions = pd.read_csv(tmp_path / "report" / "external_predictions.csv")
-    assert set(predictions["label"]) == {"female", "male"} and len(predictions) == 8
+    assert set(predictions["label"]) == {"female", "male"} and len(predictions) == 11
+    unseen = predictions[~predictions["path"].isin({str(path) for path in copies})]
+    assert len(unseen) == 8 and (unseen["pred"] == unseen["label"]).mean() >= 0.75
     assert (tmp_path / "report" / "report.html").is_file()
+    warnings = summary["training_overlaps"]
+    assert len(warnings) == 3  # the eight people the run never saw raise nothing
+    (renamed,) = [w for w in warnings if w.startswith(str(other_people / "Female" / "renamed_copy.jpg"))]
+    assert Path(seen).name in renamed and "train image" in renamed
+    (small,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "small_copy.jpg"))]
+    assert "near-duplicate" in small and Path(resized).name in small
+    (mirror,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "mirrored.jpg"))]
+    assert Path(mirrored).name in mirror and ("near-duplicate" in mirror or "same person" in mirror)
+    # the run's own controls (measured on its test split) are not copied in: those scored here are external_controls
+    assert "controls" in json.loads((tiny_dtl2_run / "metrics.json").read_text())
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "controls" not in summary and "controls" not in written
 
 
 def test_an_unknown_class_folder_is_a_clear_error(tiny_dtl2_run, other_people, tmp_path):
@@ -69,14 +102,16 @@ def test_evaluate_cli_runs_external_validation_and_shows_what_moved(tiny_dtl2_ru
     assert "re-thresholded on 2 people of the new site; the other 6 photos" in result.stdout
 
 
-def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finished_run, tmp_path):
-    """The run's own test photos as an external folder: every variant's scores equal predictions.csv's."""
-    predictions = pd.read_csv(finished_run / "predictions.csv")
+def own_test_photos_through_the_cli(run_dir: Path, tmp_path: Path) -> Path:
+    """The run's own test photos as an external folder (``<tmp>/external``) through `evaluate.py run=... data=folder`:
+    its output folder, once checked that every variant's scores equal predictions.csv's and that nothing is warned
+    about (test photos are not training photos)."""
+    predictions = pd.read_csv(run_dir / "predictions.csv")
     folder = tmp_path / "external"
-    for i, row in enumerate(own_scores(finished_run).itertuples()):
+    for i, row in enumerate(own_scores(run_dir).itertuples()):
         (folder / row.label).mkdir(parents=True, exist_ok=True)
         (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
-    result = run_python("evaluate.py", f"run={finished_run}", "data=folder", f"data.root={folder}",
+    result = run_python("evaluate.py", f"run={run_dir}", "data=folder", f"data.root={folder}",
                         f"hydra.run.dir={tmp_path / 'ev'}", f"paths.data_dir={DATA_DIR}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stdout  # test photos are not training photos
@@ -88,25 +123,18 @@ def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finis
         columns = [c for c in own.columns if c.startswith("score_")]
         np.testing.assert_allclose(mine[columns].to_numpy(float), own[columns].to_numpy(float), atol=1e-5)
         assert list(mine["label"]) == list(own["label"])
+    return tmp_path / "ev"
+
+
+@pytest.mark.parametrize("finished_run", ["tiny_dtl1_run", "tiny_dtl1_head_norm_run", "tiny_dsift_run"],
+                         indirect=True)  # DTL2: test_the_cli_on_the_runs_own_test_photos_...
+def test_external_validation_through_the_cli_gets_the_runs_own_test_scores(finished_run, tmp_path):
+    """The run's own test photos as an external folder: every variant's scores equal predictions.csv's."""
+    own_test_photos_through_the_cli(finished_run, tmp_path)
 
 
 def resolved(path: str) -> str:
     return str(Path(path).resolve())
-
-
-def test_external_images_the_run_trained_on_are_named_in_a_warning(tiny_dtl2_run, other_people, tmp_path):
-    split = pd.read_csv(tiny_dtl2_run / "split.csv")
-    seen = split[(split["role"] == "train") & (split["label"] == "female")]["path"].iloc[0]
-    shutil.copy(seen, other_people / "Female" / "renamed_copy.jpg")  # the bytes, not the name, give it away
-    cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
-    summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
-    (warning,) = summary["training_overlaps"]
-    assert "renamed_copy.jpg" in warning and Path(seen).name in warning and "train image" in warning
-    assert summary["n"] == 9
-    # the run's own controls (measured on its test split) are not copied in: those scored here are external_controls
-    assert "controls" in json.loads((tiny_dtl2_run / "metrics.json").read_text())
-    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert "controls" not in summary and "controls" not in written
 
 
 def test_no_usable_external_image_is_an_error_listing_every_file_and_why(tiny_dtl2_run, tmp_path):
@@ -124,52 +152,28 @@ def test_no_usable_external_image_is_an_error_listing_every_file_and_why(tiny_dt
     assert "broken.jpg: error" in str(error.value)
 
 
-def test_resized_copies_and_mirrored_photos_of_training_people_are_named_in_warnings(
-    tiny_dtl2_run, other_people, tmp_path
-):
-    from PIL import Image, ImageOps
-
-    split = pd.read_csv(tiny_dtl2_run / "split.csv")
-    train = split[(split["role"] == "train") & (split["label"] == "male")]["path"]
-    resized, mirrored = train.iloc[0], train.iloc[1]
-    with Image.open(resized) as image:
-        image.resize((image.width // 2, image.height // 2)).save(other_people / "MALE" / "small_copy.jpg", quality=60)
-    with Image.open(mirrored) as image:
-        ImageOps.mirror(image).save(other_people / "MALE" / "mirrored.jpg", quality=85)
-    cfg = compose_train(tmp_path, "data=folder", f"data.root={other_people}")
-    warnings = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")["training_overlaps"]
-    (small,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "small_copy.jpg"))]
-    assert "near-duplicate" in small and Path(resized).name in small
-    (mirror,) = [w for w in warnings if w.startswith(str(other_people / "MALE" / "mirrored.jpg"))]
-    assert Path(mirrored).name in mirror and ("near-duplicate" in mirror or "same person" in mirror)
-    assert len(warnings) == 2  # the eight people the run never saw raise nothing
-
-
-def test_the_runs_controls_score_its_own_test_photos_as_an_external_folder_as_they_did_in_training(
+def test_the_cli_on_the_runs_own_test_photos_gives_the_methods_and_each_controls_own_scores(
     tiny_dtl2_run, tmp_path
 ):
-    """Each control the run kept, applied to the run's own test photos given as an external folder, gives the scores
-    of its own predictions.csv (the same eye-aligned crops, the same face region hidden: the run's training photos'),
-    and stands beside the method's external accuracy; a run without controls says so."""
-    folder = tmp_path / "external"
-    for i, row in enumerate(own_scores(tiny_dtl2_run).itertuples()):
-        (folder / row.label).mkdir(parents=True, exist_ok=True)
-        (folder / row.label / f"{i:02d}{Path(row.Index).suffix}").symlink_to(row.Index)
-    cfg = compose_train(tmp_path, "data=folder", f"data.root={folder}")
-    summary = external_validation(tiny_dtl2_run, cfg.data, tmp_path / "report")
+    """The run's own test photos as an external folder through the CLI: the method's scores are its own
+    predictions.csv's, and each control the run kept gives the scores of its own predictions.csv (the same eye-aligned
+    crops, the same face region hidden: the run's training photos'), beside the method's external accuracy; a run
+    without controls says so."""
+    out = own_test_photos_through_the_cli(tiny_dtl2_run, tmp_path)
+    written = json.loads((out / "metrics.json").read_text())
     for name in ("face_blind", "capture_only"):
         own = pd.read_csv(tiny_dtl2_run / "controls" / name / "predictions.csv")
         own = own[own["role"] == "test"].assign(path=lambda f: f["path"].map(resolved)).set_index("path")
-        site = pd.read_csv(tmp_path / "report" / "controls" / name / "external_predictions.csv")
+        site = pd.read_csv(out / "controls" / name / "external_predictions.csv")
         site = site.assign(path=site["path"].map(resolved)).set_index("path").loc[own.index]
         columns = [c for c in own.columns if c.startswith("score_")]
         np.testing.assert_allclose(site[columns].to_numpy(float), own[columns].to_numpy(float), atol=1e-5)
-        compared = summary["external_controls"][name]["dtl2"]
+        compared = written["external_controls"][name]["dtl2"]
         assert compared["n"] == len(own) and compared["accuracy"] == pytest.approx((own["pred"] == own["label"]).mean())
-    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(written["external_controls"]) == {"face_blind", "capture_only"}
-    assert "Controls on this site" in (tmp_path / "report" / "report.md").read_text()
+    assert "Controls on this site" in (out / "report.md").read_text()
 
+    cfg = compose_train(tmp_path, "data=folder", f"data.root={tmp_path / 'external'}")
     bare = tmp_path / "bare_run"
     shutil.copytree(tiny_dtl2_run, bare, ignore=shutil.ignore_patterns("controls"))
     summary = external_validation(bare, cfg.data, tmp_path / "bare_report")

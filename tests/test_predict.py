@@ -54,7 +54,9 @@ def assert_same_scores(table: pd.DataFrame, expected: pd.DataFrame) -> None:
     np.testing.assert_allclose(table[columns].to_numpy(float), expected[columns].to_numpy(float), atol=1e-5)
 
 
-def test_a_folder_through_the_cli_gets_the_runs_own_test_scores_and_bad_files_are_rows(finished_run, tmp_path):
+def test_a_folder_through_the_cli_and_one_photo_get_the_runs_own_test_scores_and_bad_files_are_rows(
+    finished_run, tmp_path, capsys
+):
     expected = own_scores(finished_run)
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -79,16 +81,15 @@ def test_a_folder_through_the_cli_gets_the_runs_own_test_scores_and_bad_files_ar
     assert (scored["top1"].isin(classes)).all()
     assert "not scored: " in result.stderr and "%|" in result.stderr  # the refusals and the progress bar
 
-
-def test_one_photo_prints_top3_and_writes_its_row_with_the_runs_own_scores(finished_run, tmp_path, capsys):
-    expected = own_scores(finished_run)
+    # one photo: top-3 printed, its row with the run's own scores, the aligned crop beside the output
     photo = expected.index[0]
-    out = tmp_path / "one.csv"
+    out = tmp_path / "one" / "one.csv"
+    out.parent.mkdir()
     assert main([photo, f"run={finished_run}", f"out={out}"]) == 0
     printed = capsys.readouterr().out
     assert "top-1:" in printed and "Research tool, not a diagnosis." in printed
     assert_same_scores(pd.read_csv(out), expected.loc[[photo]])
-    assert (tmp_path / f"{Path(photo).stem}_aligned.png").is_file()
+    assert (tmp_path / "one" / f"{Path(photo).stem}_aligned.png").is_file()
 
 
 def test_dsift_predicts_with_the_variant_asked_for(tiny_dsift_run, tmp_path, capsys):

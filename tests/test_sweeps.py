@@ -16,7 +16,7 @@ from facediag.training.multirun import completed_summary, optimized_value
 from facediag.training.train import FAILED, RUN_CONFIG
 from tests.conftest import TINY, run_python
 
-TINY_DTL2 = [*TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", "num_threads=1"]
+TINY_DTL2 = [*TINY, "strategy=dtl2", "strategy.C_grid=[1.0]", "num_threads=1", "controls=[]"]  # controls: test_controls
 
 
 def train_py(*args: str, fresh: bool = False) -> tuple[subprocess.CompletedProcess, float]:
@@ -100,9 +100,21 @@ def test_missing_weights_stop_a_multirun_before_any_job_starts(tmp_path):
     assert "Launching" not in out.stdout + out.stderr and not sweep_dir.exists()
 
 
+def stop_joblib_workers() -> None:
+    """Ends the joblib (loky) worker processes this process keeps for reuse: the next joblib launch starts new
+    ones, which take the environment (the run id) of that moment, as the workers of a new process tree do."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)  # the one loky keeps for reuse, if any
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 @pytest.fixture(scope="module")
 def joblib_sweep(tmp_path_factory, shared_cache, london_dir):
-    """A 2-job joblib multirun (sex: fine; task 'bogus': fails) with the default sweep-dir pattern."""
+    """A 2-job joblib multirun (sex: fine; task 'bogus': fails) with the default sweep-dir pattern, run as a new
+    process would (its own run id) in this interpreter; the joblib launcher starts worker processes that must
+    inherit that run id."""
     log_dir = tmp_path_factory.mktemp("outputs")
     command = [
         *TINY_DTL2,
@@ -110,8 +122,11 @@ def joblib_sweep(tmp_path_factory, shared_cache, london_dir):
         f"paths.log_dir={log_dir}",
         "data.task=sex,bogus",
     ]
-    # a new process tree: the joblib launcher starts worker processes that must inherit its run id
-    out, seconds = train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *command, fresh=True)
+    stop_joblib_workers()  # workers kept from an earlier launch would carry an earlier environment
+    try:
+        out, seconds = train_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *command)
+    finally:
+        stop_joblib_workers()  # nor may this launch's workers (and its run id) serve a later one
     sweep_dirs = sorted(log_dir.glob("multiruns/*/*"))
     return {"out": out, "seconds": seconds, "sweep_dirs": sweep_dirs, "command": command}
 
