@@ -133,7 +133,8 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
 
 
 def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tmp_path, shared_cache):
-    run(tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=8")
+    people = "data.max_subjects_per_class=4"  # resuming needs no more photos
+    run(tmp_path, shared_cache, people, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=8")
     last = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 0
@@ -142,7 +143,7 @@ def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tm
     torch.save(checkpoint, last)
     (tmp_path / "metrics.json").unlink()  # as if the job had been killed before it finished
     resumed, _ = run(
-        tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=2", "data.batch_size=8", "ckpt_path=last"
+        tmp_path, shared_cache, people, "strategy=dtl1", "strategy.max_epochs=2", "data.batch_size=8", "ckpt_path=last"
     )
     final = torch.load(last, weights_only=True)
     assert final["epoch"] == 1 and resumed["epochs"] == 2
@@ -191,8 +192,8 @@ def test_a_run_trained_in_bf16_mixed_keeps_full_precision_test_scores_and_featur
 ):
     # trainer=gpu trains in bf16-mixed; CPU autocast runs the same precision plugin here (emulated without AVX-512:
     # two training steps of four photos)
-    run(tmp_path / "dtl1", shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=4",
-        "+trainer.limit_train_batches=2", "trainer.precision=bf16-mixed")
+    run(tmp_path / "dtl1", shared_cache, "data.max_subjects_per_class=4", "strategy=dtl1", "strategy.max_epochs=1",
+        "data.batch_size=4", "+trainer.limit_train_batches=2", "trainer.precision=bf16-mixed")
     own = pd.read_csv(tmp_path / "dtl1" / "predictions.csv").set_index("path")
     scored = TrainedRun(tmp_path / "dtl1").score(list(own.index))
     np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-4)
