@@ -14,6 +14,7 @@ from facediag.classifiers.svm import decision_scores
 from facediag.models.features import region_box, region_crops
 from facediag.strategies.fused import VAL_SOURCE, load_fusion, source_config
 from tests.conftest import FUSED, compose_train, run_python, train_cli
+from tests.faces_cache import faces_only_cache
 
 
 def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str) -> Path:
@@ -21,9 +22,9 @@ def train_fused(method: str, run_dir: Path, shared_cache: Path, *overrides: str)
     return train_cli(run_dir, shared_cache, f"method={method}", *FUSED, *overrides)
 
 
-def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, shared_cache: Path, *options: str) -> None:
-    """Applied to the run's test photos the way users do (python -m facediag.predict [options], each source's own
-    crop or landmarks), the run gives its own test scores again."""
+def predicted_scores(run_dir: Path, tmp_path: Path, cache: Path, *options: str) -> np.ndarray:
+    """The scores of the run's test photos (in predictions.csv's order) applied the way users do
+    (python -m facediag.predict [options], each source's own crop or landmarks)."""
     predictions = pd.read_csv(run_dir / "predictions.csv")
     columns = [c for c in predictions.columns if c.startswith("score_")]
     photos = tmp_path / "photos"
@@ -33,12 +34,20 @@ def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, sha
             (photos / f"{i:02d}_{Path(path).name}").symlink_to(path)
     scored_csv = tmp_path / f"scored{'_'.join(('', *options))}.csv"
     out = run_python("-m", "facediag.predict", str(photos), f"run={run_dir}", f"out={scored_csv}",
-                     f"cache_dir={shared_cache}", "workers=1", *options)
+                     f"cache_dir={cache}", "workers=1", *options)
     assert out.returncode == 0, out.stderr[-3000:]
     scored = pd.read_csv(scored_csv)
     scored["path"] = [str(Path(p).resolve()) for p in scored["path"]]
     mine = scored.set_index("path").loc[[str(Path(p).resolve()) for p in predictions["path"]]]
-    np.testing.assert_allclose(mine[columns].to_numpy(float), predictions[columns].to_numpy(), rtol=1e-4, atol=1e-5)
+    return mine[columns].to_numpy(float)
+
+
+def assert_predict_reproduces_the_test_scores(run_dir: Path, tmp_path: Path, cache: Path) -> None:
+    """Applied to the run's test photos the way users do, the run gives its own test scores again."""
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    columns = [c for c in predictions.columns if c.startswith("score_")]
+    np.testing.assert_allclose(predicted_scores(run_dir, tmp_path, cache), predictions[columns].to_numpy(),
+                               rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -74,31 +83,6 @@ def test_fused_run_through_the_cli_sums_its_sources_and_reloads_its_model(tiny_f
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
 
 
-@pytest.mark.slow
-def test_geometry_source_and_source_selection_through_the_cli(london_dir, tmp_path, shared_cache):
-    from facediag.models.geometry import N_FEATURES
-
-    run_dir = tmp_path / "run"
-    method = "dlib_resnet_efficientnet_lite0_geometry_dtl2_fused"
-    train_fused(method, run_dir, shared_cache, "strategy.select_sources=true")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["backbone"] == "dlib_resnet+efficientnet_lite0+face_geometry"
-    assert metrics["weights"] == "dlib_faces+imagenet"
-    geometry = metrics["sources"][2]
-    assert geometry["features"] == "face_geometry" and geometry["macs"] == 0 and geometry["cnn_images"] == 0
-    assert geometry["columns"] == [1408, 1408 + N_FEATURES] and metrics["feature_dim"] == 1408 + N_FEATURES
-    assert metrics["macs"] == sum(s["macs"] for s in metrics["sources"][:2])
-    # the inner CV scored every candidate: both rules over all sources, stacking over pairs, single sources
-    candidates = set(metrics["fusion_cv_accuracy"])
-    expected = {"block_scaled", "stacked", "stacked[efficientnet_lite0+face_geometry]", "single[face_geometry]"}
-    assert expected <= candidates
-    assert len(candidates) == 8 and metrics["fusion_rule"] in candidates
-    assert metrics["val_score"] == max(metrics["fusion_cv_accuracy"].values())
-    assert set(metrics["fusion_sources"]) <= {"dlib_resnet", "efficientnet_lite0", "face_geometry"}
-    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, shared_cache)
-    assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, tmp_path / "report")
-
-
 def assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, out_dir):
     """The sweep report's generated methods paragraph describes the fused row by each source, its crop included."""
     from facediag.core.crop import CropSpec
@@ -112,30 +96,51 @@ def assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics
         assert f"{source_name(source)} {CropSpec.of(source['crop'])}" in methods, source
 
 
-# the second source: EfficientNet on the tight crop, a region of it (not symmetric, so the order of cutting and
-# mirroring shows) and flip-averaged: every view option composed, in training and in predict
+# three sources: dlib ResNet flip-averaged; EfficientNet on the tight crop, a region of it (not symmetric, so the
+# order of cutting and mirroring shows), flip-averaged, its mid-level stages (every view option composed, in training
+# and in predict); the face geometry (landmark features, no CNN). The inner CV may also choose among the sources.
 REGION = [0.1, 0.5, 0.8, 1.0]
-FLIP_AND_TIGHT = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,flip:true},"
-                  "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},"
-                  "region:[0.1,0.5,0.8,1.0],flip:true,feature_layer:stages}]")
+VIEWS_AND_GEOMETRY = ("strategy.sources=[{backbone:dlib_resnet,weights:dlib_faces,flip:true},"
+                      "{backbone:efficientnet_lite0,weights:imagenet,align:{template:dlib,padding:0.25},"
+                      "region:[0.1,0.5,0.8,1.0],flip:true,feature_layer:stages},{features:face_geometry}]")
+TIGHT = "efficientnet_lite0:stages@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
 
 
 @pytest.mark.slow
-def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(london_dir, tmp_path):
+def test_flip_region_feature_layer_and_geometry_sources_and_source_selection_through_the_cli_and_predict(
+    tiny_fused_run, tmp_path, shared_cache
+):
+    from facediag.apply.trained_run import TrainedRun
+    from facediag.core.crop import CropSpec
     from facediag.models.flops import count_macs
+    from facediag.models.geometry import N_FEATURES, landmark_features, mirrored
+    from facediag.strategies.fused import landmark_options
 
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"  # a cache of its own: its feature folders are this run's
-    train_fused("dlib_resnet_efficientnet_lite0_dtl2_fused", run_dir, cache, FLIP_AND_TIGHT)
+    # a cache of its own, its feature folders this run's alone; it starts with the faces tiny_fused_run (the same
+    # people) detected in the session's cache
+    run_dir, cache = tmp_path / "run", faces_only_cache(shared_cache, tmp_path / "cache")
+    train_fused("dlib_resnet_efficientnet_lite0_geometry_dtl2_fused", run_dir, cache, VIEWS_AND_GEOMETRY,
+                "strategy.select_sources=true")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    flipped, tight = metrics["sources"]
-    assert metrics["backbone"] == "dlib_resnet-flip+efficientnet_lite0:stages@dlib-0.25-224[0.1,0.5,0.8,1]-flip"
-    assert metrics["sources"][1]["feature_layer"] == "stages" and metrics["sources"][1]["feature_dim"] == 704
+    flipped, tight, geometry = metrics["sources"]
+    assert metrics["backbone"] == f"dlib_resnet-flip+{TIGHT}+face_geometry"
+    assert metrics["weights"] == "dlib_faces+imagenet"
+    assert tight["feature_layer"] == "stages" and tight["feature_dim"] == 704
     assert flipped["name"] == "dlib_resnet-flip" and flipped["flip"] is True and "region" not in flipped
     assert tight["crop"] == [224, "dlib", 0.25] and tight["region"] == REGION and tight["flip"] is True
+    # the geometry: landmark features, no CNN, after the CNN sources' columns
+    assert geometry["features"] == "face_geometry" and geometry["macs"] == 0 and geometry["cnn_images"] == 0
+    assert geometry["columns"] == [832, 832 + N_FEATURES] and metrics["feature_dim"] == 832 + N_FEATURES
     # a flip-averaged source runs its CNN twice per image: twice the MACs, the parameters once
     dlib_macs, dlib_params = count_macs("dlib_resnet", "dlib_faces", 4)
     assert flipped["macs"] == 2 * dlib_macs and flipped["params"] == dlib_params
     assert metrics["macs"] == flipped["macs"] + tight["macs"]
+    # the inner CV scored every candidate: both rules over all sources, stacking over pairs, single sources
+    candidates = set(metrics["fusion_cv_accuracy"])
+    assert {"block_scaled", "stacked", f"stacked[{TIGHT}+face_geometry]", "single[face_geometry]"} <= candidates
+    assert len(candidates) == 8 and metrics["fusion_rule"] in candidates
+    assert metrics["val_score"] == max(metrics["fusion_cv_accuracy"].values())
+    assert set(metrics["fusion_sources"]) <= {"dlib_resnet-flip", TIGHT, "face_geometry"}
     # the mirrored crops' features sit in a cache of their own; the source's columns are the mean of the two
     method_keys = {k.parent: key for k in (cache / "features").glob("*/key.json")
                    if not (key := json.loads(k.read_text())).get("preprocess", {}).get("control")}  # not a control's
@@ -143,18 +148,32 @@ def test_flip_region_and_feature_layer_of_a_source_through_the_cli_and_predict(l
     assert set(folders) == {None, "mirrored"}
     test = np.load(run_dir / "features" / "test.npz")
     digests = pd.read_csv(run_dir / "split.csv").set_index("path").loc[test["paths"], "sha256"]
-    plain, mirrored = ([np.load(folders[view] / f"{d}.npy") for d in digests] for view in (None, "mirrored"))
-    np.testing.assert_array_equal(test["features"][:, :128], (np.stack(plain) + np.stack(mirrored)) / 2)
-    assert not np.allclose(np.stack(plain), np.stack(mirrored))  # a mirrored face is another input
+    plain, mirrored_view = ([np.load(folders[view] / f"{d}.npy") for d in digests] for view in (None, "mirrored"))
+    np.testing.assert_array_equal(test["features"][:, :128], (np.stack(plain) + np.stack(mirrored_view)) / 2)
+    assert not np.allclose(np.stack(plain), np.stack(mirrored_view))  # a mirrored face is another input
     # the region view: the crop's region resized to 224 px, then (flip) mirrored; both cached under the region
-    keys = method_keys
-    regions = {k.get("view"): folder for folder, k in keys.items() if k.get("region") == REGION}
-    assert set(regions) == {None, "mirrored"} and all("region" not in k for k in keys.values() if k["crop"][0] == 150)
-    plain, mirrored = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests]) for view in (None, "mirrored"))
-    np.testing.assert_array_equal(test["features"][:, 128:], (plain + mirrored) / 2)
+    regions = {k.get("view"): folder for folder, k in method_keys.items() if k.get("region") == REGION}
+    assert set(regions) == {None, "mirrored"}
+    assert all("region" not in k for k in method_keys.values() if k["crop"][0] == 150)
+    plain, mirrored_view = (np.stack([np.load(regions[view] / f"{d}.npy") for d in digests])
+                            for view in (None, "mirrored"))
+    np.testing.assert_array_equal(test["features"][:, 128:832], (plain + mirrored_view) / 2)
     assert_predict_reproduces_the_test_scores(run_dir, tmp_path, cache)
-    # every source is flip-averaged, so mirroring changes no feature: tta=flip gives the same scores
-    assert_predict_reproduces_the_test_scores(run_dir, tmp_path, cache, "tta=flip")
+    # tta=flip: the flip-averaged CNN sources' features stay as they are (mirroring the photo changes none); the
+    # geometry is measured on the mirrored landmarks too; the scores are the mean over the photo and its mirror
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    paths = [str(p) for p in predictions["path"]]
+    order = pd.Series(range(len(test["paths"])), index=test["paths"])[paths].to_numpy()
+    faces = TrainedRun(run_dir).preprocessor().faces(paths, CropSpec.of(geometry["crop"]), landmarks=True,
+                                                      **landmark_options(geometry))
+    assert faces.paths == paths
+    features = test["features"][order]
+    mirrored_geometry = features.copy()
+    mirrored_geometry[:, 832:] = landmark_features("face_geometry", mirrored(faces.landmarks), geometry["crop"][1])
+    fusion = load_fusion(run_dir)
+    both = (decision_scores(fusion, features, 4) + decision_scores(fusion, mirrored_geometry, 4)) / 2
+    np.testing.assert_allclose(predicted_scores(run_dir, tmp_path, cache, "tta=flip"), both, rtol=1e-4, atol=1e-5)
+    assert_the_methods_paragraph_names_each_source_and_its_crop(run_dir, metrics, tmp_path / "report")
 
 
 def test_a_source_takes_its_own_backbone_and_weights_config(tmp_path):

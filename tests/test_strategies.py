@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from facediag.apply.trained_run import TrainedRun
 from facediag.training.train import RUN_CONFIG, train
 from tests.conftest import TINY, compose_train
+from tests.faces_cache import faces_only_cache
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +22,9 @@ def run(tmp_path, shared_cache, *overrides):
 
 
 def test_dtl2_writes_the_run_dir_contract_a_cache_hit_skips_the_cnn_and_the_same_seed_gives_the_same_run(
-    london_dir, tmp_path, tiny_dtl2_run
+    london_dir, tmp_path, shared_cache, tiny_dtl2_run
 ):
-    own_cache = tmp_path / "cache"  # cold: no other test has filled it
+    own_cache = faces_only_cache(shared_cache, tmp_path / "cache")  # no features yet: no other run has filled it
     summary, _ = run(tmp_path / "a", own_cache, "strategy=dtl2")
     for name in (
         "manifest.csv",
@@ -132,7 +133,8 @@ def test_tensorboard_events_hold_scalars_hparams_and_images(london_dir, tmp_path
 
 
 def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tmp_path, shared_cache):
-    run(tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=8")
+    people = "data.max_subjects_per_class=4"  # resuming needs no more photos
+    run(tmp_path, shared_cache, people, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=8")
     last = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 0
@@ -141,10 +143,10 @@ def test_dtl1_resumes_an_interrupted_run_from_its_last_checkpoint(london_dir, tm
     torch.save(checkpoint, last)
     (tmp_path / "metrics.json").unlink()  # as if the job had been killed before it finished
     resumed, _ = run(
-        tmp_path, shared_cache, "strategy=dtl1", "strategy.max_epochs=3", "data.batch_size=8", "ckpt_path=last"
+        tmp_path, shared_cache, people, "strategy=dtl1", "strategy.max_epochs=2", "data.batch_size=8", "ckpt_path=last"
     )
     final = torch.load(last, weights_only=True)
-    assert final["epoch"] == 2 and resumed["epochs"] == 3
+    assert final["epoch"] == 1 and resumed["epochs"] == 2
     assert torch.allclose(final["state_dict"][bias], torch.full_like(final["state_dict"][bias], 7.0), atol=0.05)
 
 
@@ -152,6 +154,7 @@ def test_dtl1_on_two_ddp_ranks_tests_every_image_once_in_the_main_process(london
     summary, _ = run(
         tmp_path,
         shared_cache,
+        "data.max_subjects_per_class=4",  # the ranks' start-up is the cost; fewer photos suffice to shard
         "strategy=dtl1",
         "strategy.max_epochs=1",
         "data.batch_size=8",
@@ -187,15 +190,17 @@ def test_a_dtl2_svm_the_arrays_cannot_reproduce_is_saved_with_skops_and_applied_
 def test_a_run_trained_in_bf16_mixed_keeps_full_precision_test_scores_and_features(
     london_dir, tmp_path, shared_cache, tiny_dtl2_run
 ):
-    # trainer=gpu trains in bf16-mixed; CPU autocast runs the same precision plugin here
-    run(tmp_path / "dtl1", shared_cache, "strategy=dtl1", "strategy.max_epochs=1", "data.batch_size=16",
-        "trainer.precision=bf16-mixed")
+    # trainer=gpu trains in bf16-mixed; CPU autocast runs the same precision plugin here (emulated without AVX-512:
+    # two training steps of four photos)
+    run(tmp_path / "dtl1", shared_cache, "data.max_subjects_per_class=4", "strategy=dtl1", "strategy.max_epochs=1",
+        "data.batch_size=4", "+trainer.limit_train_batches=2", "trainer.precision=bf16-mixed")
     own = pd.read_csv(tmp_path / "dtl1" / "predictions.csv").set_index("path")
     scored = TrainedRun(tmp_path / "dtl1").score(list(own.index))
     np.testing.assert_allclose(scored.scores, own[["score_female", "score_male"]].to_numpy(), atol=1e-4)
-    # a cold cache of its own: the CNN runs in bf16-mixed; tiny_dtl2_run's features are the 32-true CNN's (the
-    # trainer's default precision, as the shared cache holds them)
-    run(tmp_path / "bf16", tmp_path / "cache_bf16", "strategy=dtl2", "strategy.C_grid=[1.0]",
+    # a cache without features: the CNN runs in bf16-mixed; tiny_dtl2_run's features are the 32-true CNN's (the
+    # trainer's default precision, as the shared cache holds them); no controls (their features are not compared)
+    cache = faces_only_cache(shared_cache, tmp_path / "cache_bf16")
+    run(tmp_path / "bf16", cache, "strategy=dtl2", "strategy.C_grid=[1.0]", "controls=[]",
         "trainer.precision=bf16-mixed")
     assert OmegaConf.load(tiny_dtl2_run / RUN_CONFIG).trainer.precision == "32-true"
     bf16, full = (np.load(run_dir / "features" / "test.npz") for run_dir in (tmp_path / "bf16", tiny_dtl2_run))
