@@ -4,6 +4,7 @@ through ``python train.py`` uses them."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import cv2
@@ -210,8 +211,12 @@ def test_a_detected_face_is_resampled_and_its_background_filled_through_the_pipe
 
 
 @pytest.mark.usefixtures("london_dir")
-def test_train_cli_runs_on_harmonised_crops_and_caches_them_apart(tmp_path):
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+def test_train_cli_runs_on_harmonised_crops_and_caches_them_apart(tmp_path, shared_cache):
+    from tests.faces_cache import faces_only_cache
+
+    run_dir, cache = tmp_path / "run", faces_only_cache(shared_cache, tmp_path / "cache")
+    for crops in cache.glob("preprocess/*/crops"):  # the session's landmarks, none of its crops
+        shutil.rmtree(crops)
     train_cli(run_dir, cache, "strategy=dtl2", "strategy.C_grid=[1.0]",
               "preprocess.harmonise=[{step:resample,px:32},background,jpeg]", "controls=[]")  # fmt: skip
     crops = [p.name for p in cache.glob("preprocess/*/crops/*")]
