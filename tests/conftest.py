@@ -51,11 +51,15 @@ pin_environment()
 resume_collection()  # the test process is no app: an entry point run in it never pauses its collector
 
 #: test files whose work starts first under ``pytest -n`` (pyproject: one file per worker at a time), the costliest
-#: first so that the workers finish together (CPU seconds per file, measured one file at a time); other files
-#: follow in their own order
-SLOWEST_FIRST = ("test_strategies", "test_simulate", "test_fused", "test_hostile_folder", "test_sweeps",
-                 "test_controls", "test_config_groups", "test_evaluate", "test_data_build", "test_explain",
-                 "test_harmonise")
+#: first so that the workers finish together (longest first: seconds per file in a whole-suite run's junit XML,
+#: 2026-12-08); files under 5 s follow in their own order and fill the gaps
+SLOWEST_FIRST = ("test_strategies", "test_simulate", "test_fused", "test_explain", "test_models", "test_sweeps",
+                 "test_data_build", "test_external_validation", "test_controls", "test_app", "test_presets",
+                 "test_config_groups", "test_identity_leaks", "test_report", "test_preprocess", "test_curves",
+                 "test_audit", "test_hostile_folder", "test_train_data_stage", "test_imports", "test_harmonise",
+                 "test_compare", "test_capture", "test_dsift", "test_permutation", "test_evaluate", "test_flags",
+                 "test_predict", "test_linear_svm", "test_gallery", "test_toy_strategy", "test_toy_backbone",
+                 "test_fan")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,6 +4,7 @@ path the client never uploaded, and the system's headless Chromium through Playw
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import shutil
@@ -18,8 +19,9 @@ from PIL import Image
 
 from tests.conftest import run_python
 
-pytest.importorskip("gradio")
-pytest.importorskip("gradio_client")
+# found, not imported: importing gradio takes seconds, and every worker collects this file
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("gradio", "gradio_client")),
+                                reason="gradio is not installed (pip install -e '.[app]')")
 
 
 @pytest.fixture(scope="session")
