@@ -28,6 +28,7 @@ person once). DSIFT has no CNN: occlusion only.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -147,47 +148,54 @@ def warped_mask(preprocessor: object, result: object, crop: CropSpec, mask: np.n
     return cv2.warpAffine(mask.astype(np.float32) * 255, matrix, (crop.size, crop.size), flags=cv2.INTER_LINEAR) > 127
 
 
+@functools.cache
+def truth_table(tree: Path) -> pd.DataFrame:
+    """A simulated tree's ``truth.csv`` indexed by path (read once per tree)."""
+    return pd.read_csv(tree / "truth.csv").set_index("path")
+
+
 def stored_mask(photo: str | os.PathLike) -> np.ndarray:
     """A simulated photo's truth mask as its tree stores it (``truth.csv`` → ``.truth/<subject>_truth.png``)."""
     import cv2
 
     photo = Path(photo)
     tree = photo.parent.parent
-    truth = pd.read_csv(tree / "truth.csv").set_index("path")
-    return cv2.imread(str(tree / truth.loc[f"{photo.parent.name}/{photo.name}", "mask"]), cv2.IMREAD_GRAYSCALE) > 127
+    mask = truth_table(tree).loc[f"{photo.parent.name}/{photo.name}", "mask"]
+    return cv2.imread(str(tree / mask), cv2.IMREAD_GRAYSCALE) > 127
 
 
-def descriptor_masks(photos: list[str], london_root: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+def descriptor_masks(stored: dict[str, np.ndarray], london_root: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     """Photo path -> descriptor -> the region that descriptor changed (photo-sized bool), for the syndrome photos
-    among ``photos`` (all of one London tree), by replaying the tree's seeded draws; their union must give the
-    stored truth mask back (< 0.1% of pixels differ), or the tree was made by other code."""
+    among ``stored`` (photo path -> its stored truth mask; all of one London tree), by replaying the tree's seeded
+    draws; their union must give the stored truth mask back (< 0.1% of pixels differ), or the tree was made by other
+    code."""
     import json
     from dataclasses import fields
 
     from facediag.simulate.conditions import CONDITIONS
-    from facediag.simulate.measures import _replay
+    from facediag.simulate.measures import replay
     from facediag.simulate.source import london_faces
     from facediag.simulate.tree import Settings, descriptor_regions
 
-    if not photos:
+    if not stored:
         return {}
-    tree = Path(photos[0]).parent.parent
+    tree = Path(next(iter(stored))).parent.parent
     made = json.loads((tree / "simulate.json").read_text())
     settings = Settings(**{f.name: made[f.name] for f in fields(Settings) if f.name in made})
     table = pd.read_csv(tree / "conditions.csv")
-    wanted = {f"{Path(p).parent.name}/{Path(p).name}": str(p) for p in photos}
+    sd = table.set_index("condition")["sd"]
+    wanted = {f"{Path(p).parent.name}/{Path(p).name}": str(p) for p in stored}
     regions = {}
-    for face, label, drawn in _replay(london_faces(london_root), settings, table):
+    for face, label, drawn in replay(london_faces(london_root), settings, table):
         photo = wanted.get(f"{label}/{face.subject}.jpg")
         if photo is None or CONDITIONS[label].kind != "syndrome":
             continue
-        stored = stored_mask(photo)
-        regions[photo] = descriptor_regions(face.points, drawn, CONDITIONS[label], table.set_index("condition")["sd"],
-                                            stored.shape)  # fmt: skip
+        mask = stored[photo]
+        regions[photo] = descriptor_regions(face.points, drawn, CONDITIONS[label], sd, mask.shape)
         union = np.logical_or.reduce(list(regions[photo].values()))
-        if np.mean(union != stored) > 1e-3:
+        if np.mean(union != mask) > 1e-3:
             raise ValueError(f"{photo}: the replayed descriptors' regions do not give its truth mask back "
-                             f"({np.mean(union != stored):.2%} of pixels differ): the tree was made by other code")
+                             f"({np.mean(union != mask):.2%} of pixels differ): the tree was made by other code")
     return regions
 
 
@@ -226,10 +234,10 @@ def truth_records(
         labels = dict(zip(part["path"].astype(str), part["label"], strict=True))
         targets = [run.classes.index(labels[r.path]) for r in kept]
         right = run.predictor.score_crops(crops)[0].argmax(axis=1) == np.asarray(targets)
-        regions = {"truth mask": [warped_mask(preprocessor, r, run.crop, stored_mask(r.path)) for r in kept]}
+        stored = {r.path: stored_mask(r.path) for r in kept}
+        regions = {"truth mask": [warped_mask(preprocessor, r, run.crop, stored[r.path]) for r in kept]}
         if descriptors and kind == "syndrome":
-            london_root = run.cfg.data.source.london_root
-            parts = descriptor_masks([r.path for r in kept], london_root)
+            parts = descriptor_masks(stored, run.cfg.data.source.london_root)
             for name in sorted({d for r in kept for d in parts[r.path]}):
                 regions[f"descriptor {name}"] = [warped_mask(preprocessor, r, run.crop, parts[r.path][name])
                                                  if name in parts[r.path] else None for r in kept]  # fmt: skip

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from facediag.simulate.source import Face
     from facediag.simulate.tree import Plan, Settings
 
-def _replay(faces: Sequence[Face], settings: Settings, table: pd.DataFrame) -> Iterator[tuple[Face, str, Plan]]:
+def replay(faces: Sequence[Face], settings: Settings, table: pd.DataFrame) -> Iterator[tuple[Face, str, Plan]]:
     """Each person of the tree ``settings`` makes from ``faces`` (``table``: the source's measure SDs): face, class
     and its drawn plan (the same draws as :func:`facediag.simulate.tree.build_tree`; no rendering)."""
     from PIL import Image
@@ -54,7 +54,7 @@ def design_measures(
     modelled as the source face's (``skin``: subject -> value; needed only when the tree has it) plus its drawn
     amount (exact before the JPEG encoding). The ideal observer's ceiling of a design before any tree is built."""
     rows = []
-    for face, label, drawn in _replay(faces, settings, table):
+    for face, label, drawn in replay(faces, settings, table):
         named = named_points(drawn.target)
         raw = {}
         for d in descriptors_of(settings.chosen()):
@@ -85,7 +85,7 @@ def add_measures(tree: str | os.PathLike, london_root: str | os.PathLike) -> pd.
     table = pd.read_csv(tree / "conditions.csv")
     truth = pd.read_csv(tree / "truth.csv", dtype={"subject": str}).set_index("path")
     measures = {}
-    for face, label, drawn in _replay(london_faces(london_root), settings, table):
+    for face, label, drawn in replay(london_faces(london_root), settings, table):
         path = f"{label}/{face.subject}.jpg"
         own = {d.name for d in CONDITIONS[label].descriptors} if label != HEALTHY else set()
         for d in descriptors_of(conditions):
