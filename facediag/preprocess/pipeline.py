@@ -31,6 +31,8 @@ from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
 
 NO_FACE_POLICIES = ("skip", "center_crop")
+#: landmarkers a ``faces(..., landmarker=...)`` call can ask for besides the preprocessing's own (None)
+LANDMARKERS = ("mesh",)
 
 
 def default_n_workers() -> int:
@@ -247,7 +249,7 @@ class Preprocessor:
                        ) -> np.ndarray:
         """(N, 68, 2) float32 landmarks of ``results`` in ``crop`` pixels (the alignment's affine); NaN where none.
         ``landmarker``: None (this preprocessing's) or "mesh" (:func:`facediag.preprocess.face_mesh.mesh_landmarks`)."""
-        if landmarker not in (None, "mesh"):
+        if landmarker is not None and landmarker not in LANDMARKERS:
             raise ValueError(f"unknown landmarker {landmarker!r}; choose mesh, or none for the preprocessing's own")
         found = [r.landmarks for r in results]
         if landmarker == "mesh":

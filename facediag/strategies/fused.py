@@ -45,6 +45,7 @@ from facediag.models.config_groups import backbone_option, weights_option
 from facediag.models.features import region_box, source_name
 from facediag.models.geometry import FEATURE_KINDS
 from facediag.models.registry import backbone_config
+from facediag.preprocess.pipeline import LANDMARKERS
 from facediag.scoring.results import prediction_frame
 from facediag.strategies.dtl2 import dump_features, load_svm, platt_scaled
 from facediag.strategies.predictor import Description, Predictor, Scored, grid, softmax
@@ -66,7 +67,7 @@ def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
     unknown = set(source) - {"features", "align", "landmarker"}
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
-    if source.get("landmarker") not in (None, "mesh"):
+    if source.get("landmarker") is not None and source["landmarker"] not in LANDMARKERS:
         raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be mesh (MediaPipe's face mesh) or left "
                          "out (the preprocessing's own landmarks)")
     return CropSpec.of(dict(source.get("align") or {}))
