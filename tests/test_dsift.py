@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import skops.io
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics.pairwise import chi2_kernel
@@ -178,6 +177,8 @@ def test_make_svm_rejects_unknown_kinds():
 
 
 def test_chi2_svc_round_trips_through_skops_when_trusted():
+    import skops.io  # here, not at collection: ~2 s per worker
+
     rng = np.random.default_rng(2)
     features, labels = rng.dirichlet(np.ones(6), size=20), np.repeat([0, 1], 10)
     model = Chi2SVC(C=10.0).fit(features, labels)

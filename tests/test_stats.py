@@ -143,6 +143,14 @@ def test_holm_adjusts_like_the_step_down_procedure():
     assert holm([]) == []
 
 
+def test_holm_gives_statsmodels_values_with_ties_and_caps():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for p in ([0.5], [0.02, 0.02, 0.9, 0.3], rng.uniform(0, 0.2, 7), rng.uniform(0, 1, 12).round(2)):
+        assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), abs=1e-12)
+
+
 def test_a_single_person_gets_a_wide_interval_not_a_point():
     y_true = np.array([0, 1])
     intervals, methods = metric_intervals(y_true, _scores_for(y_true, np.array([True, False])), 1,

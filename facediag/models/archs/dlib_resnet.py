@@ -424,6 +424,9 @@ class DlibFaceResNet(nn.Module):
         feature_dim: int = 128,
     ):
         super().__init__()
+        #: the constructor's arguments (a copy of this network is built from them)
+        self.settings = {"blocks": tuple(tuple(b) for b in blocks), "stem_channels": stem_channels,
+                         "stem_kernel": stem_kernel, "feature_dim": feature_dim}
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem_channels, stem_kernel, 2, _dlib_padding(stem_kernel, 2)),
             Affine2d(stem_channels),
@@ -576,9 +579,23 @@ def load_dlib_resnet(path: str | Path | None = None, sha256: str | None = None) 
         raise DlibModelError(path, "file not found")
     if sha256:
         verify_sha256(path, sha256)
-    data = path.read_bytes()
-    network_input, layers = _parse_network(data, path)
-    return _build(network_input, layers, path).eval()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _PARSED:  # parsing and building take ~0.2 s; a process loads the same file for every run
+        network_input, layers = _parse_network(path.read_bytes(), path)
+        network = _build(network_input, layers, path)
+        _PARSED.clear()
+        _PARSED[key] = (network.settings, {name: t.detach().clone() for name, t in network.state_dict().items()})
+    settings, state = _PARSED[key]
+    with torch.device("meta"):  # no random init of weights about to be replaced
+        network = DlibFaceResNet(**settings)
+    network.load_state_dict({name: t.clone() for name, t in state.items()}, strict=True, assign=True)
+    return network.eval()  # each caller's own tensors (DTL1 fine-tunes them)
+
+
+#: the last file parsed in this process, by (path, size, modification time): the network's constructor
+#: arguments and tensors (a changed file is parsed again)
+_PARSED: dict[tuple[str, int, int], tuple[dict, dict[str, torch.Tensor]]] = {}
 
 
 # ---------------------------------------------------------------------------------------------------
