@@ -93,6 +93,23 @@ def test_residual_add_zero_pads_channels_and_space_to_the_larger_shape():
     assert total[0, 2:].eq(10.0).all() and total[0, :, 3].eq(10.0).all() and total[0, :, :, 3].eq(10.0).all()
 
 
+def test_a_second_load_gives_its_own_tensors_and_draws_what_the_first_drew(tmp_path: Path):
+    # a copy of the file: parsed once in this process, then built again from the parsed tensors
+    copy = tmp_path / "resnet.dat"
+    copy.write_bytes(packaged_model_path().read_bytes())
+    draws, networks = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        networks.append(load_dlib_resnet(copy))
+        draws.append(torch.rand(4))  # a seeded run's next draw does not depend on what loaded before it
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    first, second = (n.state_dict() for n in networks)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    networks[1].fc.weight.data.zero_()  # fine-tuning one copy changes no other
+    assert not torch.equal(networks[0].fc.weight, networks[1].fc.weight)
+    assert not torch.equal(load_dlib_resnet(copy).fc.weight, networks[1].fc.weight)
+
+
 @pytest.mark.parametrize("keep_bytes", [0, 1, 5, 40, 300, 11_000_000, -1])
 def test_truncated_file_raises_error_naming_the_file(tmp_path: Path, keep_bytes: int):
     data = packaged_model_path().read_bytes()

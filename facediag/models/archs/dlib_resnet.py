@@ -581,16 +581,17 @@ def load_dlib_resnet(path: str | Path | None = None, sha256: str | None = None) 
         verify_sha256(path, sha256)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _PARSED:  # parsing and building take ~0.2 s; a process loads the same file for every run
-        network_input, layers = _parse_network(path.read_bytes(), path)
-        network = _build(network_input, layers, path)
+    if key not in _PARSED:
+        network = _build(*_parse_network(path.read_bytes(), path), path)
         _PARSED.clear()
         _PARSED[key] = (network.settings, {name: t.detach().clone() for name, t in network.state_dict().items()})
+        return network.eval()
+    # parsed before in this process: the same network built again (its random init draws what a first load draws,
+    # so a seeded run does not depend on what ran before it in the process), the file's tensors copied in
     settings, state = _PARSED[key]
-    with torch.device("meta"):  # no random init of weights about to be replaced
-        network = DlibFaceResNet(**settings)
-    network.load_state_dict({name: t.clone() for name, t in state.items()}, strict=True, assign=True)
-    return network.eval()  # each caller's own tensors (DTL1 fine-tunes them)
+    network = DlibFaceResNet(**settings)
+    network.load_state_dict(state, strict=True)
+    return network.eval()
 
 
 #: the last file parsed in this process, by (path, size, modification time): the network's constructor
