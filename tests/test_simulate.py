@@ -231,6 +231,32 @@ def test_a_source_photo_s_skin_tone_is_read_once_per_process_and_again_once_the_
     assert source_yellowness(face) != first and reads == [photo]
 
 
+def test_a_source_photo_s_skin_tone_kept_in_the_cache_is_read_by_the_next_process_without_the_photo(
+    london_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    from facediag.core import imageio
+    from facediag.simulate import source
+    from facediag.simulate.anatomy import read_tem
+
+    photo = Path(shutil.copy(london_dir / "neutral" / "001_03.jpg", tmp_path / "001_03.jpg"))
+    face = source.Face("001", photo, read_tem(london_dir / "landmarks" / "001_03.tem"))
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(source, "_YELLOWNESS", {})
+    first = source.source_yellowness(face, cache)
+    assert [p.suffix for p in (cache / source.YELLOWNESS_DIR).iterdir()] == [".txt"]  # no partial file left
+    read, reads = imageio.read_rgb, []
+    monkeypatch.setattr(imageio, "read_rgb", lambda path, *args, **kwargs: reads.append(path) or read(path, *args,
+                                                                                                      **kwargs))
+    monkeypatch.setattr(source, "_YELLOWNESS", {})  # a new process
+    assert source.source_yellowness(face, cache) == first and reads == []
+    moved = source.Face("001", photo, face.points + 1.0)  # other landmarks: another entry
+    monkeypatch.setattr(source, "_YELLOWNESS", {})
+    assert source.source_yellowness(moved, cache) != first and reads == [photo]
+    assert len(list((cache / source.YELLOWNESS_DIR).iterdir())) == 2
+
+
 @pytest.fixture(scope="module")
 def london_sd(london_dir):
     """The London faces and every geometric descriptor's SD over them (skin tone's: a stand-in, landmarks only)."""

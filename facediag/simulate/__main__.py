@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> None:
         from hydra.utils import instantiate
 
         faces, skipped = folder_faces(source, instantiate(cfg.preprocess))
-    table = measure_table(faces, conditions)
+    table = measure_table(faces, conditions, cfg.paths.cache_dir)
     if cfg.figure:
         from facediag.simulate.figure import condition_figure
 

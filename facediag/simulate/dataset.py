@@ -58,7 +58,7 @@ def cached_tree(cache: str | os.PathLike, source: str, settings: Settings, londo
             faces, skipped = folder_faces(source, preprocessor)
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
-        build_tree(out, faces, measure_table(faces, settings.chosen()), settings, source)
+        build_tree(out, faces, measure_table(faces, settings.chosen(), cache.parent), settings, source)
         if skipped is not None and len(skipped):
             skipped.to_csv(out / "skipped.csv", index=False)
     return out

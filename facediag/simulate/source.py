@@ -75,24 +75,49 @@ def folder_faces(folder: str | os.PathLike, preprocessor: Any) -> tuple[list[Fac
 
 #: skin yellowness of source photos already read in this process, by (path, size, mtime, landmarks)
 _YELLOWNESS: dict[tuple[str, int, int, bytes], float] = {}
+#: the folder below a cache dir that keeps each source photo's skin yellowness (``<sha256>.txt``, the value as
+#: Python writes a float, keyed by the photo's bytes, its landmarks and ``YELLOWNESS_VERSION``)
+YELLOWNESS_DIR, YELLOWNESS_VERSION = "simulated/skin_yellowness", "1"
 
 
-def source_yellowness(face: Face) -> float:
+def source_yellowness(face: Face, cache_dir: str | os.PathLike | None = None) -> float:
     """:func:`~facediag.simulate.appearance.skin_yellowness` of a source photo, read once per process (the same
-    file, unchanged, with the same landmarks): trees built in one process from the same faces share it."""
-    from facediag.core.imageio import read_rgb
-    from facediag.simulate.appearance import skin_yellowness
-
+    file, unchanged, with the same landmarks): trees built in one process from the same faces share it. With
+    ``cache_dir`` also kept on disk below it (``YELLOWNESS_DIR``): the next process reads ~60 ms less per photo."""
     stat = Path(face.path).stat()
-    key = (str(face.path), stat.st_size, stat.st_mtime_ns, np.asarray(face.points, dtype=float).tobytes())
+    points = np.asarray(face.points, dtype=float)
+    key = (str(face.path), stat.st_size, stat.st_mtime_ns, points.tobytes())
     if key not in _YELLOWNESS:
-        _YELLOWNESS[key] = skin_yellowness(read_rgb(face.path), face.points)
+        _YELLOWNESS[key] = _stored_yellowness(face.path, points, cache_dir)
     return _YELLOWNESS[key]
 
 
-def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.DataFrame:
+def _stored_yellowness(path: Path, points: np.ndarray, cache_dir: str | os.PathLike | None) -> float:
+    """The photo's skin yellowness from ``cache_dir`` when kept there, else computed (and kept there)."""
+    import hashlib
+
+    from facediag.core.imageio import read_rgb
+    from facediag.simulate.appearance import skin_yellowness
+
+    if cache_dir is None:
+        return skin_yellowness(read_rgb(path), points)
+    digest = hashlib.sha256(Path(path).read_bytes() + points.tobytes() + YELLOWNESS_VERSION.encode()).hexdigest()
+    stored = Path(cache_dir).expanduser() / YELLOWNESS_DIR / f"{digest}.txt"
+    try:
+        return float(stored.read_text())
+    except (FileNotFoundError, ValueError):  # not kept yet, or cut short
+        value = skin_yellowness(read_rgb(path), points)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_name(f".{stored.name}.{os.getpid()}")
+    partial.write_text(repr(value))
+    partial.replace(stored)  # whole or absent: a reader never sees half a number
+    return value
+
+
+def measure_table(faces: Sequence[Face], conditions: Sequence[Condition],
+                  cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Per single descriptor the conditions move (a syndrome-like condition: each of its parts): its measure's
-    mean and SD (ddof 1) over the source faces, and how many faces."""
+    mean and SD (ddof 1) over the source faces, and how many faces. ``cache_dir``: see :func:`source_yellowness`."""
     if len(faces) < MIN_FACES:
         raise UserError(f"{len(faces)} source faces with landmarks: at least {MIN_FACES} are needed to measure "
                         "each condition's natural spread (SD)")  # fmt: skip
@@ -102,7 +127,7 @@ def measure_table(faces: Sequence[Face], conditions: Sequence[Condition]) -> pd.
         named = named_points(face.points)
         for condition in conditions:
             if condition.kind == "appearance":
-                values[condition.name].append(source_yellowness(face))
+                values[condition.name].append(source_yellowness(face, cache_dir))
             else:
                 values[condition.name].append(condition.measure(named))
     rows = []
