@@ -1,6 +1,6 @@
 """How much of each simulated condition's true measure the clinical anthropometry indices carry.
 
-    python benchmarks/anthropometry_signal.py <fused run dir with a face_anthropometry source>
+    python benchmarks/anthropometry_signal.py <fused run dir with a face_anthropometry source> [--landmarker NAME]
 
 Reads the run's dumped features (``features/{train,val,test}.npz``: every image of its tree, each once), keeps the
 ``face_anthropometry`` columns (metrics.json ``sources``; each such source apart, e.g. dlib's and the face mesh's, and
@@ -8,7 +8,9 @@ all of them together), and for every ``measure_<descriptor>`` of the tree's
 ``truth.csv`` (the exact measure in the written photo, SD units) prints the 5-fold cross-validated R² of a ridge
 regression from the indices (alpha by inner CV; one image per person, so the folds are person-grouped) and the index
 with the largest |Pearson r|. A property of detection + alignment + indices on that tree; no classifier is
-scored and no split's test labels are used to choose anything.
+scored and no split's test labels are used to choose anything. ``--landmarker dlib_averaged`` (or ``mesh``; repeatable)
+measures the indices on that landmarker's points as well (the run's own preprocessing and crop, every image of the run;
+each photo's points cached), an extra source beside the run's own.
 """
 
 from __future__ import annotations
@@ -36,6 +38,25 @@ def anthropometry_columns(run_dir: Path) -> dict[str, slice]:
     return found
 
 
+def measured_indices(run_dir: Path, paths: list[Path], landmarker: str) -> np.ndarray:
+    """(N, 20) ``face_anthropometry`` indices of ``paths`` on ``landmarker``'s points, through the run's preprocessing
+    and the crop of its ``face_anthropometry`` source."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from facediag.core.crop import CropSpec
+    from facediag.models.geometry import landmark_features
+
+    sources = json.loads((run_dir / "metrics.json").read_text())["sources"]
+    crop = CropSpec.of(next(s["crop"] for s in sources if s.get("features") == "face_anthropometry"))
+    preprocessor = instantiate(OmegaConf.load(run_dir / "run_config.yaml").preprocess, progress=False)
+    faces = preprocessor.faces(pd.DataFrame({"path": [str(p) for p in paths]}), crop, crops=False, landmarks=True,
+                               landmarker=landmarker)
+    if len(faces.rows) != len(paths):
+        raise SystemExit(f"{run_dir}: {len(paths) - len(faces.rows)} images without a face; the indices need all")
+    return landmark_features("face_anthropometry", faces.landmarks, crop.template)
+
+
 def main() -> None:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
@@ -46,7 +67,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    run_dir = parser.parse_args().run
+    parser.add_argument("--landmarker", action="append", default=[],
+                        help="also the indices on this landmarker's points (facediag.preprocess.pipeline.LANDMARKERS)")
+    args = parser.parse_args()
+    run_dir = args.run
     parts = [np.load(run_dir / "features" / f"{role}.npz", allow_pickle=True) for role in ("train", "val", "test")]
     everything = np.vstack([p["features"] for p in parts])
     paths = [Path(p) for p in np.concatenate([p["paths"] for p in parts]).astype(str)]
@@ -56,6 +80,11 @@ def main() -> None:
                  images=len(paths))
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
     sources = anthropometry_columns(run_dir)
+    for name in args.landmarker:
+        extra = measured_indices(run_dir, paths, name)
+        start = everything.shape[1]
+        sources[f"face_anthropometry@{name} (measured here)"] = slice(start, start + extra.shape[1])
+        everything = np.hstack([everything, extra])
     if len(sources) > 1:  # every source's indices together too
         sources["all together"] = np.r_[tuple(np.arange(c.start, c.stop) for c in sources.values())]
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import multiprocessing
 import os
 import sys
@@ -31,8 +32,10 @@ from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
 
 NO_FACE_POLICIES = ("skip", "center_crop")
-#: landmarkers a ``faces(..., landmarker=...)`` call can ask for besides the preprocessing's own (None)
-LANDMARKERS = ("mesh",)
+#: landmarkers a ``faces(..., landmarker=...)`` call can ask for besides the preprocessing's own (None): each name's
+#: ``module:function(preprocessor, results) -> (N, 68, 2)`` image-pixel points, NaN where none
+LANDMARKERS = {"mesh": "facediag.preprocess.face_mesh:mesh_landmarks",
+               "dlib_averaged": "facediag.preprocess.averaged_landmarks:averaged_landmarks"}
 
 
 def default_n_workers() -> int:
@@ -228,7 +231,8 @@ class Preprocessor:
         "ok" or "center_crop" (and whose crop could be made), in input order; ``Faces.results`` lists every image's
         result. ``crops=False``: no crop is made (the images that would get one are kept); ``landmarks=True``: each
         kept face's landmarks in crop pixels too; ``landmarker="mesh"``: those of MediaPipe's face mesh in the same
-        68-point layout (:mod:`facediag.preprocess.face_mesh`) instead of this preprocessing's landmarker's.
+        68-point layout (:mod:`facediag.preprocess.face_mesh`) instead of this preprocessing's landmarker's,
+        ``"dlib_averaged"``: dlib's averaged over perturbed starts (:mod:`facediag.preprocess.averaged_landmarks`).
         """
         if crop.template not in TEMPLATES:
             raise ValueError(f"unknown template {crop.template!r}; choose one of {TEMPLATES}")
@@ -248,15 +252,15 @@ class Preprocessor:
     def crop_landmarks(self, results: Sequence[FaceResult], crop: CropSpec, landmarker: str | None = None
                        ) -> np.ndarray:
         """(N, 68, 2) float32 landmarks of ``results`` in ``crop`` pixels (the alignment's affine); NaN where none.
-        ``landmarker``: None (this preprocessing's) or "mesh" (:func:`facediag.preprocess.face_mesh.mesh_landmarks`)."""
+        ``landmarker``: None (this preprocessing's) or one of :data:`LANDMARKERS`."""
         if landmarker is not None and landmarker not in LANDMARKERS:
-            raise ValueError(f"unknown landmarker {landmarker!r}; choose mesh, or none for the preprocessing's own")
+            raise ValueError(f"unknown landmarker {landmarker!r}; choose {' or '.join(LANDMARKERS)}, or none for "
+                             "the preprocessing's own")
         found = [r.landmarks for r in results]
-        if landmarker == "mesh":
-            from facediag.preprocess.face_mesh import mesh_landmarks
-
-            found = [None if r.landmarks is None else p for r, p in zip(results, mesh_landmarks(self, results),
-                                                                         strict=True)]
+        if landmarker is not None:
+            module, function = LANDMARKERS[landmarker].split(":")
+            other = getattr(importlib.import_module(module), function)(self, results)
+            found = [None if r.landmarks is None else p for r, p in zip(results, other, strict=True)]
         points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
         for i, (result, face) in enumerate(zip(results, found, strict=True)):
             if face is not None:

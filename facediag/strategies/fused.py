@@ -12,7 +12,8 @@ over the concatenated features), ``fusion_platt.skops`` (probabilities) and, in 
 A source is either a CNN (``{backbone, weights[, ...]}``) or features computed from the aligned landmarks the
 preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
 :mod:`facediag.models.geometry`; no CNN, 0 MACs); ``landmarker: mesh`` measures them on MediaPipe's face mesh instead
-(:mod:`facediag.preprocess.face_mesh`, named ``<features>@mesh``). ``select_sources``: the inner CV also chooses which
+(:mod:`facediag.preprocess.face_mesh`, named ``<features>@mesh``), ``dlib_averaged`` on dlib's points averaged over
+perturbed starts (:mod:`facediag.preprocess.averaged_landmarks`). ``select_sources``: the inner CV also chooses which
 sources take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of
 the features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a
 CNN source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
@@ -68,8 +69,8 @@ def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
     if source.get("landmarker") is not None and source["landmarker"] not in LANDMARKERS:
-        raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be mesh (MediaPipe's face mesh) or left "
-                         "out (the preprocessing's own landmarks)")
+        raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be mesh (MediaPipe's face mesh), "
+                         "dlib_averaged (dlib's over perturbed starts) or left out (the preprocessing's own landmarks)")
     return CropSpec.of(dict(source.get("align") or {}))
 
 
@@ -225,7 +226,8 @@ class FusedPredictor(Predictor):
         for source in self.sources:
             crop = CropSpec.of(source["crop"])
             if "features" in source:
-                by = " (MediaPipe's face mesh)" if source.get("landmarker") == "mesh" else ""
+                by = {"mesh": " (MediaPipe's face mesh)", "dlib_averaged": " (dlib's, averaged over perturbed starts)"
+                      }.get(source.get("landmarker") or "", "")
                 views.append(f"{source_name(source)} (landmark features{by} measured on the {crop} aligned face)")
                 continue
             extra = [f"feature layer {source['feature_layer']}"] if source.get("feature_layer") else []
