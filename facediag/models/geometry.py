@@ -20,14 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from facediag.core.crop import DEFAULT_CROP
+from facediag.preprocess.landmarks import IBUG_68_MIRROR
 
 INNER = np.arange(17, 68)
 DERIVED = ("mouth_width", "outer_lip_opening", "inner_lip_opening", "corner_lift", "corner_height",
            "eye_opening", "brow_height", "mouth_over_nose_width")
-#: index of each point's mirror image (iBUG 68): jaw, brows, nose, eyes, outer and inner lips.
-MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
-                   45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, *range(54, 47, -1), *range(59, 54, -1),
-                   *range(64, 59, -1), 67, 66, 65])
+#: index of each point's mirror image (iBUG 68)
+MIRROR = IBUG_68_MIRROR
 N_FEATURES = 2 * len(INNER) + len(DERIVED)
 
 

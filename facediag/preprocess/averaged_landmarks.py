@@ -5,9 +5,9 @@ in the face box and refines it by a fixed cascade, so where its points land depe
 landmarker runs it from :data:`STARTS` boxes - the detector's own, shifted by ±:data:`SHIFT` of its width or height
 and scaled by 1 ± :data:`SCALE` (seven, fixed in advance, no random draw) - on the photo and on its mirror image (the
 points found there mapped back and renumbered with the iBUG 68 left/right permutation,
-:data:`facediag.models.geometry.MIRROR`): 14 passes of ≈ 1 ms, averaged point by point. The set of starts is
-symmetric left-right, so the result is deterministic and mirror-equivariant: a mirrored photo gives the mirrored
-points. ``Preprocessor.faces(..., landmarker="dlib_averaged")`` reads these in place of the preprocessing's own
+:data:`facediag.preprocess.landmarks.IBUG_68_MIRROR`): 14 passes of ≈ 1 ms, averaged point by point. The set of
+starts is symmetric left-right, so the result is deterministic and mirror-equivariant: a mirrored photo gives the
+mirrored points. ``Preprocessor.faces(..., landmarker="dlib_averaged")`` reads these in place of the preprocessing's own
 single pass, each photo's computed once and kept in the preprocessing's cache (by photo digest).
 """
 
@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facediag.models.geometry import MIRROR
 from facediag.preprocess.cache import config_hash
-from facediag.preprocess.landmarks import SHAPE_PREDICTOR_68, DlibLandmarker
+from facediag.preprocess.landmarks import IBUG_68_MIRROR, SHAPE_PREDICTOR_68, DlibLandmarker
 
 SHIFT = 0.05
 SCALE = 0.05
@@ -50,7 +49,7 @@ def mirror_box(box: Box, width: int) -> Box:
 def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     """(68, 2) landmarks found in the mirrored photo ``width`` pixels wide, in the photo's pixels and point order
     (pixel column j of one is column ``width - 1 - j`` of the other; left and right points swapped)."""
-    back = np.array(points, dtype=np.float64)[MIRROR]
+    back = np.array(points, dtype=np.float64)[IBUG_68_MIRROR]
     back[:, 0] = width - 1 - back[:, 0]
     return back
 

@@ -12,6 +12,10 @@ import numpy as np
 from facediag.preprocess.landmark_weights import LazyModel, dlib_model_path, fan_weight_path
 
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
+#: index of each iBUG 68 point's mirror image: jaw, brows, nose, eyes, outer and inner lips
+IBUG_68_MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+                           45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, *range(54, 47, -1), *range(59, 54, -1),
+                           *range(64, 59, -1), 67, 66, 65])
 
 
 class Landmarker(Protocol):
