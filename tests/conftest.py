@@ -6,6 +6,7 @@ new process. The session's environment is pinned first: the user's shell changes
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -68,6 +69,18 @@ SLOWEST_FIRST = ("test_strategies", "test_simulate", "test_fused", "test_explain
                  "test_compare", "test_capture", "test_dsift", "test_permutation", "test_evaluate", "test_flags",
                  "test_predict", "test_linear_svm", "test_gallery", "test_toy_strategy", "test_toy_backbone",
                  "test_fan")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The objects of the imports so far (torch, the package) go to the collector's permanent generation: full
+    collections no longer walk them (again after collection, ``pytest_collection_finish``). Three test files alone
+    (-n 0): the collector's time 4.4-5.2 -> 2.2 s, the tests' 49.6-52.2 -> 40.8 s (2026-12-08)."""
+    gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """See ``pytest_sessionstart``: the test modules' imports frozen too."""
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -22,11 +20,8 @@ from facediag.data.build import PreparedData, count_table, prepare_data, with_fa
 from facediag.scoring.controls import control_lines
 from facediag.scoring.permutation import PermutationResult
 from facediag.scoring.results import DISCLAIMER, FAILED, RUN_CONFIG, write_results
-from facediag.strategies.job import Job
 from facediag.strategies.registry import trait, uses_backbone
-from facediag.training.controls import run_controls
 from facediag.training.multirun import completed_summary
-from facediag.training.permutations import run_permutations
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +129,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_third_party()
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    pl.seed_everything(cfg.seed, workers=True)
     with_packaged_backbone(cfg)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if cfg.get("skip_completed") and (done := completed_summary(out_dir, resolved)) is not None:
@@ -150,9 +142,19 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         f"\n{cfg.data.name} / task {cfg.data.task}: {len(data.manifest)} files found, "
         f"{len(data.split)} in the split ({data.split['subject'].nunique()} subjects)"
     )
-    if cfg.get("prepare_only"):
+    if cfg.get("prepare_only"):  # files, split and counts only: torch and Lightning are not even imported
         print(count_table(data.manifest, data.split, data.classes).to_string())
         return {"run_dir": str(out_dir), "n_images": len(data.manifest)}
+    import pytorch_lightning as pl
+    import torch
+
+    from facediag.strategies.job import Job
+    from facediag.training.controls import run_controls
+    from facediag.training.permutations import run_permutations
+
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    pl.seed_everything(cfg.seed, workers=True)  # the files and the split above draw from seeded generators of their own
 
     loggers = build_loggers(cfg)
     tb_logger = tensorboard_of(loggers)
