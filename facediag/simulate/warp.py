@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: fixed anchor points per image side (corners included): the border stays where it is
@@ -50,8 +52,17 @@ def upsample(coarse: np.ndarray, step: int, height: int, width: int) -> np.ndarr
     """(height, width, ...) bilinear interpolation of a grid whose node (i, j) lies at pixel (i * step, j * step)."""
     import cv2
 
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) / np.float32(step)
+    ys, xs = _grid_position(height, width, step)
     return cv2.remap(coarse, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid_position(height: int, width: int, step: int) -> np.ndarray:
+    """(2, height, width) float32 read-only: each pixel's (row, column) in grid steps. Kept for the next image of
+    the same size (making it takes ~30 ms on a 1350 px photo, the resampling ~3 ms)."""
+    position = np.mgrid[0:height, 0:width].astype(np.float32) / np.float32(step)
+    position.setflags(write=False)
+    return position
 
 
 def similarity(angle_deg: float, scale: float, shift: tuple[float, float], centre: tuple[float, float]) -> np.ndarray:
