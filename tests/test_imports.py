@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.conftest import REPO
 
 PACKAGE = REPO / "facediag"
@@ -128,17 +131,26 @@ def test_an_import_inside_a_function_up_the_wings_is_found():
     assert "facediag.apply.saliency" in imported_names(ast.parse(lazy), "facediag.preprocess")
 
 
-def test_listing_models_does_not_import_lightning():
+@pytest.mark.slow
+def test_listing_models_and_applying_a_dtl2_run_import_neither_lightning_nor_sklearn(tiny_dtl2_run):
+    # one new interpreter, what each step imported printed after it: `python -m facediag.models --no-macs`, then a
+    # DTL2 run applied to one photo (its SVM as arrays: no scikit-learn, no skops; tests/test_linear_svm.py)
+    photo = str(np.load(tiny_dtl2_run / "features" / "test.npz")["paths"][0])
     code = (
         "import sys, contextlib, io\n"
+        "heavy = lambda: sorted(m for m in ('pytorch_lightning', 'lightning_fabric', 'hydra', 'sklearn', 'skops',"
+        " 'albumentations') if m in sys.modules)\n"
         "from facediag.models.__main__ import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['--no-macs'])\n"
-        "heavy = sorted(m for m in ('pytorch_lightning', 'lightning_fabric', 'hydra', 'sklearn', 'albumentations')"
-        " if m in sys.modules)\n"
-        "print(','.join(heavy))\n"
+        "print('listing', heavy())\n"
+        "from facediag.apply.trained_run import TrainedRun\n"
+        f"scored = TrainedRun({str(tiny_dtl2_run)!r}).score([{photo!r}])\n"
+        "print('applying', heavy(), scored.paths)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"python -m facediag.models imported {done.stdout}"
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "listing []", f"python -m facediag.models imported {lines[-2]}"
+    assert lines[-1] == f"applying [] {[photo]}", f"applying a DTL2 run imported {lines[-1]}"
