@@ -96,6 +96,7 @@ def _stored_yellowness(path: Path, points: np.ndarray, cache_dir: str | os.PathL
     """The photo's skin yellowness from ``cache_dir`` when kept there, else computed (and kept there)."""
     import hashlib
 
+    from facediag.core.files import atomic_write
     from facediag.core.imageio import read_rgb
     from facediag.simulate.appearance import skin_yellowness
 
@@ -107,10 +108,7 @@ def _stored_yellowness(path: Path, points: np.ndarray, cache_dir: str | os.PathL
         return float(stored.read_text())
     except (FileNotFoundError, ValueError):  # not kept yet, or cut short
         value = skin_yellowness(read_rgb(path), points)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_name(f".{stored.name}.{os.getpid()}")
-    partial.write_text(repr(value))
-    partial.replace(stored)  # whole or absent: a reader never sees half a number
+    atomic_write(stored, lambda handle: handle.write(repr(value).encode()))  # a reader never sees half a number
     return value
 
 
