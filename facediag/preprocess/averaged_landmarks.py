@@ -84,14 +84,6 @@ def averaged_landmarks(preprocessor: Any, results: Sequence[Any],
     """(N, 68, 2) float32 image-pixel landmarks of ``results`` from the averaged landmarker, started from each
     result's face box; NaN where the preprocessing found no landmarks. Each photo's are kept in the preprocessing's
     cache (by photo digest)."""
-    from facediag.core.imageio import read_rgb
-
     landmarker = landmarker or AveragedDlibLandmarker()
-    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-    found = [i for i, r in enumerate(results) if r.landmarks is not None]
-    if found:
-        key = f"dlib_averaged-{config_hash(landmarker.describe())[:8]}"
-        points[found] = preprocessor.cached_views(
-            [results[i] for i in found], key,
-            lambda r: landmarker.landmarks(read_rgb(r.path, preprocessor.max_pixels), r.box), harmonised=False)
-    return points
+    return preprocessor.photo_points(results, f"dlib_averaged-{config_hash(landmarker.describe())[:8]}",
+                                     lambda photo, r: landmarker.landmarks(photo, r.box))

@@ -41,6 +41,7 @@ ROI_SCALE = 1.5
 PASSES = 3
 #: the mesh's outer eye corners (image-left eye, image-right eye): the line that sets the region's rotation
 EYE_CORNERS = (33, 263)
+N_VERTICES = 468  # the mesh's points
 #: the mesh vertex at each iBUG 68 point: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47 (corners 33/133 and
 #: 362/263, lids 160/158 and 153/144, 385/387 and 373/380), outer lips 48-59 (corners 61/291), inner lips 60-67
 IBUG_68 = np.array([
@@ -131,8 +132,8 @@ class FaceMesh(LazyModel):
         net = self.model
         net.set_tensor(net.get_input_details()[0]["index"], (crop.astype(np.float32) / 255.0)[None])
         net.invoke()
-        output = next(o for o in net.get_output_details() if o["shape"][-1] == 468 * 3)
-        points = net.get_tensor(output["index"]).reshape(468, 3)[:, :2].astype(np.float64)
+        output = next(o for o in net.get_output_details() if o["shape"][-1] == N_VERTICES * 3)
+        points = net.get_tensor(output["index"]).reshape(N_VERTICES, 3)[:, :2].astype(np.float64)
         return points @ matrix[:, :2].T + matrix[:, 2]
 
     def landmarks(self, image: np.ndarray, points68: np.ndarray) -> np.ndarray:
@@ -149,16 +150,8 @@ class FaceMesh(LazyModel):
 def mesh_landmarks(preprocessor: Any, results: Sequence[Any], mesh: FaceMesh | None = None) -> np.ndarray:
     """(N, 68, 2) float32 image-pixel landmarks of ``results`` found by the face mesh (:data:`IBUG_68` layout), NaN
     where the preprocessing found none; each photo's mesh is kept in the preprocessing's cache (by photo digest)."""
-    from facediag.core.imageio import read_rgb
-
     mesh = mesh or FaceMesh()
-    points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)
-    found = [i for i, r in enumerate(results) if r.landmarks is not None]
-    if found:
-        key = f"face_mesh-{MODEL_SHA256[:8]}-{mesh.passes}"
-        meshes = preprocessor.cached_views(
-            [results[i] for i in found], key,
-            lambda r: mesh.landmarks(read_rgb(r.path, preprocessor.max_pixels), r.landmarks), harmonised=False)
-        points[found] = meshes[:, IBUG_68]
-    return points
+    meshes = preprocessor.photo_points(results, f"face_mesh-{MODEL_SHA256[:8]}-{mesh.passes}",
+                                       lambda photo, r: mesh.landmarks(photo, r.landmarks), points=N_VERTICES)
+    return meshes[:, IBUG_68]
 

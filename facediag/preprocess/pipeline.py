@@ -285,6 +285,20 @@ class Preprocessor:
             views.append(view)
         return np.stack(views)
 
+    def photo_points(self, results: Sequence[FaceResult], key: str,
+                     find: Callable[[np.ndarray, FaceResult], np.ndarray], points: int = 68) -> np.ndarray:
+        """(N, ``points``, 2) float32 image-pixel points ``find(photo, result)`` of each result with landmarks (the
+        photo read at this preprocessing's size limit), kept in its cache under ``key`` (by photo digest); NaN for
+        the others. Another landmarker's reading of the faces this preprocessing found."""
+        from facediag.core.imageio import read_rgb
+
+        found = np.full((len(results), points, 2), np.nan, dtype=np.float32)
+        with_face = [i for i, r in enumerate(results) if r.landmarks is not None]
+        if with_face:
+            found[with_face] = self.cached_views([results[i] for i in with_face], key,
+                                                 lambda r: find(read_rgb(r.path, self.max_pixels), r), harmonised=False)
+        return found
+
     def _crop_key(self, crop: CropSpec) -> str:
         key = f"{crop.template}-{crop.size}-p{crop.padding:g}-{config_hash(self.aligner.describe())[:8]}"
         return key + self._harmonise_key()
