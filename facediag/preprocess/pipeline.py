@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -32,10 +32,20 @@ from facediag.preprocess.landmark_weights import ModelUnavailableError
 from facediag.preprocess.landmarks import Landmarker
 
 NO_FACE_POLICIES = ("skip", "center_crop")
-#: landmarkers a ``faces(..., landmarker=...)`` call can ask for besides the preprocessing's own (None): each name's
-#: ``module:function(preprocessor, results) -> (N, 68, 2)`` image-pixel points, NaN where none
-LANDMARKERS = {"mesh": "facediag.preprocess.face_mesh:mesh_landmarks",
-               "dlib_averaged": "facediag.preprocess.averaged_landmarks:averaged_landmarks"}
+
+
+class OtherLandmarker(NamedTuple):
+    """A landmarker a ``faces(..., landmarker=...)`` call can ask for: its ``module:function(preprocessor, results)
+    -> (N, 68, 2)`` image-pixel points (NaN where none) and what it is, in words (methods paragraphs, messages)."""
+
+    function: str
+    words: str
+
+
+#: the landmarkers besides the preprocessing's own (None), by name
+LANDMARKERS = {"mesh": OtherLandmarker("facediag.preprocess.face_mesh:mesh_landmarks", "MediaPipe's face mesh"),
+               "dlib_averaged": OtherLandmarker("facediag.preprocess.averaged_landmarks:averaged_landmarks",
+                                                "dlib's, averaged over perturbed starts")}
 
 
 def default_n_workers() -> int:
@@ -258,7 +268,7 @@ class Preprocessor:
                              "the preprocessing's own")
         found = [r.landmarks for r in results]
         if landmarker is not None:
-            module, function = LANDMARKERS[landmarker].split(":")
+            module, function = LANDMARKERS[landmarker].function.split(":")
             other = getattr(importlib.import_module(module), function)(self, results)
             found = [None if r.landmarks is None else p for r, p in zip(results, other, strict=True)]
         points = np.full((len(results), 68, 2), np.nan, dtype=np.float32)

@@ -69,8 +69,9 @@ def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
     if unknown:
         raise ValueError(f"fused DTL2 source {dict(source)}: unknown keys {sorted(unknown)}")
     if source.get("landmarker") is not None and source["landmarker"] not in LANDMARKERS:
-        raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be mesh (MediaPipe's face mesh), "
-                         "dlib_averaged (dlib's over perturbed starts) or left out (the preprocessing's own landmarks)")
+        known = " or ".join(f"{name} ({other.words})" for name, other in LANDMARKERS.items())
+        raise ValueError(f"fused DTL2 source {dict(source)}: landmarker must be {known} or left out (the "
+                         "preprocessing's own landmarks)")
     return CropSpec.of(dict(source.get("align") or {}))
 
 
@@ -226,8 +227,7 @@ class FusedPredictor(Predictor):
         for source in self.sources:
             crop = CropSpec.of(source["crop"])
             if "features" in source:
-                by = {"mesh": " (MediaPipe's face mesh)", "dlib_averaged": " (dlib's, averaged over perturbed starts)"
-                      }.get(source.get("landmarker") or "", "")
+                by = f" ({LANDMARKERS[source['landmarker']].words})" if source.get("landmarker") else ""
                 views.append(f"{source_name(source)} (landmark features{by} measured on the {crop} aligned face)")
                 continue
             extra = [f"feature layer {source['feature_layer']}"] if source.get("feature_layer") else []
