@@ -269,6 +269,20 @@ def test_every_metric_equals_scikit_learn_with_a_class_never_predicted_and_one_a
         assert result["per_class"]["k1"]["precision"] == 0.0  # never predicted: counted as 0, not left out
 
 
+def test_tied_scores_rank_and_count_top_3_as_scikit_learn_does():
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 5, 60)
+    scores = np.round(rng.normal(0.0, 1.0, (60, 5)), 0)  # many tied values within and across rows
+    ranking = class_ranking_scores(scores)
+    result = classification_metrics(y_true, scores, list("abcde"))
+    for c, name in enumerate("abcde"):
+        assert result["per_class"][name]["auc"] == pytest.approx(sk.roc_auc_score(y_true == c, ranking[:, c]),
+                                                                 abs=1e-12)  # fmt: skip
+    assert result["top3_error"] == 1 - sk.top_k_accuracy_score(y_true, scores, k=3, labels=range(5))
+
+
 @pytest.mark.parametrize(
     ("y_true", "scores", "classes", "positive", "message"),
     [

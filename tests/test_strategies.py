@@ -25,7 +25,7 @@ def test_dtl2_writes_the_run_dir_contract_a_cache_hit_skips_the_cnn_and_the_same
     london_dir, tmp_path, shared_cache, tiny_dtl2_run
 ):
     own_cache = faces_only_cache(shared_cache, tmp_path / "cache")  # no features yet: no other run has filled it
-    summary, _ = run(tmp_path / "a", own_cache, "strategy=dtl2")
+    summary, _ = run(tmp_path / "a", own_cache, "strategy=dtl2", "controls=[]")  # controls: tiny_dtl2_run
     for name in (
         "manifest.csv",
         "split.csv",
@@ -52,7 +52,7 @@ def test_dtl2_writes_the_run_dir_contract_a_cache_hit_skips_the_cnn_and_the_same
     ]
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["n_test"] == len(predictions) and 0 <= metrics["accuracy_ci"][0] <= metrics["accuracy"]
-    rerun, _ = run(tmp_path / "b", own_cache, "strategy=dtl2", "strategy.C_grid=[1.0]")
+    rerun, _ = run(tmp_path / "b", own_cache, "strategy=dtl2", "strategy.C_grid=[1.0]", "controls=[]")
     assert summary["cnn_images"] > 0 and rerun["cnn_images"] == 0
     for role in ("train", "test"):  # the warm run reads the same features without a predict pass
         cold, warm = (np.load(tmp_path / name / "features" / f"{role}.npz") for name in ("a", "b"))

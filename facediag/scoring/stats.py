@@ -84,7 +84,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
 
 
-def _weighted_auc(weights: np.ndarray, is_positive: np.ndarray, ranking: np.ndarray) -> np.ndarray:
+def weighted_auc(weights: np.ndarray, is_positive: np.ndarray, ranking: np.ndarray) -> np.ndarray:
     """AUC per resample with integer sample weights (ties count one half), NaN where one class is missing."""
     order = np.argsort(ranking, kind="stable")
     sorted_scores = ranking[order]
@@ -110,7 +110,7 @@ def resampled_metrics(
     true_w, pred_w, tp_w = weights @ is_true, weights @ is_pred, weights @ (is_true * is_pred)
     recall = _ratio(tp_w, true_w)
     specificity = _ratio(total[:, None] - true_w - pred_w + tp_w, total[:, None] - true_w)
-    auc = np.stack([_weighted_auc(weights, y_true == c, ranking[:, c]) for c in range(n_classes)], axis=1)
+    auc = np.stack([weighted_auc(weights, y_true == c, ranking[:, c]) for c in range(n_classes)], axis=1)
     with np.errstate(invalid="ignore"), _quiet_nanmean():
         result = {"accuracy": correct / total, "balanced_accuracy": np.nanmean(recall, axis=1)}
         if n_classes == 2:
