@@ -15,8 +15,8 @@ preprocessing already found (``{features: face_geometry[, align: {size, template
 (:mod:`facediag.preprocess.face_mesh`, named ``<features>@mesh``), ``dlib_averaged`` on dlib's points averaged over
 perturbed starts (:mod:`facediag.preprocess.averaged_landmarks`). ``{features: skin_colour}`` reads the aligned crop
 itself: CIELAB statistics of the skin the landmarks outline (:mod:`facediag.models.skin_colour`; no CNN, 0 MACs).
-``select_sources``: the inner CV also chooses which
-sources take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of
+``select_sources``: the inner CV also chooses which sources take part (:func:`facediag.classifiers.fusion.choose_rule`).
+A CNN source with ``flip: true`` uses the mean of
 the features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a
 CNN source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
 ``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
