@@ -246,7 +246,8 @@ def test_a_landmark_source_with_an_unknown_kind_or_key_is_refused_by_name():
     from facediag.strategies.fused import FusedDTL2
 
     cnn = {"backbone": "dlib_resnet", "weights": "dlib_faces"}
-    with pytest.raises(ValueError, match=r"unknown features; choose one of \['face_anthropometry', 'face_geometry'\]"):
+    with pytest.raises(ValueError, match=r"unknown features; choose one of \['face_anthropometry', 'face_geometry', "
+                                         r"'skin_colour'\]"):
         FusedDTL2(sources=[cnn, {"features": "wrinkles"}])
     with pytest.raises(ValueError, match=r"unknown keys \['size'\]"):
         FusedDTL2(sources=[cnn, {"features": "face_geometry", "size": 150}])

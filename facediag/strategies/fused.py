@@ -13,8 +13,10 @@ A source is either a CNN (``{backbone, weights[, ...]}``) or features computed f
 preprocessing already found (``{features: face_geometry[, align: {size, template, padding}]}``,
 :mod:`facediag.models.geometry`; no CNN, 0 MACs); ``landmarker: mesh`` measures them on MediaPipe's face mesh instead
 (:mod:`facediag.preprocess.face_mesh`, named ``<features>@mesh``), ``dlib_averaged`` on dlib's points averaged over
-perturbed starts (:mod:`facediag.preprocess.averaged_landmarks`). ``select_sources``: the inner CV also chooses which
-sources take part (:func:`facediag.classifiers.fusion.choose_rule`). A CNN source with ``flip: true`` uses the mean of
+perturbed starts (:mod:`facediag.preprocess.averaged_landmarks`). ``{features: skin_colour}`` reads the aligned crop
+itself: CIELAB statistics of the skin the landmarks outline (:mod:`facediag.models.skin_colour`; no CNN, 0 MACs).
+``select_sources``: the inner CV also chooses which sources take part (:func:`facediag.classifiers.fusion.choose_rule`).
+A CNN source with ``flip: true`` uses the mean of
 the features of each crop and of its horizontal mirror (the mirrored features cached apart; its MACs counted twice); a
 CNN source with its own ``align`` is another view of the face by the same network; ``region: lower_face`` (or
 ``[x0, y0, x1, y1]``, fractions of the aligned crop; :data:`facediag.models.features.REGIONS`) gives the CNN that part
@@ -46,6 +48,7 @@ from facediag.models.config_groups import backbone_option, weights_option
 from facediag.models.features import region_box, source_name
 from facediag.models.geometry import FEATURE_KINDS
 from facediag.models.registry import backbone_config
+from facediag.models.skin_colour import KIND as SKIN_COLOUR
 from facediag.preprocess.pipeline import LANDMARKERS
 from facediag.scoring.results import prediction_frame
 from facediag.strategies.dtl2 import dump_features, load_svm, platt_scaled
@@ -53,6 +56,7 @@ from facediag.strategies.predictor import Description, Predictor, Scored, grid, 
 from facediag.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
+    from facediag.preprocess.faces import Faces
     from facediag.strategies.job import Job
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,24 @@ FUSION_FILE, FUSION_PLATT_FILE = "fusion.skops", "fusion_platt.skops"
 VAL_SOURCE = "person-grouped CV accuracy on the training part (chosen fusion rule and C)"
 BACKBONE_KEYS, WEIGHTS_KEYS = ("feature_layer", "align"), ("path", "sha256", "download")
 VIEW_KEYS = ("flip", "region")  # how a CNN source looks at its crop
+#: every ``{features: <kind>}`` a source may name: the landmark features and the skin colour of the crop
+MEASURED_KINDS = (*FEATURE_KINDS, SKIN_COLOUR)
+
+
+def reads_crop(source: Mapping[str, Any]) -> bool:
+    """Whether a ``{features: <kind>}`` source reads the crop's pixels (the skin colour), not its landmarks only."""
+    return source.get("features") == SKIN_COLOUR
+
+
+def measured_features(kind: str, faces: Faces, mirror: bool = False) -> np.ndarray:
+    """The ``kind`` columns of ``faces`` (crops and landmarks in crop pixels): the skin colour of the crops, else the
+    landmark features; ``mirror``: of the mirrored faces (the skin colour reads the same)."""
+    from facediag.models.geometry import landmark_features, mirrored
+    from facediag.models.skin_colour import skin_colour
+
+    if kind == SKIN_COLOUR:
+        return skin_colour(faces.crops, faces.landmarks, faces.crop)
+    return landmark_features(kind, mirrored(faces.landmarks) if mirror else faces.landmarks, faces.crop.template)
 
 
 def landmark_crop(source: Mapping[str, Any]) -> CropSpec:
@@ -174,7 +196,6 @@ class FusedPredictor(Predictor):
               progress: bool = False) -> Scored:
         """Every source's crop and features, concatenated in the run's column order, into its model."""
         from facediag.models.features import extract_features, flip_averaged, mirrored_crops, region_crops
-        from facediag.models.geometry import landmark_features, mirrored
 
         paths = list(paths)
         per_source, first = [], None
@@ -185,10 +206,10 @@ class FusedPredictor(Predictor):
                 first = faces
             elif faces.paths != first.paths:  # a crop that failed for one source only
                 raise RuntimeError(f"fused run {self.run_dir}: source {source_name(source)} got crops for other images")
-            # a landmark-features source keeps the aligned landmarks (in its crop's pixels), a CNN its crops (or the
-            # region of them it was trained on, as FusedDTL2 cuts it)
+            # a features source keeps its faces (aligned landmarks in its crop's pixels, the crops), a CNN its crops
+            # (or the region of them it was trained on, as FusedDTL2 cuts it)
             if "features" in source:
-                per_source.append(faces.landmarks)
+                per_source.append(faces)
             else:
                 per_source.append(region_crops(faces.crops, source["region"]) if source.get("region") else faces.crops)
         assert first is not None
@@ -202,8 +223,7 @@ class FusedPredictor(Predictor):
         def features_of(i: int, flip: bool) -> np.ndarray:
             source, net, data = self.sources[i], backbones[i], per_source[i]
             if "features" in source:
-                points = mirrored(data) if flip else data
-                return landmark_features(str(source["features"]), points, str(source["crop"][1]))
+                return measured_features(str(source["features"]), data, mirror=flip)
             averaged = bool(source.get("flip"))  # flip-averaged as in training
             flip = flip and not averaged  # mirroring the photo leaves a flip-averaged feature as it is: compute once
             if (i, flip) not in computed:
@@ -228,7 +248,8 @@ class FusedPredictor(Predictor):
             crop = CropSpec.of(source["crop"])
             if "features" in source:
                 by = f" ({LANDMARKERS[source['landmarker']].words})" if source.get("landmarker") else ""
-                views.append(f"{source_name(source)} (landmark features{by} measured on the {crop} aligned face)")
+                what = "CIELAB skin colour" if reads_crop(source) else "landmark features"
+                views.append(f"{source_name(source)} ({what}{by} measured on the {crop} aligned face)")
                 continue
             extra = [f"feature layer {source['feature_layer']}"] if source.get("feature_layer") else []
             if source.get("region"):
@@ -273,9 +294,9 @@ class FusedDTL2:
         for source in sources:
             if "features" in source:
                 landmark_crop(source)
-                if source["features"] not in FEATURE_KINDS:
+                if source["features"] not in MEASURED_KINDS:
                     raise ValueError(f"fused DTL2 source {dict(source)}: unknown features; choose one of "
-                                     f"{sorted(FEATURE_KINDS)}")
+                                     f"{sorted(MEASURED_KINDS)}")
             elif not {"backbone", "weights"} <= set(source):
                 raise ValueError(f"fused DTL2 source {dict(source)}: give backbone and weights, or features")
             elif not isinstance(source.get("flip", False), bool):
@@ -296,14 +317,13 @@ class FusedDTL2:
         """(rows, features, what metrics.json records) of one source."""
         from facediag.models.features import flip_averaged, mirrored_crops, region_crops
         from facediag.models.flops import cached_count_macs
-        from facediag.models.geometry import landmark_features
         from facediag.strategies.frozen import frozen_features
 
         if "features" in source:
             crop = landmark_crop(source)
-            faces = job.faces(crop, crops=False, landmarks=True, **landmark_options(source))
+            faces = job.faces(crop, crops=reads_crop(source), landmarks=True, **landmark_options(source))
             rows = faces.rows
-            features = landmark_features(str(source["features"]), faces.landmarks, crop.template)
+            features = measured_features(str(source["features"]), faces)
             info = {"features": str(source["features"]), "crop": list(crop), "feature_dim": int(features.shape[1]),
                     "cnn_images": 0, "macs": 0, "params": 0}
             if source.get("landmarker"):  # named apart from the same features of the preprocessing's landmarks
