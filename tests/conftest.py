@@ -35,7 +35,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 #: (2026-12-08). Allocation only: no result changes. The user's own settings win.
 MALLOC = {"MALLOC_TRIM_THRESHOLD_": "2147483647", "MALLOC_TOP_PAD_": "268435456",
           "MALLOC_MMAP_THRESHOLD_": "2147483647"}
-for _name, _value in MALLOC.items():
+#: one compute thread per process: with two pytest workers on two cores, OpenMP's and OpenBLAS's pools of two threads
+#: per process wait on each other. tests/test_explain.py, test_data_build.py and test_skin_colour.py (-n 0, some
+#: entry points as new processes): 88.4 -> 79.5 s user time; test_simulate.py and test_controls.py 101.4 -> 85.3 s
+#: (2026-12-08). The user's own settings win.
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+for _name, _value in (MALLOC | THREADS).items():
     os.environ.setdefault(_name, _value)
 torch.set_num_threads(1)
 
