@@ -8,7 +8,7 @@ measure means the same thing on either scheme. ``_l`` / ``_r``: the point on the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,14 +50,37 @@ _INDEX_ARRAYS = {count: {name: np.array(indices) for name, indices in scheme.ite
                  for count, scheme in SCHEMES.items()}
 
 
-def named_points(points: np.ndarray) -> dict[str, np.ndarray]:
+class NamedPoints(Mapping[str, np.ndarray]):
+    """name -> (2,) position (the mean of the name's landmarks), each worked out when first read: a measure reads
+    a few of the scheme's names, and the simulator's Newton steps read some 10^5 of them per tree."""
+
+    __slots__ = ("_points", "_scheme", "_values")
+
+    def __init__(self, points: np.ndarray, scheme: Mapping[str, np.ndarray]) -> None:
+        self._points, self._scheme, self._values = points, scheme, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = self._values.get(name)
+        if value is None:
+            indices = self._scheme[name]
+            # sum / count is numpy's mean bit for bit, without its per-call overhead
+            value = self._values[name] = self._points[indices].sum(axis=0) / len(indices)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._scheme)
+
+    def __len__(self) -> int:
+        return len(self._scheme)
+
+
+def named_points(points: np.ndarray) -> NamedPoints:
     """name -> (2,) position for an (N, 2) array of 189 or 68 landmarks (the mean of the name's points)."""
-    points = np.asarray(points, dtype=float)
+    points = np.array(points, dtype=float)  # a copy: the positions are read later, from the points as they are now
     scheme = _INDEX_ARRAYS.get(len(points))
     if scheme is None:
         raise SchemeError(f"{len(points)} landmarks: expected 189 (Face Research Lab .tem) or 68 (dlib)")
-    # sum / count is numpy's mean bit for bit, without its per-call overhead
-    return {name: points[indices].sum(axis=0) / len(indices) for name, indices in scheme.items()}
+    return NamedPoints(points, scheme)
 
 
 def read_tem(path: str | os.PathLike) -> np.ndarray:
