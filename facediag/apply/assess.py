@@ -282,12 +282,9 @@ class Assessor:
         machine are compared by their bytes only."""
         with self._lock:
             if self._overlap_reference is None:
-                import pandas as pd
-
                 from facediag.data.identity import face_descriptors
 
-                split = pd.read_csv(Path(self.run.run_dir) / "split.csv", dtype=str)
-                seen = split[split["role"].isin(["train", "val"])]
+                seen = self.run.training_rows()
                 present = [p for p in seen["path"] if Path(p).is_file()]
                 found = face_descriptors(present, self.run.preprocessor(n_workers=1), self.run.cfg.preprocess,
                                          self.run.cfg.paths.cache_dir)

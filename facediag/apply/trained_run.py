@@ -68,6 +68,14 @@ class TrainedRun:
         """backbone / weights / strategy (variant) in words."""
         return self.predictor.describe().summary
 
+    def training_rows(self) -> Any:
+        """The rows of the run's split.csv it trained or validated on (roles train and val; every column as text).
+        FileNotFoundError when the run dir has no split.csv."""
+        import pandas as pd
+
+        split = pd.read_csv(self.run_dir / "split.csv", dtype=str)
+        return split[split["role"].isin(["train", "val"])]
+
     def preprocessor(
         self, n_workers: int | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = False
     ) -> Any:

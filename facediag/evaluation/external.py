@@ -36,11 +36,9 @@ def training_overlaps(run: TrainedRun, external: pd.DataFrame) -> list[str]:
     where the training images are on this machine also near-duplicates (re-encoded, resized, lightly
     cropped copies) and the same person (dlib identity descriptors), through facediag.data.identity.
     """
-    split_csv = run.run_dir / "split.csv"
-    if not split_csv.is_file() or "sha256" not in external:
+    if not (run.run_dir / "split.csv").is_file() or "sha256" not in external:
         return [f"{run.run_dir}: no split.csv with sha256; overlap with the training images was not checked"]
-    split = pd.read_csv(split_csv, dtype=str)
-    seen = split[split["role"].isin(["train", "val"])].drop_duplicates("sha256")
+    seen = run.training_rows().drop_duplicates("sha256")
     role = dict(zip(seen["path"], seen["role"], strict=True))
     present = seen[[Path(p).is_file() for p in seen["path"]]]
     query = usable(external)
