@@ -40,9 +40,17 @@ ADDED = (("data", "harmonise"), ("preprocess", "harmonise"), ("data", "exclude")
          (None, "controls"), (None, "controls_dtl1"), (None, "permutations"))
 
 
+#: values written differently since 058cb98 that resolve to the same folder (test below): (node, key) -> (then, now)
+REWRITTEN = {("paths", "cache_dir"): ("${oc.env:FACEDIAG_CACHE_DIR,${oc.env:XDG_CACHE_HOME,${oc.env:HOME}/.cache}"
+                                      "/facediag}", "${cache_root:}")}
+
+
 def without_added(values: dict) -> dict:
-    """A composed config without the keys added since 058cb98."""
+    """A composed config without the keys added since 058cb98, its rewritten values as they were written then."""
     values = json.loads(json.dumps(values))
+    for (node, key), (then, now) in REWRITTEN.items():
+        if values.get(node, {}).get(key) == now:
+            values[node][key] = then
     for node, key in ADDED:
         holder = values
         for part in (node.split(".") if node else []):
@@ -56,6 +64,20 @@ def test_every_earlier_preset_name_still_composes_the_same_training_config(compo
     assert len(BEFORE) == 50  # default, 27 methods, 10 experiments, 6 backbones, 6 weights
     changed = [name for name in BEFORE if with_new_names(BEFORE[name]) != without_added(composed_now[name])]
     assert changed == []
+
+
+@pytest.mark.parametrize("environment", [{"FACEDIAG_CACHE_DIR": "/srv/cache"}, {"XDG_CACHE_HOME": "/xdg"}, {}])
+def test_a_rewritten_value_resolves_as_it_did(environment, monkeypatch):
+    from facediag.core.config import register_resolvers
+
+    register_resolvers()
+    for name in ("FACEDIAG_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for then, now in REWRITTEN.values():
+        values = OmegaConf.create({"then": then, "now": now})
+        assert values.then == values.now
 
 
 def test_experiments_sweep_the_renamed_small_budget_presets(composed_now):

@@ -29,13 +29,18 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or REPO_ROOT / "data").expanduser().resolve()
 
 
-def weights_dir() -> Path:
-    """``${FACEDIAG_CACHE_DIR:-~/.cache/facediag}/weights``: where weight and model files are kept (the Hydra
-    default is the same folder)."""
+def cache_root() -> Path:
+    """``FACEDIAG_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/facediag``: where the caches live (landmarks,
+    crops, features, weights); the configs' ``paths.cache_dir`` by default (``${cache_root:}``)."""
     root = os.environ.get("FACEDIAG_CACHE_DIR") or Path(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     ) / "facediag"
-    return Path(root).expanduser() / "weights"
+    return Path(root).expanduser()
+
+
+def weights_dir() -> Path:
+    """``<cache_root>/weights``: where weight and model files are kept."""
+    return cache_root() / "weights"
 
 
 def run_id() -> str:
@@ -46,9 +51,11 @@ def run_id() -> str:
 
 
 def register_resolvers() -> None:
-    """`${repo_root:}`, `${data_dir:}` and `${run_id:}` for the configs; safe to call repeatedly."""
+    """`${repo_root:}`, `${data_dir:}`, `${cache_root:}` and `${run_id:}` for the configs; safe to call
+    repeatedly."""
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT), replace=True)
     OmegaConf.register_new_resolver("data_dir", lambda: str(data_dir()), replace=True)
+    OmegaConf.register_new_resolver("cache_root", lambda: str(cache_root()), replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 

@@ -153,9 +153,8 @@ def read_spec(path: str | os.PathLike) -> WeightSpec:
     return spec
 
 
-def default_cache_dir() -> Path:
-    """``${FACEDIAG_CACHE_DIR:-~/.cache/facediag}/weights`` (the Hydra default is the same folder)."""
-    return weights_dir()
+#: the weight cache of a call without ``cache_dir``: ``<paths.cache_dir>/weights`` (facediag.core.config.weights_dir)
+default_cache_dir = weights_dir
 
 
 def packaged_file(spec: WeightSpec) -> Path | None:
