@@ -115,3 +115,11 @@ def test_a_class_with_one_person_gets_a_note_instead_of_a_cross_validation(tmp_p
     crops, labels, groups = synthetic_crops("outside", people=1)
     found = face_blind_accuracy(crops, circle_landmarks(len(crops)), labels, groups)
     assert found["note"] == TOO_FEW_PEOPLE and not found["shortcut"] and np.isnan(found["accuracy"])
+
+
+def test_two_people_a_class_are_too_few_for_the_face_blind_svm_s_nested_cv_and_say_so():
+    from facediag.audit.capture import TOO_FEW_FOR_NESTED_CV, face_blind_accuracy
+
+    crops, labels, groups = synthetic_crops("outside", people=2)  # a training fold: one person of each class
+    found = face_blind_accuracy(crops, circle_landmarks(len(crops)), labels, groups)
+    assert found["note"] == TOO_FEW_FOR_NESTED_CV and not found["shortcut"] and np.isnan(found["accuracy"])

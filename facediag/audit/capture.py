@@ -94,13 +94,24 @@ def _cue_matrix(values: pd.Series, numeric: bool) -> np.ndarray:
 
 #: the note of a cue that cannot be cross-validated
 TOO_FEW_PEOPLE = "fewer than two people in a class: no cross-validation"
+#: the note of the face-blind check where a training fold would hold one person of a class (its SVM's C is chosen by
+#: a person-grouped CV inside each training fold: two people per class there at least)
+TOO_FEW_FOR_NESTED_CV = "fewer than three people in a class: no nested cross-validation of the SVM's C"
 
 
-def too_few_people(labels: Sequence[Any], groups: Sequence[Any]) -> bool:
-    """Whether some class has fewer than two people (or there are fewer than two classes): no grouped CV then."""
+def too_few_people(labels: Sequence[Any], groups: Sequence[Any], minimum: int = 2) -> bool:
+    """Whether some class has fewer than ``minimum`` people (or there are fewer than two classes): no grouped CV
+    then (``minimum`` 3: no CV nested in a grouped CV)."""
     labels, groups = np.asarray(labels), np.asarray(groups)
     classes = np.unique(labels)
-    return len(classes) < 2 or min(len(set(groups[labels == c])) for c in classes) < 2
+    return len(classes) < 2 or min(len(set(groups[labels == c])) for c in classes) < minimum
+
+
+def face_blind_refusal(labels: Sequence[Any], groups: Sequence[Any]) -> str | None:
+    """Why :func:`face_blind_accuracy` cannot be cross-validated on these people, or None when it can."""
+    if too_few_people(labels, groups):
+        return TOO_FEW_PEOPLE
+    return TOO_FEW_FOR_NESTED_CV if too_few_people(labels, groups, minimum=3) else None
 
 
 def grouped_cv_accuracy(
@@ -179,9 +190,10 @@ def face_blind_accuracy(
 
     _, y = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     chance = float(np.bincount(y).max() / len(y))
-    if too_few_people(y, groups):
+    refusal = face_blind_refusal(y, groups)
+    if refusal:
         return {"accuracy": np.nan, "low": np.nan, "high": np.nan, "chance": chance, "hidden": np.nan,
-                "shortcut": False, "note": TOO_FEW_PEOPLE}  # fmt: skip
+                "shortcut": False, "note": refusal}  # fmt: skip
     region = face_region(points, crops.shape[1])
     features = extract_features(create("efficientnet_lite0", "imagenet"), filled(crops, region))
     accuracy, low, high = grouped_cv_accuracy(features, y, np.asarray(groups), "svm", seeds)

@@ -88,15 +88,16 @@ def problems_of(row: pd.Series) -> str:
 def face_blind_row(preprocessor: Any, usable: pd.DataFrame, people: pd.Series) -> pd.DataFrame:
     """The cue-table row of :func:`facediag.audit.capture.face_blind_accuracy` on the usable labelled photos
     with a face."""
-    from facediag.audit.capture import TOO_FEW_PEOPLE, face_blind_accuracy, too_few_people
+    from facediag.audit.capture import face_blind_accuracy, face_blind_refusal
     faces = preprocessor.faces(usable.assign(person=people.to_numpy()), CropSpec(224, "vggface2", 0.2),
                                landmarks=True)
     with_face = [i for i, r in enumerate(faces.kept) if r.landmarks is not None]
     rows = faces.rows.iloc[with_face]
     row = {"cue": "face masked: CNN", "per class (median or commonest)": ""}
-    if too_few_people(rows["label"], rows["person"]):
+    refusal = face_blind_refusal(rows["label"], rows["person"])
+    if refusal:
         return pd.DataFrame([{**row, "chance": np.nan, "accuracy": np.nan, "low": np.nan, "high": np.nan,
-                              "shortcut": False, "note": TOO_FEW_PEOPLE + " (photos with a face)"}])  # fmt: skip
+                              "shortcut": False, "note": refusal + " (photos with a face)"}])  # fmt: skip
     found = face_blind_accuracy(faces.crops[with_face], faces.landmarks[with_face], rows["label"], rows["person"])
     row["per class (median or commonest)"] = f"{found['hidden']:.0%} of each 224 px crop hidden"
     return pd.DataFrame([{**row, **{k: round(found[k], 3) for k in ("chance", "accuracy", "low", "high")},
