@@ -318,3 +318,11 @@ def test_a_person_too_large_for_the_paper_split_is_a_warning_and_full_targets_ar
     assert "split: 75 image(s) left out (role 'excluded' in split.csv, column reason): 50 paper split targets " \
            "reached, 25 person too large for the paper split" in out
     assert out.count("WARNING") == 1 and "WARNING: left out of the split: person too large" in out
+
+
+def test_a_kfold_split_with_too_few_people_names_the_classes_and_the_setting():
+    from facediag.data.splits import SplitError, kfold_split
+
+    labels, subjects = ["a", "a", "b", "b"], ["p1", "p2", "p3", "p4"]
+    with pytest.raises(SplitError, match=r"people per class: a 2, b 2\); set data.n_folds to at most 2"):
+        kfold_split(labels, subjects, n_folds=5)

@@ -111,7 +111,14 @@ def kfold_split(
         raise SplitError(f"fold must be in [0, {n_folds}), got {fold}")
     labels, subjects = np.asarray(labels, dtype=object), np.asarray(subjects, dtype=object)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    _, test_idx = list(splitter.split(np.zeros(len(labels)), labels, subjects))[fold]
+    try:
+        _, test_idx = list(splitter.split(np.zeros(len(labels)), labels, subjects))[fold]
+    except ValueError as err:  # scikit-learn's words name neither the classes nor the setting to change
+        people = pd.Series(subjects).groupby(pd.Series(labels)).nunique()
+        counts = ", ".join(f"{label} {n}" for label, n in people.items())
+        raise SplitError(f"a {n_folds}-fold split by person is not possible here (people per class: {counts}); "
+                         f"set data.n_folds to at most {max(2, int(people.min()))} or add people "
+                         f"({err})") from err
     roles = np.full(len(labels), TRAIN, dtype=object)
     roles[test_idx] = TEST
     return roles
