@@ -507,3 +507,17 @@ def test_roc_curve_areas_equal_classification_metrics_auc(kind, n_classes):
         assert len(curves) == 1 and curves[0].auc == pytest.approx(metrics["auc"])
     else:
         assert [c.auc for c in curves] == pytest.approx([metrics["per_class"][c]["auc"] for c in classes])
+
+
+def test_a_run_s_subjects_are_read_as_written_so_its_people_are_resampled_as_in_training(tmp_path):
+    from facediag.evaluation.runs import load_run
+    from facediag.scoring.results import metrics_for
+
+    run_dir = write_fake_run(tmp_path / "run")  # subjects 000-023
+    run = load_run(run_dir)
+    assert set(run.predictions["subject"]) <= {f"{p:03d}" for p in range(24)}
+    assert set(run.split["subject"]) == {f"{p:03d}" for p in range(24)}
+    as_trained = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str})
+    for key in ("accuracy_ci", "balanced_accuracy_ci", "auc_ci"):
+        assert metrics_for(run.predictions, run.classes, run.positive)[key] == \
+            metrics_for(as_trained, run.classes, run.positive)[key]

@@ -117,8 +117,9 @@ def get_dotted(config: Mapping[str, Any], dotted: str, default: Any = None) -> A
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    """A run's CSV, its ``subject`` column as written (``033`` is not the number 33: people are resampled by it)."""
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        return pd.read_csv(path, keep_default_na=True, dtype={"subject": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RunDirError(f"{path}: cannot read the {what} ({type(err).__name__}: {err})") from err
 
