@@ -521,3 +521,22 @@ def test_a_run_s_subjects_are_read_as_written_so_its_people_are_resampled_as_in_
     for key in ("accuracy_ci", "balanced_accuracy_ci", "auc_ci"):
         assert metrics_for(run.predictions, run.classes, run.positive)[key] == \
             metrics_for(as_trained, run.classes, run.positive)[key]
+
+
+def test_class_folders_named_like_numbers_keep_their_names_when_a_run_is_evaluated_again(tmp_path):
+    from facediag.evaluation import evaluate_run
+
+    run_dir = write_fake_run(tmp_path / "run")
+    names = {"female": "0", "male": "01"}  # folders 0 and 01: read as numbers they were 0 and 1
+    for csv in ("predictions.csv", "split.csv", "manifest.csv"):
+        frame = pd.read_csv(run_dir / csv, dtype=str)
+        frame["label"] = frame["label"].map(names)
+        if "pred" in frame:
+            frame["pred"] = frame["pred"].map(names)
+        frame.rename(columns={f"score_{old}": f"score_{new}" for old, new in names.items()}).to_csv(
+            run_dir / csv, index=False)
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    stored["classes"], stored["positive"] = ["0", "01"], "01"
+    (run_dir / "metrics.json").write_text(json.dumps(stored))
+    again = evaluate_run(run_dir)
+    assert again["classes"] == ["0", "01"] and again["accuracy"] == stored["accuracy"]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facediag.scoring.results import TEXT_COLUMNS
 from facediag.strategies.predictor import FeatureSet
 
 FIT_ROLES = ("train", "val")  # the photos the classifier was fitted on
@@ -30,9 +31,9 @@ def crop_features(run: Any, crops: np.ndarray) -> np.ndarray:
 def _computed_features(run: Any, role: str) -> FeatureSet:
     """Features of one role's photos of split.csv, computed once and kept in the Predictor's
     ``computed_features_file`` (DTL1: ``features/dtl1_<role>.npz``)."""
-    split = pd.read_csv(run.run_dir / "split.csv")
+    split = pd.read_csv(run.run_dir / "split.csv", dtype=TEXT_COLUMNS)
     rows = split[split["role"] == role]
-    faces = run.preprocessor().faces(rows.astype({"path": str}), run.crop)
+    faces = run.preprocessor().faces(rows, run.crop)
     paths = np.array(faces.paths, dtype=str)
     labels = faces.rows["label"].to_numpy(dtype=str)
     features = crop_features(run, faces.crops)

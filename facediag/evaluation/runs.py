@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from facediag.scoring.results import RUN_CONFIG, score_columns
+from facediag.core.errors import UserError
+from facediag.scoring.results import RUN_CONFIG, TEXT_COLUMNS, score_columns
 from facediag.strategies.registry import uses_backbone
 
 PREDICTIONS = "predictions.csv"
@@ -33,7 +34,7 @@ PERFORMANCE_KEYS = frozenset(
 NOT_INFO_KEYS = PERFORMANCE_KEYS | {"variant", "variants", "disclaimer", "controls", "permutation"}
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError, ValueError):
     """A run dir (or one of its files) cannot be evaluated; the message names the file and the reason."""
 
 
@@ -117,9 +118,9 @@ def get_dotted(config: Mapping[str, Any], dotted: str, default: Any = None) -> A
 
 
 def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    """A run's CSV, its ``subject`` column as written (``033`` is not the number 33: people are resampled by it)."""
+    """A run's CSV, its paths, people and classes as written (``TEXT_COLUMNS``)."""
     try:
-        return pd.read_csv(path, keep_default_na=True, dtype={"subject": str})
+        return pd.read_csv(path, keep_default_na=True, dtype=TEXT_COLUMNS)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RunDirError(f"{path}: cannot read the {what} ({type(err).__name__}: {err})") from err
 

@@ -24,10 +24,12 @@ WHAT_IT_MEANS = {
 
 def control_predictions(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """{control name: its predictions.csv} of a run dir (empty for runs without controls)."""
+    from facediag.scoring.results import TEXT_COLUMNS
+
     folder = Path(run_dir) / CONTROLS_DIR
     if not folder.is_dir():
         return {}
-    return {p.parent.name: pd.read_csv(p, dtype={"subject": str})
+    return {p.parent.name: pd.read_csv(p, dtype=TEXT_COLUMNS)
             for p in sorted(folder.glob("*/predictions.csv"))}
 
 

@@ -156,11 +156,13 @@ def permutation_of_run(run_dir: str | Path, predictions: Any, scheme: str, seed:
     run has none."""
     import pandas as pd
 
+    from facediag.scoring.results import TEXT_COLUMNS
+
     folder = Path(run_dir) / PERMUTATIONS_DIR
     files = sorted(folder.glob("*/predictions.csv"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
     if not files:
         return {}
-    permuted = [pd.read_csv(f, dtype={"subject": str}) for f in files]
+    permuted = [pd.read_csv(f, dtype=TEXT_COLUMNS) for f in files]
     found = {}
     for variant in dict.fromkeys(predictions["variant"]):
         observed = variant_test_accuracy(predictions, variant)

@@ -16,6 +16,9 @@ from facediag.core.labels import class_index
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "subject", "label", "pred", "role", "variant"]
+#: columns of a run's CSV files (predictions, split, manifest) read back as the text they hold: a person ``033`` or a
+#: class folder ``01`` is not a number (``pd.read_csv(..., dtype=TEXT_COLUMNS)``)
+TEXT_COLUMNS = {"path": str, "subject": str, "label": str, "pred": str}
 DISCLAIMER = "Research tool, not a diagnosis."
 FAILED = "FAILED"  # present in a run dir whose job failed: the exception text
 RUN_CONFIG = "run_config.yaml"  # the resolved config of a run: what evaluation and prediction rebuild it from

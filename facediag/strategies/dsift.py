@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from facediag.classifiers.svm import VAL_SOURCE, decision_scores, select_svm
 from facediag.core.crop import DEFAULT_CROP, CropSpec
-from facediag.scoring.results import prediction_frame
+from facediag.scoring.results import TEXT_COLUMNS, prediction_frame
 from facediag.strategies.predictor import Description, FeatureSet, Predictor, grid, softmax
 from facediag.strategies.registry import register_strategy
 
@@ -75,8 +75,8 @@ class DSIFTPredictor(Predictor):
         if not stored.is_file():
             return None
         data = np.load(stored)
-        split = pd.read_csv(self.run_dir / "split.csv")
-        label = dict(zip(split["path"].astype(str), split["label"].astype(str), strict=True))
+        split = pd.read_csv(self.run_dir / "split.csv", dtype=TEXT_COLUMNS)
+        label = dict(zip(split["path"], split["label"], strict=True))
         mask = data["roles"].astype(str) == role
         paths = data["paths"].astype(str)[mask]
         return FeatureSet(data["features"][mask], np.array([label.get(p, "") for p in paths]), paths,
